@@ -1,0 +1,32 @@
+# The README's first two commands. Both work on a fresh clone: they install what is missing,
+# configure and build, then do their job.
+BUILD_DIR ?= build
+BUILD_TYPE ?= Release
+CMAKE_FLAGS ?=
+CTEST_JOBS ?= 2
+STRATA := $(BUILD_DIR)/apps/strata/strata
+
+.PHONY: setup build test serve clean format
+
+setup:
+	@scripts/setup
+	@scripts/fetch-test-assets
+
+$(BUILD_DIR)/build.ninja:
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+
+build: setup $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR)
+
+# Every ctest label but gpu (GPU tests run on a GPU machine: ctest -L gpu).
+test: build
+	ctest --test-dir $(BUILD_DIR) -LE gpu --output-on-failure -j$(CTEST_JOBS)
+
+serve: build
+	$(STRATA) info
+
+format:
+	git ls-files '*.h' '*.cc' '*.cu' '*.cuh' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD_DIR)

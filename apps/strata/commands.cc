@@ -1,0 +1,11 @@
+#include "apps/strata/commands.h"
+
+namespace strata::apps {
+
+std::vector<Command> AllCommands() {
+  return {
+      InfoCommand(),
+  };
+}
+
+}  // namespace strata::apps

@@ -1,0 +1,31 @@
+// The `strata` binary's subcommands. Each one is a name, a one-line summary, a function that
+// declares its flags on a CLI11 subcommand (binding them to a typed config it owns), and a
+// function that runs it after parsing and returns the process exit code.
+//
+// To add one: write cmd_<name>.cc with a function returning a Command, and list it in
+// AllCommands() (commands.cc). Mains stay thin: Run() validates the config and calls into a
+// library (server::Run, prefill::Run, ...).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace strata::apps {
+
+struct Command {
+  std::string name;
+  std::string summary;
+  // Declares flags on `app`; returns the function to run once parsing succeeded.
+  std::function<std::function<int()>(CLI::App& app)> configure;
+};
+
+std::vector<Command> AllCommands();
+
+// One subcommand per file.
+Command InfoCommand();
+
+}  // namespace strata::apps

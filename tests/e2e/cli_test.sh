@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The binary's command-line contract: --help lists subcommands; unknown subcommands and flags
+# exit 2 with a message naming them.
+set -u
+strata="$1"
+fail=0
+check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; else echo "ok: $1"; fi; }
+
+out=$("$strata" --help); rc=$?
+check "--help exits 0" "[[ $rc -eq 0 ]]"
+check "--help lists info" "grep -q 'info' <<<\"\$out\""
+
+out=$("$strata" info --help); rc=$?
+check "info --help exits 0 and documents --json" "[[ $rc -eq 0 ]] && grep -q -- '--json' <<<\"\$out\""
+check "help shows env var" "grep -q 'STRATA_JSON' <<<\"\$out\""
+
+err=$("$strata" frobnicate 2>&1 >/dev/null); rc=$?
+check "unknown subcommand exits 2" "[[ $rc -eq 2 ]]"
+check "unknown subcommand is named" "grep -q frobnicate <<<\"\$err\""
+
+err=$("$strata" info --bogus-flag 2>&1 >/dev/null); rc=$?
+check "unknown flag exits 2" "[[ $rc -eq 2 ]]"
+check "unknown flag is named" "grep -q -- --bogus-flag <<<\"\$err\""
+
+err=$("$strata" --log-level loud info 2>&1 >/dev/null); rc=$?
+check "bad --log-level exits 2 naming it" "[[ $rc -eq 2 ]] && grep -q -- --log-level <<<\"\$err\""
+
+out=$("$strata" info --json); rc=$?
+check "info --json prints JSON" "[[ $rc -eq 0 ]] && node -e 'JSON.parse(process.argv[1])' \"\$out\""
+exit $fail
