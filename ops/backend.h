@@ -59,6 +59,16 @@ struct MatmulOutput {
   int64_t ldy = 0;
 };
 
+// One independent product y[m, w.rows] = x[m, w.cols] * w^T of a BatchedMatmul call.
+struct MatmulProblem {
+  const float* x = nullptr;
+  int64_t m = 0;
+  int64_t ldx = 0;
+  WeightView w;
+  float* y = nullptr;
+  int64_t ldy = 0;
+};
+
 // Rotary embedding of the first `rotary_dim` elements of each head.
 //   interleaved = false: pairs (i, i + rotary_dim/2) (Llama/NeoX "rotate_half").
 //   interleaved = true: pairs (2i, 2i+1) (DeepSeek-V3 with rope_interleave, GPT-J). transformers
@@ -167,6 +177,9 @@ class Backend {
   // accumulation is f32); f32 weights keep x exact (router logits).
   virtual void Matmul(const float* x, int64_t m, int64_t ldx,
                       std::span<const MatmulOutput> outputs) = 0;
+  // Independent products run as one parallel step (per-head MLA projections, ...). Same
+  // numerics as Matmul.
+  virtual void BatchedMatmul(std::span<const MatmulProblem> problems) = 0;
   // out[i, :] = x[i, :] / sqrt(mean(x[i, :]^2) + eps) * weight. out may equal x.
   virtual void RmsNorm(const float* x, int64_t m, int64_t n, int64_t ldx, const float* weight,
                        float eps, float* out, int64_t ldo) = 0;

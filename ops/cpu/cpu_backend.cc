@@ -101,6 +101,31 @@ class CpuBackend final : public Backend {
     RunJobs(jobs);
   }
 
+  void BatchedMatmul(std::span<const MatmulProblem> problems) override {
+    if (reference()) return reference::BatchedMatmul(problems);
+    std::vector<MatmulJob> jobs;
+    if (mm_.packs_bf16) {
+      int64_t total = 0;
+      for (const MatmulProblem& p : problems) total += p.m * RoundUp(p.w.cols, kPackAlign);
+      if (pack_a_.size() < static_cast<size_t>(total)) pack_a_.resize(total);
+    }
+    int64_t offset = 0;
+    for (const MatmulProblem& p : problems) {
+      PackedX px{p.x, p.ldx, false};
+      if (mm_.packs_bf16) {
+        int64_t ld = RoundUp(p.w.cols, kPackAlign);
+        bf16* dst = pack_a_.data() + offset;
+        ForRows(p.m, p.w.cols, [&](int64_t i) {
+          mm_.pack_bf16(p.x + i * p.ldx, 1, p.w.cols, p.ldx, dst + i * ld, ld);
+        });
+        px = {dst, ld, true};
+        offset += p.m * ld;
+      }
+      jobs.push_back({px, p.x, p.ldx, p.m, p.w, p.y, p.ldy});
+    }
+    RunJobs(jobs);
+  }
+
   void RmsNorm(const float* x, int64_t m, int64_t n, int64_t ldx, const float* weight, float eps,
                float* out, int64_t ldo) override {
     if (reference()) return reference::RmsNorm(x, m, n, ldx, weight, eps, out, ldo);

@@ -42,6 +42,13 @@ void Matmul(const float* x, int64_t m, int64_t ldx, std::span<const MatmulOutput
   }
 }
 
+void BatchedMatmul(std::span<const MatmulProblem> problems) {
+  for (const MatmulProblem& p : problems) {
+    MatmulOutput o{p.w, p.y, p.ldy};
+    Matmul(p.x, p.m, p.ldx, std::span<const MatmulOutput>(&o, 1));
+  }
+}
+
 void RmsNormRow(const float* x, int64_t n, const float* weight, float eps, float* out) {
   float sum = 0.0f;
   for (int64_t j = 0; j < n; ++j) sum += x[j] * x[j];

@@ -12,6 +12,7 @@ float LoadWeight(const WeightView& w, int64_t row, int64_t col);
 
 void Embedding(const WeightView& table, const int32_t* ids, int64_t n, float* out, int64_t ldo);
 void Matmul(const float* x, int64_t m, int64_t ldx, std::span<const MatmulOutput> outputs);
+void BatchedMatmul(std::span<const MatmulProblem> problems);
 void RmsNorm(const float* x, int64_t m, int64_t n, int64_t ldx, const float* weight, float eps,
              float* out, int64_t ldo);
 void RmsNormRow(const float* x, int64_t n, const float* weight, float eps, float* out);
