@@ -73,6 +73,11 @@ std::vector<bf16>& WeightLoader::OwnBf16(std::vector<bf16> data) {
   return owned_bf16_.back();
 }
 
+std::vector<float>& WeightLoader::OwnF32(std::vector<float> data) {
+  owned_f32_.push_back(std::move(data));
+  return owned_f32_.back();
+}
+
 void WeightLoader::Prefault() const {
   volatile uint8_t sink = 0;
   uint8_t acc = 0;
