@@ -19,8 +19,8 @@ Status ValidateTransfer(const Transfer& transfer) {
       transfer.length > remote_size - transfer.remote_offset) {
     return InvalidArgumentError("remote range [" + std::to_string(transfer.remote_offset) + ", +" +
                                 std::to_string(transfer.length) +
-                                ") is outside the remote region of " +
-                                std::to_string(remote_size) + " bytes");
+                                ") is outside the remote region of " + std::to_string(remote_size) +
+                                " bytes");
   }
   if (transfer.remote.packed_key.empty()) {
     return InvalidArgumentError("remote region has no packed key");

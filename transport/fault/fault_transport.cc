@@ -76,7 +76,9 @@ class FaultTransport::Impl {
     done(std::move(status));
   }
   void Complete(uint64_t id, Status status) {
-    Post([this, id, status = std::move(status)]() mutable { CompleteOnThread(id, std::move(status)); });
+    Post([this, id, status = std::move(status)]() mutable {
+      CompleteOnThread(id, std::move(status));
+    });
   }
 
   void StartInner(uint64_t id, const Transfer& transfer, bool is_put) {

@@ -179,7 +179,8 @@ class InprocTransport : public Transport {
   }
 
   StatusOr<PeerId> Connect(const std::string& address, Deadline deadline) override {
-    if (MonoClock::now() > deadline) return DeadlineExceededError("connect deadline already passed");
+    if (MonoClock::now() > deadline)
+      return DeadlineExceededError("connect deadline already passed");
     if (core_->stopping()) return FailedPreconditionError("transport is shut down");
     std::shared_ptr<Core> remote;
     {
@@ -244,8 +245,7 @@ class InprocTransport : public Transport {
       std::unique_lock<std::shared_mutex> lock(core_->regions_mu);
       core_->regions[id] = Core::RegionEntry{static_cast<uint8_t*>(data), bytes};
     }
-    RemoteRegion remote{reinterpret_cast<uint64_t>(data), bytes,
-                        PackKey(core_->instance_id(), id)};
+    RemoteRegion remote{reinterpret_cast<uint64_t>(data), bytes, PackKey(core_->instance_id(), id)};
     return std::unique_ptr<Region>(
         std::make_unique<InprocRegion>(core_, id, data, bytes, std::move(remote)));
   }
@@ -320,16 +320,13 @@ class InprocTransport : public Transport {
     remote->Enqueue([weak_remote, remote_peer] {
       auto core = weak_remote.lock();
       if (core && core->handlers.on_peer_failure) {
-        core->handlers.on_peer_failure(remote_peer,
-                                       UnavailableError("peer closed the connection"));
+        core->handlers.on_peer_failure(remote_peer, UnavailableError("peer closed the connection"));
       }
     });
   }
 
   void StartCopy(const Transfer& transfer, bool to_remote, Completion done) {
-    auto task = [this, transfer, to_remote, done] {
-      done(Copy(transfer, to_remote));
-    };
+    auto task = [this, transfer, to_remote, done] { done(Copy(transfer, to_remote)); };
     if (!core_->Enqueue(std::move(task))) done(CancelledError("transport shut down"));
   }
 

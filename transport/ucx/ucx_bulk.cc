@@ -80,9 +80,10 @@ void UcxTransportImpl::StartTransfer(const Transfer& transfer, Completion done, 
     }
     Peer* peer = FindPeer(transfer.peer);
     if (stopping_ || peer == nullptr || peer->state != Peer::State::kOpen) {
-      Status why = stopping_ ? CancelledError("transport shut down")
-                             : UnavailableError("peer " + std::to_string(transfer.peer) +
-                                                " is not connected");
+      Status why =
+          stopping_
+              ? CancelledError("transport shut down")
+              : UnavailableError("peer " + std::to_string(transfer.peer) + " is not connected");
       {
         std::lock_guard<std::mutex> lock(state_mu_);
         auto it = peer_status_.find(transfer.peer);
@@ -104,10 +105,14 @@ void UcxTransportImpl::StartTransfer(const Transfer& transfer, Completion done, 
       return CompleteOp(op_id, DeadlineExceededError("transfer deadline passed before it started"));
     }
     switch (op.kind) {
-      case PendingOp::Kind::kRmaPut: return StartRmaPut(op_id, *peer, transfer);
-      case PendingOp::Kind::kRmaGet: return StartRmaGet(op_id, *peer, transfer);
-      case PendingOp::Kind::kAmPut: return StartAmPut(op_id, *peer, transfer);
-      case PendingOp::Kind::kAmGet: return StartAmGet(op_id, *peer, transfer);
+      case PendingOp::Kind::kRmaPut:
+        return StartRmaPut(op_id, *peer, transfer);
+      case PendingOp::Kind::kRmaGet:
+        return StartRmaGet(op_id, *peer, transfer);
+      case PendingOp::Kind::kAmPut:
+        return StartAmPut(op_id, *peer, transfer);
+      case PendingOp::Kind::kAmGet:
+        return StartAmGet(op_id, *peer, transfer);
     }
   });
 }
@@ -177,24 +182,24 @@ void UcxTransportImpl::StartRmaGet(uint64_t op_id, Peer& peer, const Transfer& t
 }
 
 void UcxTransportImpl::StartAmPut(uint64_t op_id, Peer& peer, const Transfer& transfer) {
-  const BulkHeader header{op_id, transfer.remote.address + transfer.remote_offset,
-                          transfer.length, 0, 0};
+  const BulkHeader header{peer.remote_id,  op_id, transfer.remote.address + transfer.remote_offset,
+                          transfer.length, 0,     0};
   // Completes on the target's ack (data in place); a failed send completes it early.
-  SendAm(peer, kAmPutData, &header, sizeof(header), ops_[op_id].local, transfer.length,
+  SendAm(peer.ep, kAmPutData, &header, sizeof(header), ops_[op_id].local, transfer.length,
          std::string(), [this, op_id](Status status) { CompleteOp(op_id, std::move(status)); });
 }
 
 void UcxTransportImpl::StartAmGet(uint64_t op_id, Peer& peer, const Transfer& transfer) {
-  const BulkHeader header{op_id, transfer.remote.address + transfer.remote_offset,
-                          transfer.length, 0, 0};
-  SendAm(peer, kAmGetRequest, &header, sizeof(header), nullptr, 0, std::string(),
+  const BulkHeader header{peer.remote_id,  op_id, transfer.remote.address + transfer.remote_offset,
+                          transfer.length, 0,     0};
+  SendAm(peer.ep, kAmGetRequest, &header, sizeof(header), nullptr, 0, std::string(),
          [this, op_id](Status status) { CompleteOp(op_id, std::move(status)); });
 }
 
 void UcxTransportImpl::SendBulkReply(Peer& peer, unsigned am_id, uint64_t op_id,
                                      const Status& status) {
-  const BulkHeader header{op_id, 0, 0, static_cast<int32_t>(status.code()), 0};
-  SendAm(peer, am_id, &header, sizeof(header), nullptr, 0, status.message(), nullptr);
+  const BulkHeader header{peer.remote_id, op_id, 0, 0, static_cast<int32_t>(status.code()), 0};
+  SendAm(peer.ep, am_id, &header, sizeof(header), nullptr, 0, status.message(), nullptr);
 }
 
 // ---------------------------------------------------------------- target side (AM handlers)
@@ -218,7 +223,7 @@ ucs_status_t UcxTransportImpl::HandlePutData(Peer& peer, const BulkHeader& heade
   auto* recv = new PutRecv{this, peer.id, header.op_id};
   deferred_.push_back([this, recv, data, target, length] {
     Peer* peer = FindPeer(recv->peer);
-    if (peer == nullptr || peer->state != Peer::State::kOpen) {
+    if (!Receives(peer)) {
       ucp_am_data_release(worker_, data);
       delete recv;
       return;
@@ -237,7 +242,7 @@ ucs_status_t UcxTransportImpl::HandlePutData(Peer& peer, const BulkHeader& heade
 
 void UcxTransportImpl::FinishPutData(PeerId id, uint64_t op_id, ucs_status_t status) {
   Peer* peer = FindPeer(id);
-  if (peer == nullptr || peer->state != Peer::State::kOpen) return;
+  if (!Receives(peer)) return;
   SendBulkReply(*peer, kAmPutAck, op_id,
                 status == UCS_OK ? OkStatus() : UcsError("receiving put data", status));
 }
@@ -249,8 +254,8 @@ ucs_status_t UcxTransportImpl::HandlePutAck(Peer& peer, const BulkHeader& header
       it->second.kind != PendingOp::Kind::kAmPut) {
     return rendezvous ? UCS_ERR_CANCELED : UCS_OK;  // a late ack of a transfer that timed out
   }
-  std::string message = rendezvous ? "(error text too long)"
-                                   : std::string(static_cast<const char*>(data), length);
+  std::string message =
+      rendezvous ? "(error text too long)" : std::string(static_cast<const char*>(data), length);
   CompleteOp(header.op_id, StatusFromWire(header.status, std::move(message)));
   return rendezvous ? UCS_ERR_CANCELED : UCS_OK;
 }
@@ -264,8 +269,8 @@ ucs_status_t UcxTransportImpl::HandleGetRequest(Peer& peer, const BulkHeader& he
   }
   // The bytes go straight from the registered region (the owner keeps it registered while
   // peers may read it, per the Region contract).
-  const BulkHeader reply{header.op_id, header.address, header.length, 0, 0};
-  SendAm(peer, kAmGetData, &reply, sizeof(reply), reinterpret_cast<const void*>(header.address),
+  const BulkHeader reply{peer.remote_id, header.op_id, header.address, header.length, 0, 0};
+  SendAm(peer.ep, kAmGetData, &reply, sizeof(reply), reinterpret_cast<const void*>(header.address),
          header.length, std::string(), nullptr);
   return UCS_OK;
 }
@@ -279,15 +284,15 @@ ucs_status_t UcxTransportImpl::HandleGetData(Peer& peer, const BulkHeader& heade
     return drop;  // a late reply to a transfer that timed out
   }
   if (header.status != 0) {
-    std::string message = rendezvous ? "(error text too long)"
-                                     : std::string(static_cast<const char*>(data), length);
+    std::string message =
+        rendezvous ? "(error text too long)" : std::string(static_cast<const char*>(data), length);
     CompleteOp(header.op_id, StatusFromWire(header.status, std::move(message)));
     return drop;
   }
   if (length != it->second.length) {
-    CompleteOp(header.op_id, DataLossError("get returned " + std::to_string(length) +
-                                           " bytes, expected " +
-                                           std::to_string(it->second.length)));
+    CompleteOp(header.op_id,
+               DataLossError("get returned " + std::to_string(length) + " bytes, expected " +
+                             std::to_string(it->second.length)));
     return drop;
   }
   if (!rendezvous) {

@@ -60,7 +60,10 @@ class UcxRegion : public Region {
  public:
   UcxRegion(std::shared_ptr<UcxContext> context, ucp_mem_h memh, void* data, uint64_t size,
             RemoteRegion remote)
-      : context_(std::move(context)), memh_(memh), data_(data), size_(size),
+      : context_(std::move(context)),
+        memh_(memh),
+        data_(data),
+        size_(size),
         remote_(std::move(remote)) {
     context_->regions().Add(reinterpret_cast<uint64_t>(data_), size_);
   }
@@ -82,8 +85,8 @@ class UcxRegion : public Region {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Region>> RegisterUcxMemory(std::shared_ptr<UcxContext> context,
-                                                    void* data, uint64_t bytes) {
+StatusOr<std::unique_ptr<Region>> RegisterUcxMemory(std::shared_ptr<UcxContext> context, void* data,
+                                                    uint64_t bytes) {
   if (data == nullptr || bytes == 0) return InvalidArgumentError("cannot register empty memory");
   ucp_mem_map_params_t params{};
   params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;

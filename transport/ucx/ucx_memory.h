@@ -46,7 +46,7 @@ class UcxContext {
   RegionTable regions_;
 };
 
-StatusOr<std::unique_ptr<Region>> RegisterUcxMemory(std::shared_ptr<UcxContext> context,
-                                                    void* data, uint64_t bytes);
+StatusOr<std::unique_ptr<Region>> RegisterUcxMemory(std::shared_ptr<UcxContext> context, void* data,
+                                                    uint64_t bytes);
 
 }  // namespace strata::transport::ucx

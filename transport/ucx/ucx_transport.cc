@@ -16,9 +16,12 @@ namespace strata::transport {
 
 std::string_view BulkModeName(UcxOptions::BulkMode mode) {
   switch (mode) {
-    case UcxOptions::BulkMode::kAuto: return "auto";
-    case UcxOptions::BulkMode::kRma: return "rma";
-    case UcxOptions::BulkMode::kActiveMessage: return "am";
+    case UcxOptions::BulkMode::kAuto:
+      return "auto";
+    case UcxOptions::BulkMode::kRma:
+      return "rma";
+    case UcxOptions::BulkMode::kActiveMessage:
+      return "am";
   }
   return "auto";
 }
@@ -75,6 +78,45 @@ std::string FormatAddress(const sockaddr_storage& storage) {
   return std::string(host) + ":" + std::to_string(ntohs(addr.sin_port));
 }
 
+// Equal on two processes that can share memory: same kernel boot, IPC and PID namespaces (the
+// last two differ between containers of one host, where sm would fail).
+uint64_t ComputeHostId() {
+  std::string identity;
+  if (FILE* file = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+    char buffer[128] = {};
+    if (std::fgets(buffer, sizeof(buffer), file) != nullptr) identity += buffer;
+    std::fclose(file);
+  }
+  for (const char* ns : {"/proc/self/ns/ipc", "/proc/self/ns/pid"}) {
+    char target[128] = {};
+    const ssize_t n = readlink(ns, target, sizeof(target) - 1);
+    if (n > 0) identity.append(target, static_cast<size_t>(n));
+  }
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : identity) hash = (hash ^ c) * 1099511628211ull;
+  return hash;
+}
+
+// Whether a UCX_TLS value enables some shared-memory transport (UCX's default is "all").
+bool TlsHasSharedMemory(std::string tls) {
+  if (tls.empty()) {
+    const char* env = std::getenv("UCX_TLS");
+    tls = env == nullptr ? "all" : env;
+  }
+  size_t start = 0;
+  while (start <= tls.size()) {
+    size_t end = tls.find(',', start);
+    if (end == std::string::npos) end = tls.size();
+    std::string name = tls.substr(start, end - start);
+    if (!name.empty() && name[0] == '^') return false;  // an exclusion list; be conservative
+    for (const char* sm : {"all", "sm", "shm", "posix", "sysv", "cma", "knem", "xpmem"}) {
+      if (name == sm) return true;
+    }
+    start = end + 1;
+  }
+  return false;
+}
+
 Status UcsError(const char* what, ucs_status_t status) {
   return UnavailableError(std::string(what) + ": " + ucs_status_string(status));
 }
@@ -102,8 +144,8 @@ ucs_status_t OnAm(void* arg, const void* header, size_t header_length, void* dat
 }
 
 constexpr ucp_am_recv_callback_t kAmHandlers[] = {
-    &OnAm<kAmHello>,      &OnAm<kAmHelloAck>,    &OnAm<kAmMessage>, &OnAm<kAmPutData>,
-    &OnAm<kAmPutAck>,     &OnAm<kAmGetRequest>,  &OnAm<kAmGetData>};
+    &OnAm<kAmHello>,  &OnAm<kAmHelloAck>,   &OnAm<kAmMessage>, &OnAm<kAmPutData>,
+    &OnAm<kAmPutAck>, &OnAm<kAmGetRequest>, &OnAm<kAmGetData>, &OnAm<kAmBye>};
 
 }  // namespace
 
@@ -122,6 +164,14 @@ Status UcxTransportImpl::Start() {
   params.thread_mode = UCS_THREAD_MODE_SINGLE;
   ucs_status_t status = ucp_worker_create(context_->get(), &params, &worker_);
   if (status != UCS_OK) return UcsError("ucp_worker_create", status);
+  ucp_worker_attr_t attr{};
+  attr.field_mask = UCP_WORKER_ATTR_FIELD_ADDRESS;
+  status = ucp_worker_query(worker_, &attr);
+  if (status != UCS_OK) return UcsError("ucp_worker_query", status);
+  worker_address_.assign(reinterpret_cast<const char*>(attr.address), attr.address_length);
+  host_id_ = ComputeHostId();
+  sm_enabled_ = TlsHasSharedMemory(options_.tls);
+  ucp_worker_release_address(worker_, attr.address);
   int event_fd = -1;
   status = ucp_worker_get_efd(worker_, &event_fd);
   if (status != UCS_OK) return UcsError("ucp_worker_get_efd", status);
@@ -133,7 +183,7 @@ Status UcxTransportImpl::Start() {
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, event_fd, &event) != 0) {
     return InternalError("epoll_ctl on the UCX event fd failed");
   }
-  for (unsigned id = kAmHello; id <= kAmGetData; ++id) {
+  for (unsigned id = kAmHello; id <= kAmBye; ++id) {
     ucp_am_handler_param_t handler{};
     handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
                          UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
@@ -191,9 +241,13 @@ void UcxTransportImpl::Loop() {
     }
     if (closing_.empty()) retired_ep_args_.clear();
     if (stopping_) {
-      if (stop_started_ns == 0) stop_started_ns = MonotonicNanos();
-      const bool grace_over = MonotonicNanos() - stop_started_ns > kCloseGraceMs * 1000000;
-      if (closing_.empty() || grace_over) break;
+      // Let UCX finish canceling the closed endpoints' requests (some complete only on later
+      // progress calls), bounded by the grace period.
+      const int64_t now_ns = MonotonicNanos();
+      if (stop_started_ns == 0) stop_started_ns = now_ns;
+      if (active) last_activity_ns = now_ns;
+      const bool quiet = closing_.empty() && now_ns - last_activity_ns > 20 * 1000000;
+      if (quiet || now_ns - stop_started_ns > kCloseGraceMs * 1000000) break;
       continue;
     }
     const int64_t now_ns = MonotonicNanos();
@@ -241,7 +295,7 @@ int UcxTransportImpl::NextTimeoutMs() const {
   Deadline next = MonoClock::now() + std::chrono::milliseconds(kMaxSleepMs);
   for (const auto& [id, op] : ops_) next = std::min(next, op.deadline);
   for (const auto& [id, peer] : peers_) {
-    if (peer.state == Peer::State::kConnecting) next = std::min(next, peer.connect_deadline);
+    if (Connecting(peer)) next = std::min(next, peer.connect_deadline);
   }
   const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - MonoClock::now());
   return static_cast<int>(std::clamp<int64_t>(wait.count(), 0, kMaxSleepMs));
@@ -257,8 +311,8 @@ void UcxTransportImpl::CheckDeadlines() {
     auto it = ops_.find(id);
     if (it == ops_.end()) continue;  // completed by an earlier failure in this loop
     const PeerId peer = it->second.peer;
-    it->second.forced = DeadlineExceededError("transfer to peer " + std::to_string(peer) +
-                                              " missed its deadline");
+    it->second.forced =
+        DeadlineExceededError("transfer to peer " + std::to_string(peer) + " missed its deadline");
     // Closing the endpoint is what makes UCX drop the buffers of the late transfer.
     FailPeer(peer,
              UnavailableError("connection closed: a transfer to this peer missed its deadline"),
@@ -267,7 +321,7 @@ void UcxTransportImpl::CheckDeadlines() {
   }
   std::vector<PeerId> late;
   for (const auto& [id, peer] : peers_) {
-    if (peer.state == Peer::State::kConnecting && peer.connect_deadline < now) late.push_back(id);
+    if (Connecting(peer) && peer.connect_deadline < now) late.push_back(id);
   }
   for (PeerId id : late) {
     FailPeer(id, DeadlineExceededError("connect deadline passed"), std::nullopt);
@@ -303,9 +357,12 @@ void UcxTransportImpl::SetPeerStatus(PeerId id, const Status& status) {
 
 bool UcxTransportImpl::ChooseRma(ucp_ep_h ep) const {
   switch (options_.bulk_mode) {
-    case UcxOptions::BulkMode::kRma: return true;
-    case UcxOptions::BulkMode::kActiveMessage: return false;
-    case UcxOptions::BulkMode::kAuto: break;
+    case UcxOptions::BulkMode::kRma:
+      return true;
+    case UcxOptions::BulkMode::kActiveMessage:
+      return false;
+    case UcxOptions::BulkMode::kAuto:
+      break;
   }
   // UCX 1.13's ucp_ep_query cannot name an endpoint's transports, but ucp_ep_print_info lists
   // its lanes ("lane[2]: 3:cma/memory.0 ... rma_bw#0 ..."). RMA is native when some lane that
@@ -332,12 +389,84 @@ bool UcxTransportImpl::ChooseRma(ucp_ep_h ep) const {
   return native;
 }
 
-void UcxTransportImpl::OpenPeer(Peer& peer) {
-  peer.state = Peer::State::kOpen;
-  peer.use_rma = ChooseRma(peer.ep);
-  std::lock_guard<std::mutex> lock(state_mu_);
-  peer_status_[peer.id] = OkStatus();
-  peer_uses_rma_[peer.id] = peer.use_rma;
+Status UcxTransportImpl::OpenPeer(Peer& peer, const void* worker_address, size_t length) {
+  if (length == 0 || length > 64 * 1024) {
+    return DataLossError("peer sent a worker address of " + std::to_string(length) + " bytes");
+  }
+  ucp_ep_params_t params{};
+  params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+  params.address = static_cast<const ucp_address_t*>(worker_address);
+  if (peer.same_host && sm_enabled_) {
+    // Lets UCX pick sm lanes (see ucx_transport_impl.h); the bootstrap endpoint watches the peer.
+    params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+  } else {
+    params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    params.err_handler.cb = &UcxTransportImpl::OnEpError;
+    params.err_handler.arg = peer.ep_arg.get();
+  }
+  ucp_ep_h ep = nullptr;
+  const ucs_status_t status = ucp_ep_create(worker_, &params, &ep);
+  if (status != UCS_OK) return UcsError("creating the data endpoint", status);
+  peer.ep = ep;
+  ep_peers_[ep] = peer.id;
+  peer.state = Peer::State::kWiring;
+  // The flush completes once the endpoint's lanes are connected.
+  struct Wiring {
+    UcxTransportImpl* impl;
+    PeerId peer;
+  };
+  auto* wiring = new Wiring{this, peer.id};
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.send = [](void* request, ucs_status_t status, void* user_data) {
+    auto* wiring = static_cast<Wiring*>(user_data);
+    wiring->impl->FinishOpen(wiring->peer, status);
+    delete wiring;
+    ucp_request_free(request);
+  };
+  param.user_data = wiring;
+  void* request = ucp_ep_flush_nbx(ep, &param);
+  if (!UCS_PTR_IS_PTR(request)) {
+    delete wiring;
+    const PeerId id = peer.id;
+    const ucs_status_t status = UCS_PTR_STATUS(request);
+    deferred_.push_back([this, id, status] { FinishOpen(id, status); });
+  }
+  return OkStatus();
+}
+
+void UcxTransportImpl::FinishOpen(PeerId id, ucs_status_t status) {
+  Peer* peer = FindPeer(id);
+  if (peer == nullptr || peer->state != Peer::State::kWiring) return;
+  if (status != UCS_OK) {
+    const Status why = UcsError("connecting the data endpoint", status);
+    deferred_.push_back([this, id, why] { FailPeer(id, why, std::nullopt); });
+    return;
+  }
+  peer->state = Peer::State::kOpen;
+  peer->use_rma = ChooseRma(peer->ep);
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    peer_status_[id] = OkStatus();
+    peer_uses_rma_[id] = peer->use_rma;
+  }
+  if (peer->inbound) {
+    const HelloHeader ack{kProtocolMagic, peer->remote_id, peer->id, host_id_};
+    SendAm(peer->bootstrap_ep, kAmHelloAck, &ack, sizeof(ack), nullptr, 0, worker_address_,
+           nullptr);
+    std::function<void(PeerId, const std::string&)> callback;
+    {
+      std::lock_guard<std::mutex> lock(state_mu_);
+      callback = handlers_.on_peer_connected;
+    }
+    if (callback) {
+      events_.push_back([callback, id, address = peer->remote_address] { callback(id, address); });
+    }
+  } else if (peer->connect_waiter) {
+    peer->connect_waiter->set_value(id);
+    peer->connect_waiter.reset();
+  }
 }
 
 void UcxTransportImpl::FailPeer(PeerId id, const Status& for_ops, std::optional<Status> notify) {
@@ -361,15 +490,16 @@ void UcxTransportImpl::FailPeer(PeerId id, const Status& for_ops, std::optional<
   for (auto& [packed, rkey] : peer->rkeys) ucp_rkey_destroy(rkey);
   peer->rkeys.clear();
   peer->reorder.clear();
-  if (peer->ep != nullptr) {
-    ep_peers_.erase(peer->ep);
+  for (ucp_ep_h* ep : {&peer->ep, &peer->bootstrap_ep}) {
+    if (*ep == nullptr) continue;
+    ep_peers_.erase(*ep);
     ucp_request_param_t param{};
     param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     param.flags = UCP_EP_CLOSE_FLAG_FORCE;
     // Outstanding requests of the endpoint complete (canceled) inside this call.
-    void* request = ucp_ep_close_nbx(peer->ep, &param);
+    void* request = ucp_ep_close_nbx(*ep, &param);
     if (UCS_PTR_IS_PTR(request)) closing_.push_back(request);
-    peer->ep = nullptr;
+    *ep = nullptr;
   }
   if (peer->ep_arg) retired_ep_args_.push_back(std::move(peer->ep_arg));
   for (uint64_t op_id : op_ids) {
@@ -387,15 +517,27 @@ void UcxTransportImpl::FailPeer(PeerId id, const Status& for_ops, std::optional<
   peers_.erase(id);
 }
 
+void UcxTransportImpl::ClosePeer(PeerId id, const Status& for_ops) {
+  Peer* peer = FindPeer(id);
+  if (peer == nullptr) return;
+  if (peer->bootstrap_ep != nullptr && peer->remote_id != kInvalidPeer) {
+    const ByeHeader bye{peer->remote_id};
+    SendAm(peer->bootstrap_ep, kAmBye, &bye, sizeof(bye), nullptr, 0, std::string(), nullptr);
+    // Give the bye a moment to reach the socket before the force close drops what is queued.
+    for (int i = 0; i < 16 && ucp_worker_progress(worker_) != 0; ++i) {
+    }
+  }
+  FailPeer(id, for_ops, std::nullopt);
+}
+
 void UcxTransportImpl::OnEpError(void* arg, ucp_ep_h, ucs_status_t status) {
   auto* ep_arg = static_cast<EpArg*>(arg);
   UcxTransportImpl* impl = ep_arg->impl;
   const PeerId peer = ep_arg->peer;
   const Status why = UcsError("endpoint failed", status);
   impl->deferred_.push_back([impl, peer, why] {
-    impl->FailPeer(peer, UnavailableError("peer " + std::to_string(peer) + " failed: " +
-                                          why.message()),
-                   why);
+    impl->FailPeer(
+        peer, UnavailableError("peer " + std::to_string(peer) + " failed: " + why.message()), why);
   });
 }
 
@@ -413,6 +555,8 @@ void UcxTransportImpl::OnConnRequest(ucp_conn_request_h request, void* arg) {
   const PeerId id = impl->NewPeer(nullptr, Peer::State::kAccepted);
   Peer& peer = impl->peers_[id];
   peer.remote_address = remote;
+  peer.inbound = true;
+  peer.connect_deadline = DeadlineAfterMillis(impl->options_.setup_timeout_ms);
   peer.ep_arg = std::make_unique<EpArg>(EpArg{impl, id});
   ucp_ep_params_t params{};
   params.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
@@ -428,7 +572,7 @@ void UcxTransportImpl::OnConnRequest(ucp_conn_request_h request, void* arg) {
     impl->peers_.erase(id);
     return;
   }
-  peer.ep = ep;
+  peer.bootstrap_ep = ep;
   impl->ep_peers_[ep] = id;
   // The peer becomes usable (and reported) when its hello arrives.
   impl->SetPeerStatus(id, UnavailableError("peer " + std::to_string(id) + " is not ready yet"));
@@ -515,10 +659,10 @@ StatusOr<PeerId> UcxTransportImpl::Connect(const std::string& address, Deadline 
       FailPeer(id, UcsError("ucp_ep_create", status), std::nullopt);
       return;
     }
-    peer.ep = ep;
+    peer.bootstrap_ep = ep;
     ep_peers_[ep] = id;
-    const HelloHeader hello{kProtocolMagic, id};
-    SendAm(peer, kAmHello, &hello, sizeof(hello), nullptr, 0, std::string(),
+    const HelloHeader hello{kProtocolMagic, id, kInvalidPeer, host_id_};
+    SendAm(ep, kAmHello, &hello, sizeof(hello), nullptr, 0, worker_address_,
            [this, id](Status status) {
              deferred_.push_back([this, id, status] {
                FailPeer(id, UnavailableError("connection handshake failed: " + status.message()),
@@ -553,12 +697,12 @@ Status UcxTransportImpl::Send(PeerId peer, MessageType type, std::string payload
   return OkStatus();
 }
 
-void UcxTransportImpl::SendAm(Peer& peer, unsigned id, const void* header, size_t header_length,
+void UcxTransportImpl::SendAm(ucp_ep_h ep, unsigned id, const void* header, size_t header_length,
                               const void* borrowed, size_t borrowed_length, std::string owned,
                               std::function<void(Status)> on_error) {
-  auto* context = new SendContext{
-      this, std::string(static_cast<const char*>(header), header_length), std::move(owned),
-      std::move(on_error)};
+  auto* context =
+      new SendContext{this, std::string(static_cast<const char*>(header), header_length),
+                      std::move(owned), std::move(on_error)};
   const void* buffer = borrowed != nullptr ? borrowed : context->payload.data();
   const size_t length = borrowed != nullptr ? borrowed_length : context->payload.size();
   ucp_request_param_t param{};
@@ -567,8 +711,8 @@ void UcxTransportImpl::SendAm(Peer& peer, unsigned id, const void* header, size_
   param.flags = UCP_AM_SEND_FLAG_REPLY;
   param.cb.send = &OnSendDone;
   param.user_data = context;
-  void* request = ucp_am_send_nbx(peer.ep, id, context->header.data(), context->header.size(),
-                                  buffer, length, &param);
+  void* request = ucp_am_send_nbx(ep, id, context->header.data(), context->header.size(), buffer,
+                                  length, &param);
   if (UCS_PTR_IS_PTR(request)) return;  // OnSendDone frees the context
   const ucs_status_t status = UCS_PTR_STATUS(request);
   if (status != UCS_OK && context->on_error) {
@@ -587,8 +731,8 @@ void UcxTransportImpl::SendMessageNow(PeerId id, MessageType type, std::string p
               options_.max_message_bytes);
     return;
   }
-  const MessageHeader header{peer->send_seq++, type, 0};
-  SendAm(*peer, kAmMessage, &header, sizeof(header), nullptr, 0, std::move(payload),
+  const MessageHeader header{peer->remote_id, peer->send_seq++, type, 0};
+  SendAm(peer->ep, kAmMessage, &header, sizeof(header), nullptr, 0, std::move(payload),
          [this, id](Status status) {
            deferred_.push_back([this, id, status] {
              FailPeer(id, UnavailableError("send to peer failed: " + status.message()), status);
@@ -607,7 +751,8 @@ void UcxTransportImpl::DeliverInOrder(Peer& peer, uint64_t seq, Message message)
     callback = handlers_.on_message;
   }
   auto deliver = [&](Message m) {
-    if (callback) events_.push_back([callback, m = std::move(m)]() mutable { callback(std::move(m)); });
+    if (callback)
+      events_.push_back([callback, m = std::move(m)]() mutable { callback(std::move(m)); });
   };
   deliver(std::move(message));
   ++peer.recv_seq;
@@ -618,7 +763,6 @@ void UcxTransportImpl::DeliverInOrder(Peer& peer, uint64_t seq, Message message)
     ++peer.recv_seq;
   }
 }
-
 
 void UcxTransportImpl::ProtocolError(Peer& peer, const std::string& what) {
   const PeerId id = peer.id;
@@ -633,54 +777,23 @@ ucs_status_t UcxTransportImpl::HandleAm(unsigned id, const void* header, size_t 
   const bool rendezvous = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
   // Returning an error for a rendezvous AM drops its data (and fails the sender's send).
   const ucs_status_t drop = rendezvous ? UCS_ERR_CANCELED : UCS_OK;
-  Peer* peer = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0
-                   ? PeerOfEp(param->reply_ep)
-                   : nullptr;
-  if (peer == nullptr || peer->state == Peer::State::kClosed || stopping_) return drop;
-
-  if (id == kAmHello || id == kAmHelloAck) {
-    HelloHeader hello;
-    if (header_length != sizeof(hello)) {
-      ProtocolError(*peer, "hello of " + std::to_string(header_length) + " bytes");
-      return drop;
-    }
-    std::memcpy(&hello, header, sizeof(hello));
-    if (hello.magic != kProtocolMagic) {
-      ProtocolError(*peer, "not a strata transport (bad magic)");
-      return drop;
-    }
-    if (id == kAmHello) {
-      if (peer->state != Peer::State::kAccepted) {
-        ProtocolError(*peer, "second hello");
-        return drop;
-      }
-      OpenPeer(*peer);
-      SendAm(*peer, kAmHelloAck, &hello, sizeof(hello), nullptr, 0, std::string(), nullptr);
-      std::function<void(PeerId, const std::string&)> callback;
-      {
-        std::lock_guard<std::mutex> lock(state_mu_);
-        callback = handlers_.on_peer_connected;
-      }
-      if (callback) {
-        events_.push_back([callback, id = peer->id, address = peer->remote_address] {
-          callback(id, address);
-        });
-      }
-    } else {
-      if (peer->state != Peer::State::kConnecting || hello.client_peer != peer->id) {
-        ProtocolError(*peer, "unexpected hello ack");
-        return drop;
-      }
-      OpenPeer(*peer);
-      if (peer->connect_waiter) {
-        peer->connect_waiter->set_value(peer->id);
-        peer->connect_waiter.reset();
-      }
-    }
-    return UCS_OK;
+  if (stopping_) return drop;
+  if (id == kAmHello || id == kAmHelloAck)
+    return HandleHello(id, header, header_length, data, length, rendezvous, param);
+  // Everything else names its receiver's peer id in the header's first 8 bytes.
+  uint64_t dest_peer = kInvalidPeer;
+  if (header_length >= sizeof(dest_peer)) std::memcpy(&dest_peer, header, sizeof(dest_peer));
+  Peer* peer = FindPeer(dest_peer);
+  if (peer == nullptr ||
+      (peer->state != Peer::State::kOpen && peer->state != Peer::State::kWiring)) {
+    return drop;  // closed meanwhile
   }
-  if (peer->state != Peer::State::kOpen) {
-    ProtocolError(*peer, "message before the handshake");
+  if (id == kAmBye) {
+    const PeerId gone = peer->id;
+    deferred_.push_back([this, gone] {
+      const Status why = UnavailableError("peer closed the connection");
+      FailPeer(gone, why, why);
+    });
     return drop;
   }
   if (id == kAmMessage) {
@@ -699,13 +812,53 @@ ucs_status_t UcxTransportImpl::HandleAm(unsigned id, const void* header, size_t 
   }
   std::memcpy(&bulk, header, sizeof(bulk));
   switch (id) {
-    case kAmPutData: return HandlePutData(*peer, bulk, data, length, rendezvous);
-    case kAmPutAck: return HandlePutAck(*peer, bulk, data, length, rendezvous);
-    case kAmGetRequest: return HandleGetRequest(*peer, bulk);
-    case kAmGetData: return HandleGetData(*peer, bulk, data, length, rendezvous);
-    default: ProtocolError(*peer, "unknown active message id " + std::to_string(id));
+    case kAmPutData:
+      return HandlePutData(*peer, bulk, data, length, rendezvous);
+    case kAmPutAck:
+      return HandlePutAck(*peer, bulk, data, length, rendezvous);
+    case kAmGetRequest:
+      return HandleGetRequest(*peer, bulk);
+    case kAmGetData:
+      return HandleGetData(*peer, bulk, data, length, rendezvous);
+    default:
+      ProtocolError(*peer, "unknown active message id " + std::to_string(id));
   }
   return drop;
+}
+
+ucs_status_t UcxTransportImpl::HandleHello(unsigned id, const void* header, size_t header_length,
+                                           void* data, size_t length, bool rendezvous,
+                                           const ucp_am_recv_param_t* param) {
+  const ucs_status_t drop = rendezvous ? UCS_ERR_CANCELED : UCS_OK;
+  HelloHeader hello;
+  if (header_length != sizeof(hello)) return drop;
+  std::memcpy(&hello, header, sizeof(hello));
+  // The server knows the connection only by its bootstrap endpoint; the client by its id.
+  Peer* peer = nullptr;
+  if (id == kAmHello) {
+    if ((param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0) peer = PeerOfEp(param->reply_ep);
+  } else {
+    peer = FindPeer(hello.client_peer);
+  }
+  if (peer == nullptr || peer->state == Peer::State::kClosed) return drop;
+  if (hello.magic != kProtocolMagic || rendezvous) {
+    ProtocolError(*peer, "not a strata transport handshake");
+    return drop;
+  }
+  const Peer::State expected = id == kAmHello ? Peer::State::kAccepted : Peer::State::kConnecting;
+  if (peer->state != expected) {
+    ProtocolError(*peer, "unexpected handshake message");
+    return drop;
+  }
+  peer->remote_id = id == kAmHello ? hello.client_peer : hello.server_peer;
+  peer->same_host = hello.host_id == host_id_;
+  Status opened = OpenPeer(*peer, data, length);
+  if (!opened.ok()) {
+    const PeerId failed = peer->id;
+    deferred_.push_back([this, failed, opened] { FailPeer(failed, opened, std::nullopt); });
+    return drop;
+  }
+  return UCS_OK;
 }
 
 namespace {
@@ -752,7 +905,7 @@ ucs_status_t UcxTransportImpl::HandleMessage(Peer& peer, const MessageHeader& he
   auto* recv = new MessageRecv{this, peer.id, header.seq, std::move(message)};
   deferred_.push_back([this, recv, data] {
     Peer* peer = FindPeer(recv->peer);
-    if (peer == nullptr || peer->state != Peer::State::kOpen) {
+    if (!Receives(peer)) {
       ucp_am_data_release(worker_, data);
       delete recv;
       return;
@@ -773,7 +926,7 @@ ucs_status_t UcxTransportImpl::HandleMessage(Peer& peer, const MessageHeader& he
 void UcxTransportImpl::FinishMessage(PeerId id, uint64_t seq, Message message,
                                      ucs_status_t status) {
   Peer* peer = FindPeer(id);
-  if (peer == nullptr || peer->state != Peer::State::kOpen) return;
+  if (!Receives(peer)) return;
   if (status != UCS_OK) {
     const Status why = UcsError("receiving a message", status);
     deferred_.push_back([this, id, why] { FailPeer(id, why, why); });
@@ -795,7 +948,7 @@ Status UcxTransportImpl::Disconnect(PeerId peer) {
   const Status cause = CancelledError("this side disconnected peer " + std::to_string(peer));
   it->second = cause;
   peer_uses_rma_.erase(peer);
-  Post([this, peer, cause] { FailPeer(peer, cause, std::nullopt); });
+  Post([this, peer, cause] { ClosePeer(peer, cause); });
   return OkStatus();
 }
 
@@ -811,7 +964,7 @@ void UcxTransportImpl::Shutdown() {
     Post([this] {
       std::vector<PeerId> ids;
       for (const auto& [id, peer] : peers_) ids.push_back(id);
-      for (PeerId id : ids) FailPeer(id, CancelledError("transport shut down"), std::nullopt);
+      for (PeerId id : ids) ClosePeer(id, CancelledError("transport shut down"));
       if (listener_ != nullptr) {
         ucp_listener_destroy(listener_);
         listener_ = nullptr;

@@ -108,7 +108,12 @@ TEST_P(TransportContractTest, PutAndGetMoveBytesBetweenRegions) {
   };
   const Case cases[] = {{0, 0, 1}, {5, 1000, 17}, {4096, 65536, 65536}, {0, 4u << 20, 4u << 20}};
   for (const Case& c : cases) {
-    Transfer put{b_to_a_, b_region->get(), c.local_offset, a_remote, c.remote_offset, c.length,
+    Transfer put{b_to_a_,
+                 b_region->get(),
+                 c.local_offset,
+                 a_remote,
+                 c.remote_offset,
+                 c.length,
                  DeadlineAfterMillis(kWaitMs)};
     Status status = PutAndWait(*b_, put);
     ASSERT_TRUE(status.ok()) << "put of " << c.length << ": " << status.ToString();
@@ -118,7 +123,12 @@ TEST_P(TransportContractTest, PutAndGetMoveBytesBetweenRegions) {
   }
   // Get back into a cleared part of b's memory.
   std::memset(b_memory.data(), 0, 1u << 20);
-  Transfer get{b_to_a_, b_region->get(), 0, a_remote, 4096 + 65536 - 4096, 4096,
+  Transfer get{b_to_a_,
+               b_region->get(),
+               0,
+               a_remote,
+               4096 + 65536 - 4096,
+               4096,
                DeadlineAfterMillis(kWaitMs)};
   // a_memory[65536 .. 65536+4096) holds what the third case put there.
   get.remote_offset = 65536;
@@ -130,8 +140,8 @@ TEST_P(TransportContractTest, PutAndGetMoveBytesBetweenRegions) {
   // A large get from a's side of what b has (the direction reversed).
   const RemoteRegion b_remote = (*b_region)->remote();
   std::memset(a_memory.data(), 0, a_memory.size());
-  Transfer big{a_to_b_, a_region->get(), 0, b_remote, 1u << 20, 6u << 20,
-               DeadlineAfterMillis(kWaitMs)};
+  Transfer big{
+      a_to_b_, a_region->get(), 0, b_remote, 1u << 20, 6u << 20, DeadlineAfterMillis(kWaitMs)};
   status = GetAndWait(*a_, big);
   ASSERT_TRUE(status.ok()) << status.ToString();
   EXPECT_EQ(0, std::memcmp(a_memory.data(), b_memory.data() + (1u << 20), 6u << 20));
@@ -150,8 +160,13 @@ TEST_P(TransportContractTest, ManyConcurrentTransfersAllComplete) {
     auto promise = std::make_shared<std::promise<Status>>();
     results.push_back(promise->get_future());
     // Reverse order on the remote side, like scattered KV blocks.
-    Transfer put{b_to_a_, b_region->get(), i * kBlock, (*a_region)->remote(),
-                 (kNumBlocks - 1 - i) * kBlock, kBlock, DeadlineAfterMillis(kWaitMs)};
+    Transfer put{b_to_a_,
+                 b_region->get(),
+                 i * kBlock,
+                 (*a_region)->remote(),
+                 (kNumBlocks - 1 - i) * kBlock,
+                 kBlock,
+                 DeadlineAfterMillis(kWaitMs)};
     b_->Put(put, [promise](Status s) { promise->set_value(s); });
   }
   for (auto& result : results) {
@@ -171,7 +186,8 @@ TEST_P(TransportContractTest, BadTransfersCompleteWithInvalidArgument) {
   auto b_region = b_->RegisterMemory(b_memory.data(), b_memory.size());
   ASSERT_TRUE(a_region.ok() && b_region.ok());
   const RemoteRegion remote = (*a_region)->remote();
-  Transfer past_remote{b_to_a_, b_region->get(), 0, remote, 4000, 200, DeadlineAfterMillis(kWaitMs)};
+  Transfer past_remote{
+      b_to_a_, b_region->get(), 0, remote, 4000, 200, DeadlineAfterMillis(kWaitMs)};
   EXPECT_EQ(PutAndWait(*b_, past_remote).code(), StatusCode::kInvalidArgument);
   Transfer past_local{b_to_a_, b_region->get(), 4095, remote, 0, 2, DeadlineAfterMillis(kWaitMs)};
   EXPECT_EQ(GetAndWait(*b_, past_local).code(), StatusCode::kInvalidArgument);
@@ -189,14 +205,18 @@ TEST_P(TransportContractTest, TransferWhoseDeadlinePassedIsDeadlineExceeded) {
   auto a_region = a_->RegisterMemory(a_memory.data(), a_memory.size());
   auto b_region = b_->RegisterMemory(b_memory.data(), b_memory.size());
   ASSERT_TRUE(a_region.ok() && b_region.ok());
-  Transfer late{b_to_a_, b_region->get(), 0, (*a_region)->remote(), 0, 64,
+  Transfer late{b_to_a_,
+                b_region->get(),
+                0,
+                (*a_region)->remote(),
+                0,
+                64,
                 MonoClock::now() - std::chrono::milliseconds(1)};
   EXPECT_EQ(PutAndWait(*b_, late).code(), StatusCode::kDeadlineExceeded);
 }
 
 TEST_P(TransportContractTest, SendRejectsReservedTypesAndUnknownPeers) {
-  EXPECT_EQ(b_->Send(b_to_a_, kFirstReservedMessageType, "x").code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(b_->Send(b_to_a_, kFirstReservedMessageType, "x").code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(b_->Send(424242, 1, "x").code(), StatusCode::kUnavailable);
   EXPECT_EQ(a_->SetHandlers(Handlers{}).code(), StatusCode::kFailedPrecondition);
 }
@@ -229,7 +249,12 @@ TEST_P(TransportContractTest, ShutdownIsReportedToThePeerAndCompletesPendingWork
   for (int i = 0; i < 8; ++i) {
     auto promise = std::make_shared<std::promise<Status>>();
     results.push_back(promise->get_future());
-    Transfer put{b_to_a_, b_region->get(), 0, (*a_region)->remote(), 0, 1 << 20,
+    Transfer put{b_to_a_,
+                 b_region->get(),
+                 0,
+                 (*a_region)->remote(),
+                 0,
+                 1 << 20,
                  DeadlineAfterMillis(kWaitMs)};
     b_->Put(put, [promise](Status s) { promise->set_value(s); });
   }
@@ -242,8 +267,8 @@ TEST_P(TransportContractTest, ShutdownIsReportedToThePeerAndCompletesPendingWork
   ASSERT_TRUE(why.has_value()) << "no failure callback";
   // After shutdown calls fail without hanging.
   EXPECT_FALSE(b_->Send(b_to_a_, 1, "x").ok());
-  Transfer put{b_to_a_, b_region->get(), 0, (*a_region)->remote(), 0, 16,
-               DeadlineAfterMillis(kWaitMs)};
+  Transfer put{
+      b_to_a_, b_region->get(), 0, (*a_region)->remote(), 0, 16, DeadlineAfterMillis(kWaitMs)};
   EXPECT_EQ(PutAndWait(*b_, put).code(), StatusCode::kCancelled);
 }
 

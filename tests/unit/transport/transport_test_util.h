@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,7 @@ struct Backend {
       make_pair;
   std::string listen_address;
 };
+inline void PrintTo(const Backend& backend, std::ostream* os) { *os << backend.name; }
 
 inline std::unique_ptr<Transport> MustUcx(const UcxOptions& options) {
   auto transport = UcxTransport::Create(options);
