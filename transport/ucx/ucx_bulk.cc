@@ -32,6 +32,7 @@ struct OpRequest {
 
 void OnOpSendDone(void* request, ucs_status_t status, void* user_data) {
   auto* op = static_cast<OpRequest*>(user_data);
+  --op->impl->inflight_;
   op->impl->CompleteOp(op->op_id, status == UCS_OK ? OkStatus() : UcsError("transfer", status));
   delete op;
   ucp_request_free(request);
@@ -49,6 +50,7 @@ struct PutRecv {
 
 void OnPutDataReceived(void* request, ucs_status_t status, size_t, void* user_data) {
   auto* recv = static_cast<PutRecv*>(user_data);
+  --recv->impl->inflight_;
   recv->impl->FinishPutData(recv->peer, recv->op_id, status);
   delete recv;
   ucp_request_free(request);
@@ -159,7 +161,10 @@ void UcxTransportImpl::StartRmaPut(uint64_t op_id, Peer& peer, const Transfer& t
   param.cb.send = &OnOpSendDone;
   param.user_data = context;
   void* flush = ucp_ep_flush_nbx(peer.ep, &param);
-  if (UCS_PTR_IS_PTR(flush)) return;
+  if (UCS_PTR_IS_PTR(flush)) {
+    ++inflight_;
+    return;
+  }
   delete context;
   const ucs_status_t status = UCS_PTR_STATUS(flush);
   CompleteOp(op_id, status == UCS_OK ? OkStatus() : UcsError("ucp_ep_flush_nbx", status));
@@ -175,7 +180,10 @@ void UcxTransportImpl::StartRmaGet(uint64_t op_id, Peer& peer, const Transfer& t
   param.user_data = context;
   void* request = ucp_get_nbx(peer.ep, ops_[op_id].local, transfer.length,
                               transfer.remote.address + transfer.remote_offset, *rkey, &param);
-  if (UCS_PTR_IS_PTR(request)) return;
+  if (UCS_PTR_IS_PTR(request)) {
+    ++inflight_;
+    return;
+  }
   delete context;
   const ucs_status_t status = UCS_PTR_STATUS(request);
   CompleteOp(op_id, status == UCS_OK ? OkStatus() : UcsError("ucp_get_nbx", status));
@@ -233,7 +241,10 @@ ucs_status_t UcxTransportImpl::HandlePutData(Peer& peer, const BulkHeader& heade
     param.cb.recv_am = &OnPutDataReceived;
     param.user_data = recv;
     void* request = ucp_am_recv_data_nbx(worker_, data, target, length, &param);
-    if (UCS_PTR_IS_PTR(request)) return;
+    if (UCS_PTR_IS_PTR(request)) {
+      ++inflight_;
+      return;
+    }
     FinishPutData(recv->peer, recv->op_id, UCS_PTR_STATUS(request));
     delete recv;
   });
@@ -313,7 +324,10 @@ ucs_status_t UcxTransportImpl::HandleGetData(Peer& peer, const BulkHeader& heade
     param.cb.recv_am = &OnOpRecvDone;
     param.user_data = context;
     void* request = ucp_am_recv_data_nbx(worker_, data, it->second.local, length, &param);
-    if (UCS_PTR_IS_PTR(request)) return;
+    if (UCS_PTR_IS_PTR(request)) {
+      ++inflight_;
+      return;
+    }
     delete context;
     const ucs_status_t status = UCS_PTR_STATUS(request);
     CompleteOp(op_id, status == UCS_OK ? OkStatus() : UcsError("receiving get data", status));

@@ -130,6 +130,7 @@ struct SendContext {
 
 void OnSendDone(void* request, ucs_status_t status, void* user_data) {
   auto* context = static_cast<SendContext*>(user_data);
+  --context->impl->inflight_;
   if (status != UCS_OK && context->on_error) context->on_error(UcsError("am send", status));
   delete context;
   ucp_request_free(request);
@@ -255,9 +256,9 @@ void UcxTransportImpl::Loop() {
       last_activity_ns = now_ns;
       continue;
     }
-    if (now_ns - last_activity_ns < options_.spin_us * 1000) continue;
+    if (now_ns - last_activity_ns < options_.spin_us * 1000 || inflight_ > 0) continue;
     const ucs_status_t armed = ucp_worker_arm(worker_);
-    if (armed == UCS_ERR_BUSY) continue;
+    if (armed == UCS_ERR_BUSY || inflight_ > 0) continue;
     if (has_commands_.load(std::memory_order_acquire)) continue;
     epoll_event event;
     epoll_wait(epoll_fd_, &event, 1, NextTimeoutMs());
@@ -421,13 +422,16 @@ Status UcxTransportImpl::OpenPeer(Peer& peer, const void* worker_address, size_t
   param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   param.cb.send = [](void* request, ucs_status_t status, void* user_data) {
     auto* wiring = static_cast<Wiring*>(user_data);
+    --wiring->impl->inflight_;
     wiring->impl->FinishOpen(wiring->peer, status);
     delete wiring;
     ucp_request_free(request);
   };
   param.user_data = wiring;
   void* request = ucp_ep_flush_nbx(ep, &param);
-  if (!UCS_PTR_IS_PTR(request)) {
+  if (UCS_PTR_IS_PTR(request)) {
+    ++inflight_;
+  } else {
     delete wiring;
     const PeerId id = peer.id;
     const ucs_status_t status = UCS_PTR_STATUS(request);
@@ -713,7 +717,10 @@ void UcxTransportImpl::SendAm(ucp_ep_h ep, unsigned id, const void* header, size
   param.user_data = context;
   void* request = ucp_am_send_nbx(ep, id, context->header.data(), context->header.size(), buffer,
                                   length, &param);
-  if (UCS_PTR_IS_PTR(request)) return;  // OnSendDone frees the context
+  if (UCS_PTR_IS_PTR(request)) {  // OnSendDone frees the context
+    ++inflight_;
+    return;
+  }
   const ucs_status_t status = UCS_PTR_STATUS(request);
   if (status != UCS_OK && context->on_error) {
     deferred_.push_back([on_error = std::move(context->on_error), status] {
@@ -872,6 +879,7 @@ struct MessageRecv {
 
 void OnMessageReceived(void* request, ucs_status_t status, size_t, void* user_data) {
   auto* recv = static_cast<MessageRecv*>(user_data);
+  --recv->impl->inflight_;
   recv->impl->FinishMessage(recv->peer, recv->seq, std::move(recv->message), status);
   delete recv;
   ucp_request_free(request);
@@ -916,7 +924,10 @@ ucs_status_t UcxTransportImpl::HandleMessage(Peer& peer, const MessageHeader& he
     param.user_data = recv;
     void* request = ucp_am_recv_data_nbx(worker_, data, recv->message.payload.data(),
                                          recv->message.payload.size(), &param);
-    if (UCS_PTR_IS_PTR(request)) return;
+    if (UCS_PTR_IS_PTR(request)) {
+      ++inflight_;
+      return;
+    }
     FinishMessage(recv->peer, recv->seq, std::move(recv->message), UCS_PTR_STATUS(request));
     delete recv;
   });

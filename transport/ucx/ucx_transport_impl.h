@@ -174,6 +174,10 @@ class UcxTransportImpl : public UcxTransport {
 
  public:  // for the flush callback
   void FinishOpen(PeerId id, ucs_status_t status);
+  // UCX requests with a callback still to come. While any is outstanding the progress thread
+  // polls instead of sleeping: tcp sends advance only on progress calls, and its event fd does
+  // not wake us for socket writability.
+  int64_t inflight_ = 0;
 
  private:
   void FailPeer(PeerId id, const Status& for_ops, std::optional<Status> notify);
