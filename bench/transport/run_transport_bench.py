@@ -58,7 +58,7 @@ def perftest(test, size, tls, iters, warmup):
         # iterations, latency 50%ile / average / overall (usec), bandwidth average / overall
         # (MB/s with MB = 2^20 bytes), message rate average / overall.
         return {"iterations": int(numbers[0]), "p50_usec": numbers[1],
-                "avg_usec": numbers[2], "mb_per_s": numbers[6] * 1048576 / 1e6}
+                "avg_usec": numbers[2], "mb_per_s": numbers[5] * 1048576 / 1e6}
     finally:
         server.kill()
         server.wait()
