@@ -227,8 +227,8 @@ int Main(int argc, char** argv) {
     results.push_back(MeasureLatency(**transport, *peer, mailbox, latency_iters));
     for (uint64_t size : sizes) {
       for (bool is_put : {true, false}) {
-        results.push_back(MeasureBulk(**transport, *peer, **local, remote, is_put, size, window,
-                                      seconds));
+        results.push_back(
+            MeasureBulk(**transport, *peer, **local, remote, is_put, size, window, seconds));
       }
     }
     out["results"] = results;

@@ -287,7 +287,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(InprocBackend(), InprocBackend(/*fault_wrapped=*/true),
                       UcxBackend("ucx_tcp", "tcp", UcxOptions::BulkMode::kAuto),
                       UcxBackend("ucx_sm", "sm,tcp", UcxOptions::BulkMode::kAuto),
-                      UcxBackend("ucx_sm_am", "sm,tcp", UcxOptions::BulkMode::kActiveMessage),
+                      UcxBackend("ucx_sm_rma", "sm,tcp", UcxOptions::BulkMode::kRma),
                       UcxBackend("fault_ucx_tcp", "tcp", UcxOptions::BulkMode::kAuto,
                                  /*fault_wrapped=*/true)),
     [](const ::testing::TestParamInfo<Backend>& info) { return info.param.name; });
