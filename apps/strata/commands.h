@@ -28,5 +28,6 @@ std::vector<Command> AllCommands();
 // One subcommand per file.
 Command InfoCommand();
 Command GenModelCommand();
+Command TokenizeCommand();
 
 }  // namespace strata::apps
