@@ -325,6 +325,10 @@ const BadCase kBadCases[] = {
      "routed_scaling_factor"},
     {"dense_replace", DeepseekV3Json, [](json& j) { j["first_k_dense_replace"] = 62; },
      "first_k_dense_replace"},
+    {"partial_rotary", LlamaJson, [](json& j) { j["partial_rotary_factor"] = 0.5; },
+     "partial_rotary_factor"},
+    {"yarn_truncate", DeepseekV3Json, [](json& j) { j["rope_scaling"]["truncate"] = false; },
+     "rope_scaling.truncate"},
     {"layer_types", Qwen3Json,
      [](json& j) {
        j["layer_types"] = {"full_attention", "sliding_attention"};
