@@ -2,12 +2,15 @@
 // and the device-resident MoE pipeline.
 #include <algorithm>
 
+#include "ops/cuda/attention_plan.h"
 #include "ops/cuda/cuda_backend_impl.h"
 
 namespace strata::ops::cuda {
-namespace {
 
 bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+namespace {
+
 
 class DeviceExpertsImpl final : public DeviceExperts {
  public:
@@ -70,25 +73,25 @@ ExpertWeightTable TableView(const uint64_t* d, size_t n) {
 
 }  // namespace
 
-void CudaBackendImpl::Attention(const AttentionArgs& a) {
+AttentionPlan PlanAttention(const AttentionArgs& a) {
+  AttentionPlan plan;
   const int64_t n = a.num_tokens;
-  if (n == 0) return;
   const KvLayerView& kv = a.kv;
   const int group = a.num_q_heads / kv.num_kv_heads;
   // Items: runs of consecutive tokens with the same block table.
-  std::vector<int32_t> num_keys(a.num_keys, a.num_keys + n);
-  std::vector<int32_t> table_offset(n), tables;
+  plan.num_keys.assign(a.num_keys, a.num_keys + n);
+  plan.table_offset.resize(n);
   std::vector<std::pair<int32_t, int32_t>> items;  // (token_begin, num_tokens)
   for (int64_t t = 0; t < n; ++t) {
     const std::span<const int32_t>& bt = a.block_tables[t];
     bool same = t > 0 && bt.data() == a.block_tables[t - 1].data() &&
                 bt.size() == a.block_tables[t - 1].size();
     if (same) {
-      table_offset[t] = table_offset[t - 1];
+      plan.table_offset[t] = plan.table_offset[t - 1];
       ++items.back().second;
     } else {
-      table_offset[t] = static_cast<int32_t>(tables.size());
-      tables.insert(tables.end(), bt.begin(), bt.end());
+      plan.table_offset[t] = static_cast<int32_t>(plan.tables.size());
+      plan.tables.insert(plan.tables.end(), bt.begin(), bt.end());
       items.push_back({static_cast<int32_t>(t), 1});
     }
   }
@@ -96,9 +99,9 @@ void CudaBackendImpl::Attention(const AttentionArgs& a) {
   for (auto& it : items) max_item = std::max(max_item, it.second);
   bool aligned = Aligned16(kv.k) && Aligned16(kv.v) && kv.block_stride % 8 == 0 &&
                  kv.token_stride % 8 == 0 && kv.head_stride % 8 == 0;
-  AttentionTiling tiling = ChooseAttentionTiling(group, kv.k_dim, kv.v_dim, aligned, max_item);
+  plan.tiling = ChooseAttentionTiling(group, kv.k_dim, kv.v_dim, aligned, max_item);
 
-  AttentionParams p;
+  AttentionParams& p = plan.params;
   p.q = a.q;
   p.q_token_stride = a.q_token_stride;
   p.q_head_stride = a.q_head_stride;
@@ -117,51 +120,56 @@ void CudaBackendImpl::Attention(const AttentionArgs& a) {
   p.out_token_stride = a.out_token_stride;
   p.out_head_stride = a.out_head_stride;
   p.num_tokens = n;
+  if (plan.tiling.rows_per_block == 0) return plan;
 
+  const int kps = plan.tiling.keys_per_split;
+  p.keys_per_split = kps;
+  plan.num_splits.resize(n);
+  plan.split_base.resize(n);
+  for (int64_t t = 0; t < n; ++t) {
+    plan.num_splits[t] = (plan.num_keys[t] + kps - 1) / kps;
+    plan.split_base[t] = static_cast<int32_t>(plan.total_split_rows);
+    if (plan.num_splits[t] > 1) plan.total_split_rows += plan.num_splits[t];
+  }
+  const int rpb = plan.tiling.rows_per_block;
+  for (auto [begin, count] : items) {
+    int64_t rows = static_cast<int64_t>(count) * group;
+    for (int64_t r0 = 0; r0 < rows; r0 += rpb) {
+      int first = begin + static_cast<int>(r0 / group);
+      int last = begin + static_cast<int>((std::min(rows, r0 + rpb) - 1) / group);
+      int splits = 0;
+      for (int t = first; t <= last; ++t) splits = std::max(splits, plan.num_splits[t]);
+      for (int s = 0; s < splits; ++s) plan.tasks.push_back({begin, count, static_cast<int32_t>(r0), s});
+    }
+  }
+  p.num_tasks = static_cast<int>(plan.tasks.size());
+  return plan;
+}
+
+void CudaBackendImpl::Attention(const AttentionArgs& a) {
+  if (a.num_tokens == 0) return;
+  AttentionPlan plan = PlanAttention(a);
+  AttentionParams& p = plan.params;
   Scratch scratch(this);
-  p.num_keys = scratch.Upload(num_keys);
-  p.table_offset = scratch.Upload(table_offset);
-  p.block_tables = scratch.Upload(tables);
+  p.num_keys = scratch.Upload(plan.num_keys);
+  p.table_offset = scratch.Upload(plan.table_offset);
+  p.block_tables = scratch.Upload(plan.tables);
   if (p.num_keys == nullptr || p.table_offset == nullptr || p.block_tables == nullptr) return;
-  if (tiling.rows_per_block == 0) {
+  if (plan.tiling.rows_per_block == 0) {
     Record(LaunchAttentionPortable(p, stream_), "AttentionPortable");
     return;
   }
-  const int kps = tiling.keys_per_split;
-  std::vector<int32_t> num_splits(n), split_base(n);
-  int32_t total_split_rows = 0;
-  for (int64_t t = 0; t < n; ++t) {
-    num_splits[t] = (num_keys[t] + kps - 1) / kps;
-    split_base[t] = total_split_rows;
-    if (num_splits[t] > 1) total_split_rows += num_splits[t];
-  }
-  std::vector<AttentionTask> tasks;
-  for (auto [begin, count] : items) {
-    int64_t rows = static_cast<int64_t>(count) * group;
-    for (int64_t r0 = 0; r0 < rows; r0 += tiling.rows_per_block) {
-      int last_token =
-          begin + static_cast<int>(std::min(rows, r0 + tiling.rows_per_block) - 1) / group;
-      int splits = 0;
-      for (int t = begin + static_cast<int>(r0 / group); t <= last_token; ++t)
-        splits = std::max(splits, num_splits[t]);
-      for (int s = 0; s < splits; ++s) {
-        tasks.push_back({begin, count, static_cast<int32_t>(r0), s});
-      }
-    }
-  }
-  p.num_splits = scratch.Upload(num_splits);
-  p.split_base = scratch.Upload(split_base);
-  p.keys_per_split = kps;
-  p.tasks = scratch.Upload(tasks);
-  p.num_tasks = static_cast<int>(tasks.size());
-  if (total_split_rows > 0) {
-    p.partial_o =
-        scratch.Get<float>(static_cast<size_t>(total_split_rows) * a.num_q_heads * kv.v_dim);
-    p.partial_ml = scratch.Get<float>(static_cast<size_t>(total_split_rows) * a.num_q_heads * 2);
+  p.num_splits = scratch.Upload(plan.num_splits);
+  p.split_base = scratch.Upload(plan.split_base);
+  p.tasks = scratch.Upload(plan.tasks);
+  if (plan.total_split_rows > 0) {
+    size_t rows = static_cast<size_t>(plan.total_split_rows) * a.num_q_heads;
+    p.partial_o = scratch.Get<float>(rows * a.kv.v_dim);
+    p.partial_ml = scratch.Get<float>(rows * 2);
     if (p.partial_o == nullptr || p.partial_ml == nullptr) return;
   }
   if (p.num_splits == nullptr || p.split_base == nullptr || p.tasks == nullptr) return;
-  Record(LaunchAttention(p, tiling, stream_), "Attention");
+  Record(LaunchAttention(p, plan.tiling, stream_), "Attention");
 }
 
 void CudaBackendImpl::RunGroupedMlp(const bf16* xb, int64_t hidden, int64_t inter,
