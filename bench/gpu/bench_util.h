@@ -70,8 +70,8 @@ inline float* RandomF32(size_t n, uint64_t seed, float scale, cudaStream_t s) {
 template <typename T>
 T* Upload(const std::vector<T>& v, cudaStream_t s) {
   T* p = DeviceAlloc<T>(v.size());
-  if (!v.empty()) BENCH_CHECK(cudaMemcpyAsync(p, v.data(), v.size() * sizeof(T),
-                                              cudaMemcpyHostToDevice, s));
+  if (!v.empty())
+    BENCH_CHECK(cudaMemcpyAsync(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice, s));
   BENCH_CHECK(cudaStreamSynchronize(s));
   return p;
 }

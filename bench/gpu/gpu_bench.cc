@@ -40,7 +40,8 @@ Ceilings MeasureCeilings(cudaStream_t s, json& out) {
   char* a = DeviceAlloc<char>(bytes);
   char* b = DeviceAlloc<char>(bytes);
   BENCH_CHECK(cudaMemsetAsync(a, 0x5a, bytes, s));
-  double ms = MedianMs(s, [&](int) { BENCH_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s)); }, 10);
+  double ms = MedianMs(
+      s, [&](int) { BENCH_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s)); }, 10);
   c.hbm_gbps = 2.0 * bytes / (ms * 1e-3) / 1e9;  // bytes read + bytes written
   cudaFree(a);
   cudaFree(b);
@@ -55,10 +56,16 @@ Ceilings MeasureCeilings(cudaStream_t s, json& out) {
     std::exit(1);
   }
   LtGemmShape shape{ops::DType::kBF16, n, n, n, n, n, n};
-  ms = MedianMs(s, [&](int) {
-    Status st = (*gemm)->Run(shape, x, w, y);
-    if (!st.ok()) { std::fprintf(stderr, "%s\n", st.ToString().c_str()); std::exit(1); }
-  }, 10);
+  ms = MedianMs(
+      s,
+      [&](int) {
+        Status st = (*gemm)->Run(shape, x, w, y);
+        if (!st.ok()) {
+          std::fprintf(stderr, "%s\n", st.ToString().c_str());
+          std::exit(1);
+        }
+      },
+      10);
   c.bf16_tflops = 2.0 * n * n * n / (ms * 1e-3) / 1e12;
   cudaFree(x);
   cudaFree(w);
@@ -144,9 +151,9 @@ void BenchAttention(cudaStream_t s, const AttnShape& shape, const std::vector<in
         size_t rows = static_cast<size_t>(d.plan.total_split_rows) * shape.q_heads;
         p.partial_o = DeviceAlloc<float>(rows * shape.v_dim);
         p.partial_ml = DeviceAlloc<float>(rows * 2);
-        d.bufs = {(void*)p.num_keys, (void*)p.table_offset, (void*)p.block_tables,
-                  (void*)p.num_splits, (void*)p.split_base, (void*)p.tasks, p.partial_o,
-                  p.partial_ml};
+        d.bufs = {(void*)p.num_keys,   (void*)p.table_offset, (void*)p.block_tables,
+                  (void*)p.num_splits, (void*)p.split_base,   (void*)p.tasks,
+                  p.partial_o,         p.partial_ml};
       }
       double ms = MedianMs(s, [&](int i) {
         const Dev& d = devs[i % devs.size()];
@@ -154,8 +161,13 @@ void BenchAttention(cudaStream_t s, const AttnShape& shape, const std::vector<in
       });
       double bytes = static_cast<double>(b) * ctx * key_bytes + b * (q_ts + o_ts) * 4.0;
       double gbps = bytes / (ms * 1e-3) / 1e9;
-      out.push_back({{"kernel", shape.name}, {"batch", b}, {"context", ctx}, {"time_us", ms * 1e3},
-                     {"bytes", bytes}, {"gbps", gbps}, {"ceiling_gbps", c.hbm_gbps},
+      out.push_back({{"kernel", shape.name},
+                     {"batch", b},
+                     {"context", ctx},
+                     {"time_us", ms * 1e3},
+                     {"bytes", bytes},
+                     {"gbps", gbps},
+                     {"ceiling_gbps", c.hbm_gbps},
                      {"ratio", gbps / c.hbm_gbps}});
       std::printf("%-10s batch %4d ctx %6d: %9.1f us %7.0f GB/s %5.1f%% of HBM\n", shape.name, b,
                   ctx, ms * 1e3, gbps, 100 * gbps / c.hbm_gbps);
@@ -174,7 +186,8 @@ void BenchGroupedGemm(cudaStream_t s, const DeepSeekExperts& ex, bool quick, con
   const int64_t hidden = ex.hidden, inter = ex.inter;
   const int e = ex.num_experts;
   std::vector<int> decode_rows = {1, 2, 4, 8, 16, 32, 64};
-  std::vector<int> prefill_tokens = quick ? std::vector<int>{4096} : std::vector<int>{4096, 8192, 16384};
+  std::vector<int> prefill_tokens =
+      quick ? std::vector<int>{4096} : std::vector<int>{4096, 8192, 16384};
   auto run = [&](int rows_per_expert, const char* regime, int tokens) {
     const int64_t total = static_cast<int64_t>(rows_per_expert) * e;
     const int tile = ops::cuda::GroupedGemmTileRows(rows_per_expert);
@@ -195,32 +208,46 @@ void BenchGroupedGemm(cudaStream_t s, const DeepSeekExperts& ex, bool quick, con
     bf16* a = RandomBf16(total * hidden, 21, 1.0f, s);
     bf16* h = DeviceAlloc<bf16>(total * inter);
     float* y = DeviceAlloc<float>(total * hidden);
-    double ms_gu = MedianMs(s, [&](int) {
-      BENCH_CHECK(ops::cuda::LaunchGroupedGateUp(a, hidden, inter, g, ex.table, tile, h, s));
-    }, 10);
-    double ms_dn = MedianMs(s, [&](int) {
-      BENCH_CHECK(ops::cuda::LaunchGroupedDown(h, inter, hidden, g, ex.table, tile, y, s));
-    }, 10);
+    double ms_gu = MedianMs(
+        s,
+        [&](int) {
+          BENCH_CHECK(ops::cuda::LaunchGroupedGateUp(a, hidden, inter, g, ex.table, tile, h, s));
+        },
+        10);
+    double ms_dn = MedianMs(
+        s,
+        [&](int) {
+          BENCH_CHECK(ops::cuda::LaunchGroupedDown(h, inter, hidden, g, ex.table, tile, y, s));
+        },
+        10);
     double ms = ms_gu + ms_dn;
     double weight_bytes = 3.0 * e * hidden * inter * 2;
     double act_bytes = total * (hidden * 2.0 + inter * 2.0 * 2 + hidden * 4.0);
     double flops = 2.0 * total * hidden * inter * 3;
     double gbps = (weight_bytes + act_bytes) / (ms * 1e-3) / 1e9;
     double tflops = flops / (ms * 1e-3) / 1e12;
-    json row = {{"kernel", "grouped_expert_mlp"}, {"regime", regime},
-                {"experts", e}, {"rows_per_expert", rows_per_expert}, {"tokens_top8", tokens},
-                {"time_us", ms * 1e3}, {"gate_up_us", ms_gu * 1e3}, {"down_us", ms_dn * 1e3},
-                {"gbps", gbps}, {"tflops", tflops}};
+    json row = {{"kernel", "grouped_expert_mlp"},
+                {"regime", regime},
+                {"experts", e},
+                {"rows_per_expert", rows_per_expert},
+                {"tokens_top8", tokens},
+                {"time_us", ms * 1e3},
+                {"gate_up_us", ms_gu * 1e3},
+                {"down_us", ms_dn * 1e3},
+                {"gbps", gbps},
+                {"tflops", tflops}};
     if (std::string(regime) == "decode") {
       row["ceiling_gbps"] = c.hbm_gbps;
       row["ratio"] = gbps / c.hbm_gbps;
-      std::printf("experts decode %3d rows/expert: %8.1f us %6.0f GB/s %5.1f%% of HBM (%.0f TFLOP/s)\n",
-                  rows_per_expert, ms * 1e3, gbps, 100 * gbps / c.hbm_gbps, tflops);
+      std::printf(
+          "experts decode %3d rows/expert: %8.1f us %6.0f GB/s %5.1f%% of HBM (%.0f TFLOP/s)\n",
+          rows_per_expert, ms * 1e3, gbps, 100 * gbps / c.hbm_gbps, tflops);
     } else {
       row["ceiling_tflops"] = c.bf16_tflops;
       row["ratio"] = tflops / c.bf16_tflops;
-      std::printf("experts prefill %5d tokens (%d rows/expert): %8.1f us %5.0f TFLOP/s %5.1f%% of peak\n",
-                  tokens, rows_per_expert, ms * 1e3, tflops, 100 * tflops / c.bf16_tflops);
+      std::printf(
+          "experts prefill %5d tokens (%d rows/expert): %8.1f us %5.0f TFLOP/s %5.1f%% of peak\n",
+          tokens, rows_per_expert, ms * 1e3, tflops, 100 * tflops / c.bf16_tflops);
     }
     out.push_back(row);
     for (const void* p : {(const void*)g.row_begin, (const void*)g.num_rows,
@@ -236,9 +263,13 @@ void BenchDeterministicCost(cudaStream_t s, json& out) {
   auto fast = LtGemm::Create(s, false, size_t{32} << 20);
   auto det = LtGemm::Create(s, true, size_t{32} << 20);
   if (!fast.ok() || !det.ok()) return;
-  struct NK { int64_t n, k; const char* what; } shapes[] = {
-      {7168, 2048, "expert/shared down"}, {24576, 1536, "q_b_proj"}, {7168, 16384, "o_proj"},
-      {2048, 7168, "shared gate/up"}};
+  struct NK {
+    int64_t n, k;
+    const char* what;
+  } shapes[] = {{7168, 2048, "expert/shared down"},
+                {24576, 1536, "q_b_proj"},
+                {7168, 16384, "o_proj"},
+                {2048, 7168, "shared gate/up"}};
   for (const NK& nk : shapes) {
     bf16* w = RandomBf16(nk.n * nk.k, 31, 0.05f, s);
     bf16* x = RandomBf16(512 * nk.k, 32, 1.0f, s);
@@ -248,12 +279,19 @@ void BenchDeterministicCost(cudaStream_t s, json& out) {
       auto time = [&](LtGemm& g) {
         return MedianMs(s, [&](int) {
           Status st = g.Run(sh, x, w, y);
-          if (!st.ok()) { std::fprintf(stderr, "%s\n", st.ToString().c_str()); std::exit(1); }
+          if (!st.ok()) {
+            std::fprintf(stderr, "%s\n", st.ToString().c_str());
+            std::exit(1);
+          }
         });
       };
       double t_fast = time(**fast), t_det = time(**det);
-      out.push_back({{"shape", nk.what}, {"m", m}, {"n", nk.n}, {"k", nk.k},
-                     {"heuristic_us", t_fast * 1e3}, {"deterministic_us", t_det * 1e3},
+      out.push_back({{"shape", nk.what},
+                     {"m", m},
+                     {"n", nk.n},
+                     {"k", nk.k},
+                     {"heuristic_us", t_fast * 1e3},
+                     {"deterministic_us", t_det * 1e3},
                      {"slowdown", t_det / t_fast}});
       std::printf("gemm %-18s m %4ld: heuristic %7.1f us, deterministic %7.1f us (x%.2f)\n",
                   nk.what, static_cast<long>(m), t_fast * 1e3, t_det * 1e3, t_det / t_fast);
@@ -310,7 +348,8 @@ int main(int argc, char** argv) {
   j["deterministic_gemm_cost"] = nlohmann::json::array();
   BenchDeterministicCost(s, j["deterministic_gemm_cost"]);
   j["deepseek_v3_layer_decode"] = nlohmann::json::array();
-  BenchDeepSeekLayer(**backend, experts, {32, 64, 128}, 4096, c.hbm_gbps, j["deepseek_v3_layer_decode"]);
+  BenchDeepSeekLayer(**backend, experts, {32, 64, 128}, 4096, c.hbm_gbps,
+                     j["deepseek_v3_layer_decode"]);
   j["published_decode_tokens_per_s_per_device"] = {
       {"CloudMatrix-Infer (Ascend 910C NPU, 50 ms TPOT)", 1943},
       {"DeepSeek profile (H800)", 2325},

@@ -22,8 +22,8 @@ using ops::WeightView;
 
 constexpr int64_t kHidden = 7168, kQLora = 1536, kKvLora = 512, kRope = 64, kNope = 128,
                   kVHead = 128, kHeads = 128, kLayers = 61;
-constexpr int64_t kQHead = kNope + kRope;      // 192
-constexpr int64_t kLatent = kKvLora + kRope;   // 576
+constexpr int64_t kQHead = kNope + kRope;     // 192
+constexpr int64_t kLatent = kKvLora + kRope;  // 576
 
 WeightView W(DType t, const void* p, int64_t rows, int64_t cols) {
   WeightView w;
@@ -81,7 +81,7 @@ void BenchDeepSeekLayer(ops::CudaBackend& be, const DeepSeekExperts& experts,
   bf16* q_a = RandomBf16(kQLora * kHidden, 201, 0.02f, s);
   bf16* kv_a = RandomBf16(kLatent * kHidden, 202, 0.02f, s);
   bf16* q_b = RandomBf16(kHeads * kQHead * kQLora, 203, 0.02f, s);
-  bf16* w_uk = RandomBf16(kHeads * kKvLora * kNope, 204, 0.05f, s);  // per head [512, 128]
+  bf16* w_uk = RandomBf16(kHeads * kKvLora * kNope, 204, 0.05f, s);   // per head [512, 128]
   bf16* w_uv = RandomBf16(kHeads * kVHead * kKvLora, 205, 0.05f, s);  // per head [128, 512]
   bf16* o_proj = RandomBf16(kHidden * kHeads * kVHead, 206, 0.02f, s);
   float* router = RandomF32(256 * kHidden, 207, 0.02f, s);
@@ -150,12 +150,12 @@ void BenchDeepSeekLayer(ops::CudaBackend& be, const DeepSeekExperts& experts,
       be.Rope(kva + kKvLora, b, kLatent, 1, kLatent, d_pos, rope);
       std::vector<MatmulProblem> uk(kHeads), uv(kHeads);
       for (int64_t h = 0; h < kHeads; ++h) {
-        uk[h] = {q + h * kQHead, b, kHeads * kQHead,
-                 W(DType::kBF16, w_uk + h * kKvLora * kNope, kKvLora, kNope), q_abs + h * kLatent,
-                 kHeads * kLatent};
-        uv[h] = {lat + h * kKvLora, b, kHeads * kKvLora,
-                 W(DType::kBF16, w_uv + h * kVHead * kKvLora, kVHead, kKvLora), attn + h * kVHead,
-                 kHeads * kVHead};
+        uk[h] = {q + h * kQHead,      b,
+                 kHeads * kQHead,     W(DType::kBF16, w_uk + h * kKvLora * kNope, kKvLora, kNope),
+                 q_abs + h * kLatent, kHeads * kLatent};
+        uv[h] = {lat + h * kKvLora, b,
+                 kHeads * kKvLora,  W(DType::kBF16, w_uv + h * kVHead * kKvLora, kVHead, kKvLora),
+                 attn + h * kVHead, kHeads * kVHead};
       }
       be.BatchedMatmul(uk);
       BENCH_CHECK(cudaMemcpy2DAsync(q_abs + kKvLora, kLatent * 4, q + kNope, kQHead * 4, kRope * 4,
@@ -219,7 +219,8 @@ void BenchDeepSeekLayer(ops::CudaBackend& be, const DeepSeekExperts& experts,
       be.Add(x, kHidden, so, kHidden, b, kHidden);
     };
     double t_attn = MedianMs(s, [&](int) { attention_block(); });
-    double t_moe_full = MedianMs(s, [&](int) { moe_block(false); }, 10);
+    double t_moe_full = MedianMs(
+        s, [&](int) { moe_block(false); }, 10);
     double t_moe_ep = MedianMs(s, [&](int) { moe_block(true); });
     Status st = be.Synchronize();
     if (!st.ok()) Fail(st);
@@ -228,16 +229,20 @@ void BenchDeepSeekLayer(ops::CudaBackend& be, const DeepSeekExperts& experts,
       double tok_s = b / (kLayers * layer_ms * 1e-3);
       const char* placement = ep_shard ? "EP=32 share: 8 local experts, batch*8 rows (no comm)"
                                        : "all 256 experts on this GPU";
-      out.push_back({{"batch", b}, {"context", context}, {"moe_placement", placement},
+      out.push_back({{"batch", b},
+                     {"context", context},
+                     {"moe_placement", placement},
                      {"attention_block_us", t_attn * 1e3},
                      {"moe_block_us", (ep_shard ? t_moe_ep : t_moe_full) * 1e3},
-                     {"layer_us", layer_ms * 1e3}, {"layers", kLayers},
+                     {"layer_us", layer_ms * 1e3},
+                     {"layers", kLayers},
                      {"tpot_ms_projected", kLayers * layer_ms},
                      {"tokens_per_s_per_gpu_projected", tok_s}});
-      std::printf("DeepSeek-V3 layer batch %3d ctx %d [%s]: attn %.0f us + moe %.0f us = %.0f us;"
-                  " 61 layers -> TPOT %.1f ms, %.0f tok/s/GPU\n",
-                  b, context, placement, t_attn * 1e3, (ep_shard ? t_moe_ep : t_moe_full) * 1e3,
-                  layer_ms * 1e3, kLayers * layer_ms, tok_s);
+      std::printf(
+          "DeepSeek-V3 layer batch %3d ctx %d [%s]: attn %.0f us + moe %.0f us = %.0f us;"
+          " 61 layers -> TPOT %.1f ms, %.0f tok/s/GPU\n",
+          b, context, placement, t_attn * 1e3, (ep_shard ? t_moe_ep : t_moe_full) * 1e3,
+          layer_ms * 1e3, kLayers * layer_ms, tok_s);
     }
     cudaFree(d_pos);
     cudaFree(d_slots);

@@ -19,7 +19,7 @@ struct DeepSeekExperts {
   int64_t inter = 2048;
   bf16* gate = nullptr;  // [num_experts, inter, hidden]
   bf16* up = nullptr;
-  bf16* down = nullptr;  // [num_experts, hidden, inter]
+  bf16* down = nullptr;                // [num_experts, hidden, inter]
   ops::cuda::ExpertWeightTable table;  // device pointer tables
   std::vector<ops::MlpWeights> views;
 };

@@ -22,7 +22,7 @@ namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <int KPAD, int VPAD, int RW, int CW, int KEYS>
+template <int KPAD, int VPAD, int RW, int CW, int KEYS, int STAGES>
 struct AttnConfig {
   static constexpr int kRows = 16 * RW;
   static constexpr int kThreads = 32 * RW * CW;
@@ -34,9 +34,9 @@ struct AttnConfig {
   static_assert(kKeysPerWarp % 16 == 0 && kDimsPerWarp % 16 == 0, "tile shapes");
 
   static size_t SmemBytes(bool v_in_k) {
-    size_t b = sizeof(__nv_bfloat16) * (kRows * kQStride + 2 * KEYS * kQStride);
-    if (!v_in_k) b += sizeof(__nv_bfloat16) * 2 * KEYS * kVStride;
-    b += sizeof(float) * kRows * kSStride + sizeof(int) * 3 * kRows;
+    size_t b = sizeof(__nv_bfloat16) * (kRows * kQStride + STAGES * KEYS * kQStride);
+    if (!v_in_k) b += sizeof(__nv_bfloat16) * STAGES * KEYS * kVStride;
+    b += sizeof(float) * kRows * kSStride + sizeof(int) * 3 * kRows + sizeof(int64_t) * KEYS;
     return b;
   }
 };
@@ -48,17 +48,18 @@ __device__ __forceinline__ int64_t KeyOffset(const AttentionParams& p, const int
          static_cast<int64_t>(kvh) * p.head_stride;
 }
 
-template <int KPAD, int VPAD, int RW, int CW, int KEYS>
+template <int KPAD, int VPAD, int RW, int CW, int KEYS, int STAGES>
 __global__ void __launch_bounds__(32 * RW * CW) AttentionMmaKernel(AttentionParams p, int v_in_k) {
-  using C = AttnConfig<KPAD, VPAD, RW, CW, KEYS>;
+  using C = AttnConfig<KPAD, VPAD, RW, CW, KEYS, STAGES>;
   extern __shared__ __align__(16) unsigned char smem[];
   __nv_bfloat16* sQ = reinterpret_cast<__nv_bfloat16*>(smem);
   __nv_bfloat16* sK = sQ + C::kRows * C::kQStride;
-  __nv_bfloat16* sV = v_in_k ? sK : sK + 2 * KEYS * C::kQStride;
+  __nv_bfloat16* sV = v_in_k ? sK : sK + STAGES * KEYS * C::kQStride;
   const int v_stride = v_in_k ? C::kQStride : C::kVStride;
   const int v_stage = KEYS * v_stride;
-  float* sS =
-      reinterpret_cast<float*>(v_in_k ? sK + 2 * KEYS * C::kQStride : sV + 2 * KEYS * C::kVStride);
+  int64_t* sOff = reinterpret_cast<int64_t*>(v_in_k ? sK + STAGES * KEYS * C::kQStride
+                                                    : sV + STAGES * KEYS * C::kVStride);
+  float* sS = reinterpret_cast<float*>(sOff + KEYS);
   int* sTok = reinterpret_cast<int*>(sS + C::kRows * C::kSStride);
   int* sHead = sTok + C::kRows;
   int* sNk = sHead + C::kRows;
@@ -107,32 +108,36 @@ __global__ void __launch_bounds__(32 * RW * CW) AttentionMmaKernel(AttentionPara
     sQ[r * C::kQStride + d] = __float2bfloat16_rn(v);
   }
 
+  // One block-table lookup per key (in parallel, into shared memory), then 16-byte copies.
+  // Called by every thread; ends with the copies issued (not committed).
   auto load_tile = [&](int stage, int j0) {
+    for (int key = tid; key < KEYS; key += C::kThreads) {
+      int j = j0 + key;
+      sOff[key] = j < k_end ? KeyOffset(p, table, j, kvh) : -1;
+    }
+    __syncthreads();
     constexpr int kChunksK = KPAD / 8;
     __nv_bfloat16* dk = sK + stage * KEYS * C::kQStride;
+    const __nv_bfloat16* kbase = reinterpret_cast<const __nv_bfloat16*>(p.k);
     for (int idx = tid; idx < KEYS * kChunksK; idx += C::kThreads) {
       int key = idx / kChunksK;
       int c = idx % kChunksK;
-      int j = j0 + key;
-      bool ok = j < k_end && c * 8 < p.k_dim;
-      const __nv_bfloat16* src = reinterpret_cast<const __nv_bfloat16*>(p.k);
-      if (ok) src += KeyOffset(p, table, j, kvh) + c * 8;
-      CpAsync16(dk + key * C::kQStride + c * 8, src, ok ? 16 : 0);
+      int64_t off = sOff[key];
+      bool ok = off >= 0 && c * 8 < p.k_dim;
+      CpAsync16(dk + key * C::kQStride + c * 8, ok ? kbase + off + c * 8 : kbase, ok ? 16 : 0);
     }
     if (!v_in_k) {
       constexpr int kChunksV = VPAD / 8;
       __nv_bfloat16* dv = sV + stage * v_stage;
+      const __nv_bfloat16* vbase = reinterpret_cast<const __nv_bfloat16*>(p.v);
       for (int idx = tid; idx < KEYS * kChunksV; idx += C::kThreads) {
         int key = idx / kChunksV;
         int c = idx % kChunksV;
-        int j = j0 + key;
-        bool ok = j < k_end && c * 8 < p.v_dim;
-        const __nv_bfloat16* src = reinterpret_cast<const __nv_bfloat16*>(p.v);
-        if (ok) src += KeyOffset(p, table, j, kvh) + c * 8;
-        CpAsync16(dv + key * v_stride + c * 8, src, ok ? 16 : 0);
+        int64_t off = sOff[key];
+        bool ok = off >= 0 && c * 8 < p.v_dim;
+        CpAsync16(dv + key * v_stride + c * 8, ok ? vbase + off + c * 8 : vbase, ok ? 16 : 0);
       }
     }
-    CpAsyncCommit();
   };
 
   constexpr int kNtO = C::kDimsPerWarp / 8;
@@ -149,18 +154,18 @@ __global__ void __launch_bounds__(32 * RW * CW) AttentionMmaKernel(AttentionPara
   const float scale2 = p.scale * kLog2e;
 
   const int num_tiles = (k_end - k_begin + KEYS - 1) / KEYS;
-  load_tile(0, k_begin);
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < num_tiles) load_tile(st, k_begin + st * KEYS);
+    CpAsyncCommit();
+  }
   for (int it = 0; it < num_tiles; ++it) {
     const int j0 = k_begin + it * KEYS;
-    if (it + 1 < num_tiles) {
-      load_tile((it + 1) & 1, j0 + KEYS);
-      CpAsyncWait<1>();
-    } else {
-      CpAsyncWait<0>();
-    }
+    CpAsyncWait<STAGES - 2>();
     __syncthreads();
-    const __nv_bfloat16* tk = sK + (it & 1) * KEYS * C::kQStride;
-    const __nv_bfloat16* tv = sV + (it & 1) * v_stage;
+    const int stage = it % STAGES;
+    const __nv_bfloat16* tk = sK + stage * KEYS * C::kQStride;
+    const __nv_bfloat16* tv = sV + stage * v_stage;
 
     if (warp_active) {  // S for this warp's keys
       constexpr int kNtS = C::kKeysPerWarp / 8;
@@ -255,8 +260,13 @@ __global__ void __launch_bounds__(32 * RW * CW) AttentionMmaKernel(AttentionPara
         }
       }
     }
-    __syncthreads();
+    // The stage read in iteration it - 1 is refilled; every thread is past this iteration's
+    // first barrier, so nobody reads it any more.
+    const int next = it + STAGES - 1;
+    if (next < num_tiles) load_tile(next % STAGES, k_begin + next * KEYS);
+    CpAsyncCommit();
   }
+  CpAsyncWait<0>();
 
   if (!warp_active) return;
 #pragma unroll
@@ -367,13 +377,13 @@ __global__ void AttentionPortableKernel(AttentionParams p) {
 
 enum TilingKind { kNone = 0, k64r1, k64r4, k128r1, k128r4, k256r1, k256r4, kMla };
 
-template <int KPAD, int VPAD, int RW, int CW, int KEYS>
+template <int KPAD, int VPAD, int RW, int CW, int KEYS, int STAGES>
 cudaError_t LaunchMma(const AttentionParams& p, bool v_in_k, cudaStream_t stream) {
-  using C = AttnConfig<KPAD, VPAD, RW, CW, KEYS>;
-  auto kernel = AttentionMmaKernel<KPAD, VPAD, RW, CW, KEYS>;
+  using C = AttnConfig<KPAD, VPAD, RW, CW, KEYS, STAGES>;
+  auto kernel = AttentionMmaKernel<KPAD, VPAD, RW, CW, KEYS, STAGES>;
   size_t smem = C::SmemBytes(v_in_k);
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         C::SmemBytes(false));
+                                         static_cast<int>(smem));
   if (err != cudaSuccess) return err;
   kernel<<<dim3(p.num_tasks, p.num_kv_heads), C::kThreads, smem, stream>>>(p, v_in_k ? 1 : 0);
   return cudaGetLastError();
@@ -382,7 +392,7 @@ cudaError_t LaunchMma(const AttentionParams& p, bool v_in_k, cudaStream_t stream
 }  // namespace
 
 AttentionTiling ChooseAttentionTiling(int group, int k_dim, int v_dim, bool aligned,
-                                      int max_tokens_per_item) {
+                                      int max_tokens_per_item, bool v_in_k) {
   AttentionTiling t;
   if (!aligned || k_dim % 8 != 0 || v_dim % 8 != 0 || k_dim <= 0 || v_dim <= 0) return t;
   bool one_warp_rows = static_cast<int64_t>(max_tokens_per_item) * group <= 16;
@@ -393,13 +403,13 @@ AttentionTiling ChooseAttentionTiling(int group, int k_dim, int v_dim, bool alig
     t.kind = one_warp_rows ? k128r1 : k128r4;
   } else if (d <= 256) {
     t.kind = one_warp_rows ? k256r1 : k256r4;
-  } else if (k_dim <= 576 && v_dim <= 512) {
+  } else if (k_dim <= 576 && v_dim <= 512 && v_in_k) {  // V tiles would not fit beside K
     t.kind = kMla;
   } else {
     return t;
   }
   t.rows_per_block = (t.kind == kMla || !one_warp_rows) ? 64 : 16;
-  t.keys_per_split = t.kind == kMla ? 1024 : 256;
+  t.keys_per_split = t.kind == kMla ? 1024 : 512;
   return t;
 }
 
@@ -410,25 +420,25 @@ cudaError_t LaunchAttention(const AttentionParams& p, const AttentionTiling& til
   cudaError_t err = cudaErrorInvalidValue;
   switch (tiling.kind) {
     case k64r1:
-      err = LaunchMma<64, 64, 1, 2, 64>(p, v_in_k, stream);
+      err = LaunchMma<64, 64, 1, 2, 32, 3>(p, v_in_k, stream);
       break;
     case k64r4:
-      err = LaunchMma<64, 64, 4, 2, 64>(p, v_in_k, stream);
+      err = LaunchMma<64, 64, 4, 2, 32, 3>(p, v_in_k, stream);
       break;
     case k128r1:
-      err = LaunchMma<128, 128, 1, 2, 64>(p, v_in_k, stream);
+      err = LaunchMma<128, 128, 1, 2, 32, 3>(p, v_in_k, stream);
       break;
     case k128r4:
-      err = LaunchMma<128, 128, 4, 2, 64>(p, v_in_k, stream);
+      err = LaunchMma<128, 128, 4, 2, 32, 3>(p, v_in_k, stream);
       break;
     case k256r1:
-      err = LaunchMma<256, 256, 1, 2, 64>(p, v_in_k, stream);
+      err = LaunchMma<256, 256, 1, 2, 32, 3>(p, v_in_k, stream);
       break;
     case k256r4:
-      err = LaunchMma<256, 256, 4, 2, 64>(p, v_in_k, stream);
+      err = LaunchMma<256, 256, 4, 2, 32, 3>(p, v_in_k, stream);
       break;
     case kMla:
-      err = LaunchMma<576, 512, 4, 2, 32>(p, v_in_k, stream);
+      err = LaunchMma<576, 512, 4, 2, 32, 3>(p, v_in_k, stream);
       break;
     default:
       break;

@@ -11,7 +11,6 @@ bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 namespace {
 
-
 class DeviceExpertsImpl final : public DeviceExperts {
  public:
   int num_experts() const override { return num_experts_; }
@@ -99,7 +98,8 @@ AttentionPlan PlanAttention(const AttentionArgs& a) {
   for (auto& it : items) max_item = std::max(max_item, it.second);
   bool aligned = Aligned16(kv.k) && Aligned16(kv.v) && kv.block_stride % 8 == 0 &&
                  kv.token_stride % 8 == 0 && kv.head_stride % 8 == 0;
-  plan.tiling = ChooseAttentionTiling(group, kv.k_dim, kv.v_dim, aligned, max_item);
+  plan.tiling = ChooseAttentionTiling(group, kv.k_dim, kv.v_dim, aligned, max_item,
+                                      kv.v == kv.k && kv.v_dim <= kv.k_dim);
 
   AttentionParams& p = plan.params;
   p.q = a.q;
@@ -139,7 +139,8 @@ AttentionPlan PlanAttention(const AttentionArgs& a) {
       int last = begin + static_cast<int>((std::min(rows, r0 + rpb) - 1) / group);
       int splits = 0;
       for (int t = first; t <= last; ++t) splits = std::max(splits, plan.num_splits[t]);
-      for (int s = 0; s < splits; ++s) plan.tasks.push_back({begin, count, static_cast<int32_t>(r0), s});
+      for (int s = 0; s < splits; ++s)
+        plan.tasks.push_back({begin, count, static_cast<int32_t>(r0), s});
     }
   }
   p.num_tasks = static_cast<int>(plan.tasks.size());

@@ -1,5 +1,5 @@
 // Grouped expert GEMM on tensor cores (mma.sync bf16 -> f32), one launch for all experts.
-// Block tile BM x 128 x 32 (BM = 64 or 128), 8 warps as 2 (rows) x 4 (cols), a 4-stage
+// Block tile BM x 128 x 64 (BM = 64 or 128), 8 warps as 2 (rows) x 4 (cols), a 3-4 stage
 // cp.async pipeline. Tiles come from a device list, so expert row counts never visit the host.
 // The gate/up kernel loads 64 gate rows and the matching 64 up rows of the weights as one
 // 128-row B tile, so silu(gate) * up is formed in registers and h is written once, in bf16.
@@ -14,14 +14,20 @@ namespace strata::ops::cuda {
 namespace {
 
 constexpr int kBN = 128;
-constexpr int kBK = 32;
-constexpr int kStages = 4;
-constexpr int kStride = kBK + 8;  // bf16 per smem row (80 bytes: ldmatrix without conflicts)
+constexpr int kBK = 64;
+constexpr int kStride = kBK + 8;  // bf16 per smem row (144 bytes: ldmatrix without conflicts)
 constexpr int kThreads = 256;
+
+// Pipeline depth: 4 stages of 64-row tiles or 3 of 128-row tiles (about 110 KB each, two
+// blocks per SM), so 16 KB of weights per stage and up to ~100 KB per SM stay in flight.
+template <int BM>
+constexpr int Stages() {
+  return BM == 64 ? 4 : 3;
+}
 
 template <int BM>
 constexpr size_t SmemBytes() {
-  return sizeof(__nv_bfloat16) * kStages * (BM + kBN) * kStride;
+  return sizeof(__nv_bfloat16) * Stages<BM>() * (BM + kBN) * kStride;
 }
 
 // kFused: gate/up with silu-mul epilogue into bf16 h; otherwise a plain product into f32.
@@ -30,6 +36,7 @@ __global__ void __launch_bounds__(kThreads)
     GroupedGemmKernel(const __nv_bfloat16* a, int64_t k_dim, int64_t n_dim,
                       GroupedGemmGroups groups, ExpertWeightTable w, __nv_bfloat16* h_out,
                       float* f_out) {
+  constexpr int kStages = Stages<BM>();
   if (static_cast<int>(blockIdx.x) >= *groups.num_tiles) return;
   extern __shared__ __align__(16) unsigned char smem[];
   __nv_bfloat16* sA = reinterpret_cast<__nv_bfloat16*>(smem);

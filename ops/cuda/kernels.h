@@ -97,9 +97,11 @@ struct AttentionTiling {
   int rows_per_block = 0;
   int keys_per_split = 0;
 };
-// max_tokens_per_item: the most tokens sharing one block table in a launch (1 for decode).
+// max_tokens_per_item: the most tokens sharing one block table in a launch (1 for decode);
+// v_in_k: V is the first v_dim elements of K (MLA's latent). Key tiles (32) and the split size
+// (512 keys; 1024 for MLA-sized dims) depend on the dims only, never on the batch.
 AttentionTiling ChooseAttentionTiling(int group, int k_dim, int v_dim, bool aligned,
-                                      int max_tokens_per_item);
+                                      int max_tokens_per_item, bool v_in_k);
 
 // Runs the tensor-core kernel over `tasks` then the fixed-order combine of split tokens.
 // Precondition: tiling.rows_per_block > 0 for these params.

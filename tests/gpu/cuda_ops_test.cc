@@ -147,7 +147,8 @@ TEST_F(CudaOpsTest, ScatterToCacheIsExactBf16) {
   const int64_t tokens = 7, width = 100, lds = 104, cache = 4096;
   std::vector<float> src = RandVec(tokens * lds);
   std::vector<int64_t> offsets(tokens);
-  for (int64_t t = 0; t < tokens; ++t) offsets[t] = (t * 3 % tokens) * 500 + 3;  // distinct, out of order
+  for (int64_t t = 0; t < tokens; ++t)
+    offsets[t] = (t * 3 % tokens) * 500 + 3;  // distinct, out of order
   std::vector<bf16> dst = RandBf16(cache);
   bf16* ddst = Upload(dst);
   cuda_->ScatterToCache(Upload(src), tokens, lds, width, ddst, Upload(offsets));
