@@ -97,15 +97,25 @@ __global__ void __launch_bounds__(32 * RW * CW) AttentionMmaKernel(AttentionPara
   if (k_end <= k_begin) return;  // no row of this block has keys in this split
   const int32_t* table = p.block_tables + p.table_offset[task.token_begin];
 
-  // Q -> bf16 shared memory, zero outside rows and dims.
-  for (int idx = tid; idx < C::kRows * KPAD; idx += C::kThreads) {
-    int r = idx / KPAD;
-    int d = idx % KPAD;
-    float v = 0.0f;
-    if (sNk[r] > 0 && d < p.k_dim) {
-      v = p.q[sTok[r] * p.q_token_stride + static_cast<int64_t>(sHead[r]) * p.q_head_stride + d];
+  // Q -> bf16 shared memory, zero outside rows and dims: 8 dims per step (one 16-byte store),
+  // read-only loads so several are in flight per thread.
+  {
+    const float* __restrict__ q = p.q;
+    constexpr int kChunks = KPAD / 8;
+#pragma unroll 4
+    for (int idx = tid; idx < C::kRows * kChunks; idx += C::kThreads) {
+      int r = idx / kChunks;
+      int d0 = (idx % kChunks) * 8;
+      float v[8];
+      const float* src =
+          q + sTok[r] * p.q_token_stride + static_cast<int64_t>(sHead[r]) * p.q_head_stride;
+      bool row_ok = sNk[r] > 0;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) v[e] = row_ok && d0 + e < p.k_dim ? __ldg(src + d0 + e) : 0.0f;
+      uint4 packed = make_uint4(PackBf16(v[0], v[1]), PackBf16(v[2], v[3]), PackBf16(v[4], v[5]),
+                                PackBf16(v[6], v[7]));
+      *reinterpret_cast<uint4*>(sQ + r * C::kQStride + d0) = packed;
     }
-    sQ[r * C::kQStride + d] = __float2bfloat16_rn(v);
   }
 
   // One block-table lookup per key (in parallel, into shared memory), then 16-byte copies.

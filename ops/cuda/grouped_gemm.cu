@@ -37,18 +37,18 @@ __global__ void __launch_bounds__(kThreads)
                       GroupedGemmGroups groups, ExpertWeightTable w, __nv_bfloat16* h_out,
                       float* f_out) {
   constexpr int kStages = Stages<BM>();
-  if (static_cast<int>(blockIdx.x) >= *groups.num_tiles) return;
+  if (static_cast<int>(blockIdx.y) >= *groups.num_tiles) return;
   extern __shared__ __align__(16) unsigned char smem[];
   __nv_bfloat16* sA = reinterpret_cast<__nv_bfloat16*>(smem);
   __nv_bfloat16* sB = sA + kStages * BM * kStride;
 
-  const int2 tile = groups.tiles[blockIdx.x];
+  const int2 tile = groups.tiles[blockIdx.y];
   const int gi = tile.x;
   const int expert = groups.expert_of_group[gi];
   const int64_t row0 = groups.row_begin[gi] + static_cast<int64_t>(tile.y) * BM;
   const int rows = min(BM, groups.num_rows[gi] - tile.y * BM);
   // Output columns of this block: kFused -> 64 columns of h; else 128 columns of out.
-  const int64_t n0 = static_cast<int64_t>(blockIdx.y) * (kFused ? kBN / 2 : kBN);
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * (kFused ? kBN / 2 : kBN);
   const __nv_bfloat16* wa =
       reinterpret_cast<const __nv_bfloat16*>(kFused ? w.gate[expert] : w.down[expert]);
   const int64_t sa = kFused ? w.gate_stride[expert] : w.down_stride[expert];
@@ -189,7 +189,9 @@ cudaError_t Launch(const bf16* a, int64_t k_dim, int64_t n_dim, const GroupedGem
                                          static_cast<int>(SmemBytes<BM>()));
   if (err != cudaSuccess) return err;
   int64_t cols_per_block = kFused ? kBN / 2 : kBN;
-  dim3 grid(groups.max_tiles, static_cast<unsigned>((n_dim + cols_per_block - 1) / cols_per_block));
+  // n fastest: the blocks of one row tile run together and share its activations in L2, and
+  // the next row tile of the same expert follows while that expert's weights are still there.
+  dim3 grid(static_cast<unsigned>((n_dim + cols_per_block - 1) / cols_per_block), groups.max_tiles);
   kernel<<<grid, kThreads, SmemBytes<BM>(), stream>>>(reinterpret_cast<const __nv_bfloat16*>(a),
                                                       k_dim, n_dim, groups, w,
                                                       reinterpret_cast<__nv_bfloat16*>(h), out);
