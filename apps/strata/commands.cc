@@ -5,6 +5,9 @@ namespace strata::apps {
 std::vector<Command> AllCommands() {
   return {
       InfoCommand(),
+      GenModelCommand(),
+      TokenizeCommand(),
+      GenerateCommand(),
   };
 }
 

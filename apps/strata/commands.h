@@ -27,5 +27,8 @@ std::vector<Command> AllCommands();
 
 // One subcommand per file.
 Command InfoCommand();
+Command GenModelCommand();
+Command TokenizeCommand();
+Command GenerateCommand();
 
 }  // namespace strata::apps
