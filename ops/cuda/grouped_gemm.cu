@@ -21,7 +21,7 @@ constexpr int kThreads = 256;
 // Pipeline depth: 4 stages of 64-row tiles or 3 of 128-row tiles (about 110 KB each, two
 // blocks per SM), so 16 KB of weights per stage and up to ~100 KB per SM stay in flight.
 template <int BM>
-constexpr int Stages() {
+__host__ __device__ constexpr int Stages() {
   return BM == 64 ? 4 : 3;
 }
 

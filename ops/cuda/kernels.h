@@ -176,24 +176,4 @@ cudaError_t LaunchWeightedCombine(const float* rows, int64_t hidden, int64_t num
                                   const int32_t* row_index, const float* weights, float* out,
                                   cudaStream_t stream);
 
-// ---- sampling (sampling.cu) --------------------------------------------------------------
-// Per row r of logits [num_rows, vocab]: penalties from the token lists, then greedy or a draw
-// (ops/sampling.h semantics), plus log_softmax of the raw logits for the chosen token and the
-// top num_top_logprobs tokens. Options per row live in device memory.
-struct DeviceSamplingRow {
-  float temperature = 1.0f;
-  float top_p = 1.0f;
-  int32_t top_k = -1;
-  float min_p = 0.0f;
-  float presence_penalty = 0.0f;
-  float frequency_penalty = 0.0f;
-  float repetition_penalty = 1.0f;
-  double uniform = 0.0;  // SamplingUniform(seed, step), drawn on the host
-  int32_t num_top_logprobs = -1;
-  int32_t prompt_begin = 0;  // token lists in `tokens`
-  int32_t prompt_len = 0;
-  int32_t output_begin = 0;
-  int32_t output_len = 0;
-};
-
 }  // namespace strata::ops::cuda
