@@ -64,8 +64,8 @@ class Runner::Impl : public StreamObserver {
     int abort_after_tokens;
   };
 
-  Impl(ApiTarget target, tcp::endpoint endpoint, int num_io_threads)
-      : target_(std::move(target)), endpoint_(endpoint) {
+  Impl(ApiTarget target, tcp::endpoint endpoint, int num_io_threads, bool kernel_timestamps)
+      : target_(std::move(target)), endpoint_(endpoint), kernel_timestamps_(kernel_timestamps) {
     for (int i = 0; i < num_io_threads; ++i) {
       auto w = std::make_unique<Worker>();
       w->guard.emplace(w->io.get_executor());
@@ -107,6 +107,7 @@ class Runner::Impl : public StreamObserver {
 
   ApiTarget target_;
   tcp::endpoint endpoint_;
+  bool kernel_timestamps_;
   std::vector<std::unique_ptr<Worker>> workers_;
 
   // State of the current run, guarded by mu_.
@@ -307,7 +308,7 @@ void Runner::Impl::StartOnWorker(const Launch& launch) {
     conn = std::move(w.idle.back());
     w.idle.pop_back();
   } else {
-    conn = std::make_shared<StreamConnection>(w.io, endpoint_, this);
+    conn = std::make_shared<StreamConnection>(w.io, endpoint_, this, kernel_timestamps_);
   }
   launch.record->itl_ns.reserve(static_cast<size_t>(std::max(0, launch.spec->output_len)));
   StreamRequest request;
@@ -351,7 +352,8 @@ void Runner::Impl::FinishLocked() {
   cv_.notify_all();
 }
 
-StatusOr<std::unique_ptr<Runner>> Runner::Create(ApiTarget target, int num_io_threads) {
+StatusOr<std::unique_ptr<Runner>> Runner::Create(ApiTarget target, int num_io_threads,
+                                                 bool kernel_timestamps) {
   if (num_io_threads < 1 || num_io_threads > 64) {
     return InvalidArgumentError("io threads must be in [1, 64], not " +
                                 std::to_string(num_io_threads));
@@ -370,8 +372,8 @@ StatusOr<std::unique_ptr<Runner>> Runner::Create(ApiTarget target, int num_io_th
       break;
     }
   }
-  return std::unique_ptr<Runner>(
-      new Runner(std::make_unique<Impl>(std::move(target), endpoint, num_io_threads)));
+  return std::unique_ptr<Runner>(new Runner(
+      std::make_unique<Impl>(std::move(target), endpoint, num_io_threads, kernel_timestamps)));
 }
 
 Runner::Runner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -64,8 +64,10 @@ struct RunResult {
 
 class Runner {
  public:
-  // Resolves the server address and starts `num_io_threads` io threads.
-  static StatusOr<std::unique_ptr<Runner>> Create(ApiTarget target, int num_io_threads);
+  // Resolves the server address and starts `num_io_threads` io threads. kernel_timestamps: see
+  // StreamConnection.
+  static StatusOr<std::unique_ptr<Runner>> Create(ApiTarget target, int num_io_threads,
+                                                  bool kernel_timestamps = true);
   ~Runner();
 
   // Runs the plan to the end: every released request finished, failed, timed out or aborted.

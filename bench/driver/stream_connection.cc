@@ -5,7 +5,13 @@
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 
+#include <linux/errqueue.h>
+#include <linux/net_tstamp.h>
+#include <sys/socket.h>
+#include <time.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "bench/driver/chunk_scan.h"
@@ -56,8 +62,12 @@ class StreamConnection::Parser : public http::basic_parser<false> {
 };
 
 StreamConnection::StreamConnection(asio::io_context& io, asio::ip::tcp::endpoint server,
-                                   StreamObserver* observer)
-    : socket_(io), server_(server), timer_(io), observer_(observer) {
+                                   StreamObserver* observer, bool kernel_timestamps)
+    : socket_(io),
+      server_(server),
+      timer_(io),
+      observer_(observer),
+      kernel_timestamps_(kernel_timestamps) {
   buf_.resize(2 * kReadChunkBytes);
 }
 
@@ -126,60 +136,128 @@ void StreamConnection::Write() {
   ReadSome();
 }
 
-void StreamConnection::ReadSome() {
-  if (rd_ == wr_) {
-    rd_ = wr_ = 0;
-  } else if (buf_.size() - wr_ < kReadChunkBytes) {
-    // Keep the unparsed tail (an incomplete header or chunk size line) at the front.
-    std::memmove(buf_.data(), buf_.data() + rd_, wr_ - rd_);
-    wr_ -= rd_;
-    rd_ = 0;
-    if (buf_.size() - wr_ < kReadChunkBytes) buf_.resize(wr_ + 2 * kReadChunkBytes);
+namespace {
+
+// recvmsg() that also returns the kernel's software receive timestamp of the last segment read
+// (SO_TIMESTAMPING), converted to MonotonicNanos(); `now_ns` when the kernel gave none.
+ssize_t RecvTimestamped(int fd, char* data, size_t len, int64_t now_ns, int64_t* rx_ns) {
+  iovec iov{data, len};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(scm_timestamping)) + 64];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT);
+  *rx_ns = now_ns;
+  if (n <= 0) return n;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPING) continue;
+    scm_timestamping ts;
+    std::memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+    int64_t rx_real = ts.ts[0].tv_sec * 1000000000LL + ts.ts[0].tv_nsec;
+    if (rx_real == 0) break;
+    timespec real_now;
+    ::clock_gettime(CLOCK_REALTIME, &real_now);
+    int64_t age = real_now.tv_sec * 1000000000LL + real_now.tv_nsec - rx_real;
+    if (age > 0 && age < 10000000000LL) *rx_ns = now_ns - age;  // ignore clock steps
+    break;
   }
-  socket_.async_read_some(asio::buffer(buf_.data() + wr_, buf_.size() - wr_),
-                          [self = shared_from_this(), gen = generation_](
-                              const error_code& ec, size_t n) { self->OnRead(ec, n, gen); });
+  return n;
 }
 
-void StreamConnection::OnRead(const error_code& ec, size_t n, uint64_t generation) {
-  now_ns_ = MonotonicNanos();  // first thing: the time these bytes became ours
-  if (generation != generation_ || !running_) return;
+}  // namespace
+
+void StreamConnection::EnableKernelTimestamps() {
+  if (!kernel_timestamps_) return;
+  int flags = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+  if (::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof(flags)) !=
+      0) {
+    kernel_timestamps_ = false;  // then the time the read returned is used
+  }
+}
+
+void StreamConnection::ReadSome() {
+  auto self = shared_from_this();  // Finish() may hand the last reference away
+  uint64_t generation = generation_;
+  // Read while data is there (a few times, to stay fair to this thread's other connections),
+  // then wait for more.
+  for (int i = 0; i < 8; ++i) {
+    if (rd_ == wr_) {
+      rd_ = wr_ = 0;
+    } else if (buf_.size() - wr_ < kReadChunkBytes) {
+      // Keep the unparsed tail (an incomplete header or chunk size line) at the front.
+      std::memmove(buf_.data(), buf_.data() + rd_, wr_ - rd_);
+      wr_ -= rd_;
+      rd_ = 0;
+      if (buf_.size() - wr_ < kReadChunkBytes) buf_.resize(wr_ + 2 * kReadChunkBytes);
+    }
+    int64_t now = MonotonicNanos();
+    int64_t rx = now;
+    ssize_t n = kernel_timestamps_ ? RecvTimestamped(socket_.native_handle(), buf_.data() + wr_,
+                                                     buf_.size() - wr_, now, &rx)
+                                   : ::recv(socket_.native_handle(), buf_.data() + wr_,
+                                            buf_.size() - wr_, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n < 0 && errno == EINTR) continue;
+    error_code ec;
+    if (n < 0) {
+      ec = error_code(errno, boost::system::system_category());
+    } else if (n == 0) {
+      ec = asio::error::eof;
+    }
+    now_ns_ = std::min(rx, now);
+    if (!OnRead(ec, n > 0 ? static_cast<size_t>(n) : 0, generation)) return;
+  }
+  socket_.async_wait(asio::ip::tcp::socket::wait_read, [self, generation](const error_code& ec) {
+    if (generation != self->generation_ || !self->running_) return;
+    if (ec) {
+      self->now_ns_ = MonotonicNanos();
+      self->OnRead(ec, 0, generation);
+      return;
+    }
+    self->ReadSome();
+  });
+}
+
+bool StreamConnection::OnRead(const error_code& ec, size_t n, uint64_t generation) {
+  if (generation != generation_ || !running_) return false;
   if (ec) {
-    if (MaybeRetry()) return;
+    if (MaybeRetry()) return false;
     if (ec == asio::error::eof) {
       error_code put_ec;
       parser_->put_eof(put_ec);
       if (!put_ec && parser_->is_done()) {
         Finish(stream_error_, false);
-        return;
+        return false;
       }
       Finish(bytes_received_ == 0 ? "connection closed before a response"
                                   : "connection closed mid-response",
              false);
-      return;
+      return false;
     }
     Finish("read: " + ec.message(), false);
-    return;
+    return false;
   }
   bytes_received_ += static_cast<int64_t>(n);
   wr_ += n;
   while (rd_ < wr_ && !parser_->is_done()) {
     error_code put_ec;
     size_t used = parser_->put(asio::buffer(buf_.data() + rd_, wr_ - rd_), put_ec);
-    if (!running_ || generation != generation_) return;  // aborted or failed inside a callback
+    if (!running_ || generation != generation_) return false;  // aborted/failed in a callback
     rd_ += used;
     if (put_ec == http::error::need_more) break;
     if (put_ec) {
       Finish(stream_error_.empty() ? "bad response: " + put_ec.message() : stream_error_, false);
-      return;
+      return false;
     }
     if (used == 0) break;
   }
   if (parser_->is_done()) {
     Finish(stream_error_, parser_->keep_alive());
-    return;
+    return false;
   }
-  ReadSome();
+  return true;
 }
 
 bool StreamConnection::OnBody(std::string_view body) {

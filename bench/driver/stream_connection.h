@@ -1,8 +1,11 @@
 // One HTTP/1.1 keep-alive connection that sends streaming OpenAI requests, one at a time, and
 // turns the SSE response into a RequestRecord as the bytes arrive.
 //
-// Timestamps are taken once per socket read, right after the read completes and before any
-// parsing, so all events that arrived in one read share the time they became readable. The body
+// Timestamps are taken once per socket read, before any parsing, so all events that arrived in
+// one read share one time. With kernel timestamps (the default) that time is the kernel's
+// software receive timestamp of the last TCP segment the read returned (SO_TIMESTAMPING), so a
+// driver thread that was busy or not scheduled does not make tokens look late; without, it is
+// the time the read returned. The body
 // is parsed in place from the read buffer (Beast's basic_parser over our own buffer, then
 // SseParser and ScanStreamChunk): no allocation per event.
 //
@@ -44,7 +47,7 @@ struct StreamRequest {
 class StreamConnection : public std::enable_shared_from_this<StreamConnection> {
  public:
   StreamConnection(boost::asio::io_context& io, boost::asio::ip::tcp::endpoint server,
-                   StreamObserver* observer);
+                   StreamObserver* observer, bool kernel_timestamps = true);
   ~StreamConnection();
   StreamConnection(const StreamConnection&) = delete;
   StreamConnection& operator=(const StreamConnection&) = delete;
@@ -64,8 +67,12 @@ class StreamConnection : public std::enable_shared_from_this<StreamConnection> {
 
   void Connect();
   void Write();
+  void EnableKernelTimestamps();
+  // Reads what is there, then waits for more.
   void ReadSome();
-  void OnRead(const boost::system::error_code& ec, size_t n, uint64_t generation);
+  // Handles one read's outcome (bytes at buf_[wr_...], or an error); false once the request
+  // ended (or a retry started), true to keep reading.
+  bool OnRead(const boost::system::error_code& ec, size_t n, uint64_t generation);
   // Parser callbacks.
   void OnStatus(int code) { record_->http_status = code; }
   bool OnBody(std::string_view body);
@@ -79,6 +86,7 @@ class StreamConnection : public std::enable_shared_from_this<StreamConnection> {
   boost::asio::ip::tcp::endpoint server_;
   boost::asio::steady_timer timer_;
   StreamObserver* observer_;
+  bool kernel_timestamps_;
   std::unique_ptr<Parser> parser_;
 
   StreamRequest request_;
