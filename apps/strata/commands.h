@@ -27,6 +27,7 @@ std::vector<Command> AllCommands();
 
 // One subcommand per file.
 Command InfoCommand();
+Command BenchCommand();
 Command TokenizeCommand();
 
 }  // namespace strata::apps
