@@ -5,8 +5,10 @@ namespace strata::apps {
 std::vector<Command> AllCommands() {
   return {
       InfoCommand(),
+      GenModelCommand(),
       BenchCommand(),
       TokenizeCommand(),
+      GenerateCommand(),
   };
 }
 

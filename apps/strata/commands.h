@@ -27,7 +27,9 @@ std::vector<Command> AllCommands();
 
 // One subcommand per file.
 Command InfoCommand();
+Command GenModelCommand();
 Command BenchCommand();
 Command TokenizeCommand();
+Command GenerateCommand();
 
 }  // namespace strata::apps
