@@ -10,7 +10,9 @@
 
 #include "bench/driver/api_target.h"
 #include "bench/driver/metrics.h"
+#include "bench/driver/progress.h"
 #include "bench/driver/report.h"
+#include "common/clock.h"
 #include "tests/unit/bench/xml_check.h"
 
 namespace strata::bench {
@@ -294,6 +296,39 @@ TEST(XmlCheckTest, RejectsBrokenXml) {
   EXPECT_FALSE(IsWellFormedXml("<a>&</a>", &why));
   EXPECT_FALSE(IsWellFormedXml("<a>", &why));
   EXPECT_FALSE(IsWellFormedXml("<a></a><b></b>", &why));
+}
+
+}  // namespace
+}  // namespace strata::bench
+
+namespace strata::bench {
+namespace {
+
+TEST(ProgressTest, LineShowsCountsRatesAndMedianTtft) {
+  LiveStats live;
+  live.start_ns = MonotonicNanos() - 2'000'000'000;  // started 2 s ago
+  live.finished = 3;
+  live.succeeded = 2;
+  live.failed = 1;
+  live.output_tokens = 100;
+  live.AddTtft(10);
+  live.AddTtft(30);
+  std::FILE* null_out = std::fopen("/dev/null", "w");
+  ASSERT_NE(null_out, nullptr);
+  {
+    ProgressReporter tty(live, 10, 0, /*tty=*/true, 5, null_out);
+    std::string line = tty.Line();
+    EXPECT_NE(line.find("[#######"), std::string::npos) << line;  // 30% of 24 columns
+    EXPECT_NE(line.find("3/10 done"), std::string::npos) << line;
+    EXPECT_NE(line.find("1.0 req/s"), std::string::npos) << line;
+    EXPECT_NE(line.find("50 tok/s"), std::string::npos) << line;
+    EXPECT_NE(line.find("p50 TTFT 20.0 ms"), std::string::npos) << line;
+    EXPECT_NE(line.find("failed 1"), std::string::npos) << line;
+    ProgressReporter plain(live, 0, 4.0, /*tty=*/false, 5, null_out);
+    EXPECT_EQ(plain.Line().find('['), std::string::npos);
+    EXPECT_NE(plain.Line().find("3 done"), std::string::npos);
+  }
+  std::fclose(null_out);
 }
 
 }  // namespace
