@@ -130,6 +130,25 @@ TEST_F(BenchRunTest, RateSweepWritesCsvSvgAndPoints) {
   }
 }
 
+TEST_F(BenchRunTest, PrefixDatasetSendsEachRequestOnce) {
+  auto server = FakeOpenAiServer::Start({});
+  ASSERT_TRUE(server.ok());
+  BenchConfig c = Config(**server);
+  c.workload.dataset = "prefix";
+  c.workload.prefix_groups = 2;
+  c.workload.prefix_requests = 3;
+  c.workload.prefix_len = 16;
+  c.warmup = 1;  // num_prompts stays at its default of 1000
+  c.result_json = (dir_ / "p.json").string();
+  Status s = RunBench(c, null_);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ((*server)->num_generation_requests(), 6);
+  auto j = nlohmann::json::parse(Slurp(c.result_json));
+  EXPECT_EQ(j["completed"], 5);
+  EXPECT_EQ(j["num_prompts"], 5);
+  EXPECT_EQ(j["total_input_tokens"], 5 * (16 + 32));
+}
+
 TEST_F(BenchRunTest, BadSettingsNameTheirFlag) {
   auto server = FakeOpenAiServer::Start({});
   ASSERT_TRUE(server.ok());
