@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "model/tokenizer_json.h"
 
 namespace strata::model::tok {
 
@@ -31,8 +32,9 @@ using StringIdMap = std::unordered_map<std::string, int32_t, StringHash, std::eq
 
 class BpeModel {
  public:
-  // `spec` is tokenizer.json's "model" object. Errors name the field at fault.
-  static StatusOr<std::unique_ptr<BpeModel>> Create(const nlohmann::json& spec);
+  // `spec` is tokenizer.json's "model" object (its options); `tables` its vocab and merges.
+  // Errors name the field at fault.
+  static StatusOr<std::unique_ptr<BpeModel>> Create(const nlohmann::json& spec, BpeTables tables);
 
   // Appends the ids of one pre-token (valid UTF-8).
   void Encode(std::string_view word, std::vector<int32_t>& out) const;
@@ -53,8 +55,7 @@ class BpeModel {
   void EncodeUncached(std::string_view word, std::vector<int32_t>& out) const;
 
   StringIdMap vocab_;
-  std::vector<std::string> id_to_token_;
-  std::vector<bool> has_id_;
+  std::vector<const std::string*> id_to_token_;  // into vocab_'s keys; null for holes
   std::unordered_map<uint64_t, MergeTarget> merges_;
   std::optional<int32_t> unk_id_;
   bool fuse_unk_ = false;

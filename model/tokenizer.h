@@ -41,6 +41,7 @@ class Normalizer;
 class PostProcessor;
 class PreTokenizer;
 struct AddedToken;
+struct ParsedTokenizerJson;
 }  // namespace tok
 
 class Tokenizer {
@@ -83,7 +84,7 @@ class Tokenizer {
  private:
   friend class IncrementalDetokenizer;
   Tokenizer();
-  Status Init(const nlohmann::json& spec);
+  Status Init(tok::ParsedTokenizerJson& parsed);
   // Decode without the clean-up of tokenization spaces (what streaming uses).
   std::string DecodeRaw(std::span<const int32_t> ids, bool skip_special_tokens) const;
   const tok::AddedToken* FindAdded(int32_t id) const;
