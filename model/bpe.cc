@@ -17,7 +17,7 @@ std::string OptionalString(const nlohmann::json& spec, const char* name) {
 
 StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(const nlohmann::json& spec, BpeTables tables) {
   auto model = std::unique_ptr<BpeModel>(new BpeModel());
-  model->vocab_.reserve(tables.vocab.size());
+  model->vocab_.Reserve(tables.vocab.size());
   int32_t max_id = -1;
   for (auto& [token, id64] : tables.vocab) {
     if (id64 < 0 || id64 >= INT32_MAX) {
@@ -25,15 +25,25 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(const nlohmann::json& spec,
     }
     int32_t id = static_cast<int32_t>(id64);
     max_id = std::max(max_id, id);
-    model->vocab_.insert_or_assign(std::move(token), id);  // a later duplicate wins, as in JSON
+    model->vocab_.Set(std::move(token), id);  // a later duplicate wins, as in JSON
   }
   tables.vocab = {};
   if (max_id >= 0 && static_cast<size_t>(max_id) >= 4 * model->vocab_.size() + 1024) {
     return InvalidArgumentError("model BPE: vocab ids are too sparse (max id " +
                                 std::to_string(max_id) + ")");
   }
-  model->id_to_token_.assign(static_cast<size_t>(max_id + 1), nullptr);
-  for (const auto& [token, id] : model->vocab_) model->id_to_token_[id] = &token;
+  model->id_to_key_.assign(static_cast<size_t>(max_id + 1), -1);
+  model->char_ids_.assign(0x800, -1);
+  for (size_t k = 0; k < model->vocab_.size(); ++k) {
+    const std::string& token = model->vocab_.key(k);
+    int32_t id = *model->vocab_.Find(token);
+    if (model->id_to_key_[id] < 0) model->id_to_key_[id] = static_cast<int32_t>(k);
+    size_t pos = 0;
+    if (!token.empty() && ValidUtf8SequenceLength(token, 0) == token.size()) {
+      char32_t cp = NextCodePoint(token, pos);
+      if (cp < 0x800) model->char_ids_[cp] = id;
+    }
+  }
 
   if (auto dropout = spec.find("dropout");
       dropout != spec.end() && dropout->is_number() && dropout->get<double>() > 0.0) {
@@ -58,7 +68,7 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(const nlohmann::json& spec,
   }
 
   const size_t prefix_len = model->continuing_subword_prefix_.size();
-  model->merges_.reserve(tables.merges.size());
+  model->merges_.Reserve(tables.merges.size());
   std::string merged;
   for (size_t rank = 0; rank < tables.merges.size(); ++rank) {
     const auto& [a, b] = tables.merges[rank];
@@ -72,20 +82,20 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(const nlohmann::json& spec,
                                   "\", \"" + b + "\") uses a token that is not in vocab");
     }
     // A later duplicate of a pair overwrites the earlier rank, as HF's map does.
-    model->merges_[PairKey(*a_id, *b_id)] = {static_cast<int32_t>(rank), *new_id};
+    model->merges_.Set(PairKey(*a_id, *b_id), {static_cast<int32_t>(rank), *new_id});
   }
   return model;
 }
 
 std::optional<int32_t> BpeModel::TokenToId(std::string_view token) const {
-  auto it = vocab_.find(token);
-  if (it == vocab_.end()) return std::nullopt;
-  return it->second;
+  return vocab_.Find(token);
 }
 
 const std::string* BpeModel::IdToToken(int32_t id) const {
-  if (id < 0 || static_cast<size_t>(id) >= id_to_token_.size()) return nullptr;
-  return id_to_token_[id];
+  if (id < 0 || static_cast<size_t>(id) >= id_to_key_.size() || id_to_key_[id] < 0) {
+    return nullptr;
+  }
+  return &vocab_.key(static_cast<size_t>(id_to_key_[id]));
 }
 
 void BpeModel::Encode(std::string_view word, std::vector<int32_t>& out) const {
@@ -149,6 +159,10 @@ void BpeModel::EncodeUncached(std::string_view word, std::vector<int32_t>& out) 
       piece.append(ch);
       if (pos == word.size()) piece.append(end_of_word_suffix_);
       id = TokenToId(piece);
+    } else if (pos - start <= 2) {
+      size_t at = start;
+      char32_t cp = NextCodePoint(word, at);
+      if (char_ids_[cp] >= 0) id = char_ids_[cp];
     } else {
       id = TokenToId(ch);
     }
@@ -189,8 +203,9 @@ void BpeModel::EncodeUncached(std::string_view word, std::vector<int32_t>& out) 
   auto consider = [&](int32_t left) {
     int32_t right = symbols[left].next;
     if (right < 0) return;
-    auto it = merges_.find(PairKey(symbols[left].id, symbols[right].id));
-    if (it != merges_.end()) queue.push({it->second.rank, left, it->second.new_id});
+    if (const FlatPairMap::Value* m = merges_.Find(PairKey(symbols[left].id, symbols[right].id))) {
+      queue.push({m->rank, left, m->new_id});
+    }
   };
   for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) consider(i);
 
@@ -200,8 +215,8 @@ void BpeModel::EncodeUncached(std::string_view word, std::vector<int32_t>& out) 
     Symbol& left = symbols[top.pos];
     if (!left.alive || left.next < 0) continue;
     Symbol& right = symbols[left.next];
-    auto it = merges_.find(PairKey(left.id, right.id));
-    if (it == merges_.end() || it->second.new_id != top.new_id) continue;  // stale
+    const FlatPairMap::Value* m = merges_.Find(PairKey(left.id, right.id));
+    if (m == nullptr || m->new_id != top.new_id) continue;  // stale
     left.id = top.new_id;
     right.alive = false;
     left.next = right.next;
