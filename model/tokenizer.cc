@@ -7,6 +7,7 @@
 #include "model/normalizer.h"
 #include "model/pre_tokenizer.h"
 #include "model/tokenizer_added_vocab.h"
+#include "model/tokenizer_flat_map.h"
 #include "model/tokenizer_json.h"
 #include "model/tokenizer_post_processor.h"
 #include "model/tokenizer_unicode.h"
@@ -173,10 +174,11 @@ Status Tokenizer::Init(tok::ParsedTokenizerJson& parsed) {
                                 std::to_string(max_id) + ")");
   }
   added_index_by_id_.assign(static_cast<size_t>(vocab_size_), -1);
+  added_by_content_ = std::make_unique<tok::FlatStringIndex>();
   for (size_t i = 0; i < added_tokens_.size(); ++i) {
     added_index_by_id_[added_tokens_[i].id] = static_cast<int32_t>(i);
     // Later duplicates win, as in a map keyed by content.
-    added_by_content_[added_tokens_[i].content] = added_tokens_[i].id;
+    added_by_content_->Set(added_tokens_[i].content, added_tokens_[i].id);
   }
   raw_matcher_ = std::make_unique<tok::AddedTokenMatcher>(added_tokens_, false);
   normalized_matcher_ = std::make_unique<tok::AddedTokenMatcher>(added_tokens_, true);
@@ -223,7 +225,7 @@ const tok::AddedToken* Tokenizer::FindAdded(int32_t id) const {
 }
 
 std::optional<int32_t> Tokenizer::TokenToId(std::string_view token) const {
-  if (auto it = added_by_content_.find(token); it != added_by_content_.end()) return it->second;
+  if (auto id = added_by_content_->Find(token)) return id;
   return model_->TokenToId(token);
 }
 

@@ -26,16 +26,16 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "common/status.h"
-#include "model/bpe.h"
 
 namespace strata::model {
 
 namespace tok {
 class AddedTokenMatcher;
+class BpeModel;
+class FlatStringIndex;
 class Decoder;
 class Normalizer;
 class PostProcessor;
@@ -96,8 +96,8 @@ class Tokenizer {
   std::unique_ptr<tok::PostProcessor> post_processor_;
   std::unique_ptr<tok::Decoder> decoder_;
   std::vector<tok::AddedToken> added_tokens_;
-  std::vector<int32_t> added_index_by_id_;  // id -> index into added_tokens_, or -1
-  std::unordered_map<std::string, int32_t, tok::StringHash, std::equal_to<>> added_by_content_;
+  std::vector<int32_t> added_index_by_id_;                  // id -> index into added_tokens_, or -1
+  std::unique_ptr<tok::FlatStringIndex> added_by_content_;  // content -> id
   std::unique_ptr<tok::AddedTokenMatcher> raw_matcher_;
   std::unique_ptr<tok::AddedTokenMatcher> normalized_matcher_;
   nlohmann::json config_ = nlohmann::json::object();
