@@ -71,15 +71,16 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(const nlohmann::json& spec,
   model->merges_.Reserve(tables.merges.size());
   std::string merged;
   for (size_t rank = 0; rank < tables.merges.size(); ++rank) {
-    const auto& [a, b] = tables.merges[rank];
+    std::string_view a = tables.merges.first(rank), b = tables.merges.second(rank);
     auto a_id = model->TokenToId(a);
     auto b_id = model->TokenToId(b);
     merged.assign(a);
     merged.append(std::string_view(b).substr(std::min(prefix_len, b.size())));
     auto new_id = model->TokenToId(merged);
     if (!a_id || !b_id || !new_id) {
-      return InvalidArgumentError("model BPE: merge " + std::to_string(rank) + " (\"" + a +
-                                  "\", \"" + b + "\") uses a token that is not in vocab");
+      return InvalidArgumentError("model BPE: merge " + std::to_string(rank) + " (\"" +
+                                  std::string(a) + "\", \"" + std::string(b) +
+                                  "\") uses a token that is not in vocab");
     }
     // A later duplicate of a pair overwrites the earlier rank, as HF's map does.
     model->merges_.Set(PairKey(*a_id, *b_id), {static_cast<int32_t>(rank), *new_id});

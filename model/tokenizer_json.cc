@@ -5,15 +5,14 @@ namespace {
 
 using json = nlohmann::json;
 
-Status SplitLegacyMerge(const std::string& merge, size_t index,
-                        std::pair<std::string, std::string>& out) {
+// Adds "a b" to `merges`; InvalidArgument when there is no space.
+Status AddLegacyMerge(std::string_view merge, MergeList& merges) {
   size_t space = merge.find(' ');
-  if (space == std::string::npos) {
-    return InvalidArgumentError("model BPE: merge " + std::to_string(index) + " \"" + merge +
-                                "\" is not two tokens separated by a space");
+  if (space == std::string_view::npos) {
+    return InvalidArgumentError("model BPE: merge " + std::to_string(merges.size()) + " \"" +
+                                std::string(merge) + "\" is not two tokens separated by a space");
   }
-  out.first = merge.substr(0, space);
-  out.second = merge.substr(space + 1);
+  merges.Add(merge.substr(0, space), merge.substr(space + 1));
   return OkStatus();
 }
 
@@ -37,9 +36,11 @@ class Handler final : public nlohmann::json_sax<json> {
   bool number_float(number_float_t v, const string_t&) override { return Scalar(json(v)); }
   bool string(string_t& v) override {
     if (mode_ == Mode::kMerges && nested_ == 0) {
-      std::pair<std::string, std::string> merge;
-      Fail(SplitLegacyMerge(v, out_.tables.merges.size(), merge));
-      out_.tables.merges.push_back(std::move(merge));
+      Status s = AddLegacyMerge(v, out_.tables.merges);
+      if (!s.ok()) {
+        Fail(std::move(s));
+        out_.tables.merges.Add("", "");  // keep later merge numbers right in messages
+      }
       return true;
     }
     if (mode_ == Mode::kMergePair && nested_ == 0) {
@@ -113,7 +114,7 @@ class Handler final : public nlohmann::json_sax<json> {
                                   " is not a pair of strings"));
         pair_parts_.resize(2);
       }
-      out_.tables.merges.emplace_back(std::move(pair_parts_[0]), std::move(pair_parts_[1]));
+      out_.tables.merges.Add(pair_parts_[0], pair_parts_[1]);
       mode_ = Mode::kMerges;
       return true;
     }
@@ -238,19 +239,16 @@ Status BpeTablesFromJson(const json& model, bool need_vocab, bool need_merges, B
     if (it == model.end() || !it->is_array()) {
       return InvalidArgumentError("model BPE: missing array \"merges\"");
     }
-    tables.merges.reserve(it->size());
     for (size_t i = 0; i < it->size(); ++i) {
       const json& m = (*it)[i];
-      std::pair<std::string, std::string> merge;
       if (m.is_string()) {
-        STRATA_RETURN_IF_ERROR(SplitLegacyMerge(m.get<std::string>(), i, merge));
+        STRATA_RETURN_IF_ERROR(AddLegacyMerge(m.get_ref<const std::string&>(), tables.merges));
       } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-        merge = {m[0].get<std::string>(), m[1].get<std::string>()};
+        tables.merges.Add(m[0].get_ref<const std::string&>(), m[1].get_ref<const std::string&>());
       } else {
         return InvalidArgumentError("model BPE: merge " + std::to_string(i) +
                                     " is neither \"a b\" nor [\"a\", \"b\"]");
       }
-      tables.merges.push_back(std::move(merge));
     }
   }
   return OkStatus();

@@ -16,10 +16,32 @@
 
 namespace strata::model::tok {
 
+// Merges as pairs of strings in one arena (a real file has up to ~300k of them).
+class MergeList {
+ public:
+  void Add(std::string_view a, std::string_view b) {
+    offsets_.push_back(static_cast<uint32_t>(arena_.size()));
+    arena_.append(a);
+    offsets_.push_back(static_cast<uint32_t>(arena_.size()));
+    arena_.append(b);
+  }
+  size_t size() const { return offsets_.size() / 2; }
+  std::string_view first(size_t i) const { return Part(2 * i); }
+  std::string_view second(size_t i) const { return Part(2 * i + 1); }
+
+ private:
+  std::string_view Part(size_t k) const {
+    size_t end = k + 1 < offsets_.size() ? offsets_[k + 1] : arena_.size();
+    return std::string_view(arena_).substr(offsets_[k], end - offsets_[k]);
+  }
+  std::string arena_;
+  std::vector<uint32_t> offsets_;
+};
+
 // The vocabulary and merges of a BPE model, in file order.
 struct BpeTables {
   std::vector<std::pair<std::string, int64_t>> vocab;
-  std::vector<std::pair<std::string, std::string>> merges;  // "a b" strings split at the space
+  MergeList merges;  // "a b" strings split at the (first) space
 };
 
 struct ParsedTokenizerJson {
