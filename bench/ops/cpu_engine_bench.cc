@@ -241,11 +241,11 @@ int Main(int argc, char** argv) {
   app.add_option("--models", f.models, "Directory of bench checkpoints (generated when missing)");
   app.add_option("--tokenizers", f.tokenizers, "Tokenizer directories (test assets)");
   app.add_option("--out", f.out, "Result JSON");
-  app.add_option("--archs", f.archs, "Architectures");
-  app.add_option("--threads", f.threads, "Engine thread counts");
+  app.add_option("--archs", f.archs, "Architectures")->delimiter(',');
+  app.add_option("--threads", f.threads, "Engine thread counts")->delimiter(',');
   app.add_option("--decode-tokens", f.decode_tokens, "Batch-1 decode length");
   app.add_option("--prefill-tokens", f.prefill_tokens, "Prefill prompt length");
-  app.add_option("--batches", f.batches, "Batched decode sizes");
+  app.add_option("--batches", f.batches, "Batched decode sizes")->delimiter(',');
   app.add_option("--batch-steps", f.batch_steps, "Timed steps per batched decode");
   CLI11_PARSE(app, argc, argv);
 
