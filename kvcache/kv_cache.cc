@@ -1,0 +1,74 @@
+#include "kvcache/kv_cache.h"
+
+#include <new>
+
+namespace strata::kvcache {
+
+int64_t KvCacheSpec::TokenElements() const {
+  return layout == KvLayout::kGqa ? int64_t{num_kv_heads} * head_dim
+                                  : int64_t{kv_lora_rank} + rope_dim;
+}
+
+int64_t KvCacheSpec::BytesPerBlock() const {
+  int64_t arrays = layout == KvLayout::kGqa ? 2 : 1;
+  return arrays * num_layers * block_size * TokenElements() * static_cast<int64_t>(sizeof(bf16));
+}
+
+Status KvCacheSpec::Validate() const {
+  if (num_layers < 1) return InvalidArgumentError("KV cache: num_layers must be >= 1");
+  if (block_size < 1 || block_size > 1024) {
+    return InvalidArgumentError("KV cache: block_size must be in [1, 1024]");
+  }
+  if (layout == KvLayout::kGqa && (num_kv_heads < 1 || head_dim < 1)) {
+    return InvalidArgumentError("KV cache: GQA needs num_kv_heads and head_dim >= 1");
+  }
+  if (layout == KvLayout::kMla && (kv_lora_rank < 1 || rope_dim < 0)) {
+    return InvalidArgumentError("KV cache: MLA needs kv_lora_rank >= 1 and rope_dim >= 0");
+  }
+  return OkStatus();
+}
+
+StatusOr<std::unique_ptr<PagedKvCache>> PagedKvCache::Create(const KvCacheSpec& spec,
+                                                             int32_t num_blocks) {
+  STRATA_RETURN_IF_ERROR(spec.Validate());
+  if (num_blocks < 1) return InvalidArgumentError("KV cache: num_blocks must be >= 1");
+  std::unique_ptr<PagedKvCache> cache(new PagedKvCache(spec, num_blocks));
+  size_t elements = static_cast<size_t>(num_blocks) * spec.block_size * spec.TokenElements();
+  try {
+    cache->k_.resize(spec.num_layers);
+    for (auto& a : cache->k_) a.resize(elements);
+    if (spec.layout == KvLayout::kGqa) {
+      cache->v_.resize(spec.num_layers);
+      for (auto& a : cache->v_) a.resize(elements);
+    }
+  } catch (const std::bad_alloc&) {
+    return ResourceExhaustedError("KV cache: cannot allocate " +
+                                  std::to_string(spec.BytesPerBlock() * num_blocks) + " bytes");
+  }
+  return cache;
+}
+
+ops::KvLayerView PagedKvCache::LayerView(int layer) const {
+  ops::KvLayerView view;
+  const int64_t token = spec_.TokenElements();
+  view.block_stride = token * spec_.block_size;
+  view.token_stride = token;
+  view.block_size = spec_.block_size;
+  view.k = k_[layer].data();
+  if (spec_.layout == KvLayout::kGqa) {
+    view.v = v_[layer].data();
+    view.head_stride = spec_.head_dim;
+    view.num_kv_heads = spec_.num_kv_heads;
+    view.k_dim = spec_.head_dim;
+    view.v_dim = spec_.head_dim;
+  } else {
+    view.v = k_[layer].data();
+    view.head_stride = 0;
+    view.num_kv_heads = 1;
+    view.k_dim = spec_.kv_lora_rank + spec_.rope_dim;
+    view.v_dim = spec_.kv_lora_rank;
+  }
+  return view;
+}
+
+}  // namespace strata::kvcache

@@ -1,0 +1,417 @@
+// The CPU backend: reference kernels, or optimized ones (AVX-512 / AVX2 tiles, threaded over
+// output rows and columns only, never over a reduction).
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "ops/backend.h"
+#include "ops/cpu/cpu_features.h"
+#include "ops/cpu/kernels.h"
+#include "ops/cpu/reference.h"
+
+namespace strata::ops {
+namespace {
+
+constexpr int64_t kPackAlign = 32;  // bf16 rows are padded to a multiple of 32 elements
+
+int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Activations as a matmul tile reads them.
+struct PackedX {
+  const void* data = nullptr;
+  int64_t ld = 0;
+  bool bf16 = false;
+};
+
+struct MatmulJob {
+  PackedX x;          // for bf16 weights
+  const float* xf32;  // for f32 weights
+  int64_t ldx_f32 = 0;
+  int64_t m = 0;
+  WeightView w;
+  float* y = nullptr;
+  int64_t ldy = 0;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend(CpuKernels kernels, int num_threads) : kernels_(kernels), pool_(num_threads) {
+    if (kernels == CpuKernels::kAvx512) {
+      mm_ = cpu::avx512::MatmulKernels();
+      attention_unit_ = &cpu::avx512::AttentionUnit;
+    } else if (kernels == CpuKernels::kAvx2) {
+      mm_ = cpu::avx2::MatmulKernels();
+      attention_unit_ = &cpu::AttentionUnitPortable;
+    }
+    name_ = "cpu-" + std::string(CpuKernelsName(kernels));
+  }
+
+  std::string_view name() const override { return name_; }
+
+  bool Supports(Op op, DType activation, DType weight) const override {
+    if (activation != DType::kF32) return false;
+    switch (op) {
+      case Op::kMatmul:
+      case Op::kEmbedding:
+      case Op::kGroupedExpertMlp:
+        return weight == DType::kBF16 || weight == DType::kF32 ||
+               (kernels_ == CpuKernels::kReference && weight == DType::kF16);
+      case Op::kAttention:
+      case Op::kScatterToCache:
+        return weight == DType::kBF16;  // the KV cache's dtype
+      default:
+        return weight == DType::kF32;
+    }
+  }
+
+  StatusOr<void*> Allocate(size_t bytes) override {
+    void* p = std::aligned_alloc(64, RoundUp(std::max<size_t>(bytes, 1), 64));
+    if (p == nullptr)
+      return ResourceExhaustedError("cannot allocate " + std::to_string(bytes) + " bytes");
+    return p;
+  }
+  void Free(void* ptr) override { std::free(ptr); }
+  void CopyToDevice(void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+  }
+  void CopyToHost(void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+  }
+  void Copy(void* dst, const void* src, size_t bytes) override { std::memmove(dst, src, bytes); }
+
+  void Embedding(const WeightView& table, const int32_t* ids, int64_t n, float* out,
+                 int64_t ldo) override {
+    if (reference()) return reference::Embedding(table, ids, n, out, ldo);
+    ForRows(n, table.cols,
+            [&](int64_t i) { reference::Embedding(table, ids + i, 1, out + i * ldo, ldo); });
+  }
+
+  void Matmul(const float* x, int64_t m, int64_t ldx,
+              std::span<const MatmulOutput> outputs) override {
+    if (reference()) return reference::Matmul(x, m, ldx, outputs);
+    if (outputs.empty() || m == 0) return;
+    PackedX px = Pack(x, m, outputs[0].w.cols, ldx, pack_a_);
+    std::vector<MatmulJob> jobs;
+    for (const MatmulOutput& o : outputs) {
+      jobs.push_back({px, x, ldx, m, o.w, o.y, o.ldy});
+    }
+    RunJobs(jobs);
+  }
+
+  void BatchedMatmul(std::span<const MatmulProblem> problems) override {
+    if (reference()) return reference::BatchedMatmul(problems);
+    std::vector<MatmulJob> jobs;
+    if (mm_.packs_bf16) {
+      int64_t total = 0;
+      for (const MatmulProblem& p : problems) total += p.m * RoundUp(p.w.cols, kPackAlign);
+      if (pack_a_.size() < static_cast<size_t>(total)) pack_a_.resize(total);
+    }
+    int64_t offset = 0;
+    for (const MatmulProblem& p : problems) {
+      PackedX px{p.x, p.ldx, false};
+      if (mm_.packs_bf16) {
+        int64_t ld = RoundUp(p.w.cols, kPackAlign);
+        bf16* dst = pack_a_.data() + offset;
+        ForRows(p.m, p.w.cols, [&](int64_t i) {
+          mm_.pack_bf16(p.x + i * p.ldx, 1, p.w.cols, p.ldx, dst + i * ld, ld);
+        });
+        px = {dst, ld, true};
+        offset += p.m * ld;
+      }
+      jobs.push_back({px, p.x, p.ldx, p.m, p.w, p.y, p.ldy});
+    }
+    RunJobs(jobs);
+  }
+
+  void RmsNorm(const float* x, int64_t m, int64_t n, int64_t ldx, const float* weight, float eps,
+               float* out, int64_t ldo) override {
+    if (reference()) return reference::RmsNorm(x, m, n, ldx, weight, eps, out, ldo);
+    ForRows(m, n,
+            [&](int64_t i) { reference::RmsNormRow(x + i * ldx, n, weight, eps, out + i * ldo); });
+  }
+
+  void Rope(float* x, int64_t num_tokens, int64_t token_stride, int num_heads, int64_t head_stride,
+            const int32_t* positions, const RopeTable& table) override {
+    if (reference()) {
+      return reference::Rope(x, num_tokens, token_stride, num_heads, head_stride, positions, table);
+    }
+    const int half = table.rotary_dim / 2;
+    ForRows(num_tokens, int64_t{num_heads} * table.rotary_dim * 8, [&](int64_t t) {
+      float cs[512], sn[512];
+      for (int i = 0; i < half; ++i) {
+        float angle = static_cast<float>(positions[t]) * table.inv_freq[i];
+        cs[i] = std::cos(angle) * table.attention_factor;
+        sn[i] = std::sin(angle) * table.attention_factor;
+      }
+      for (int h = 0; h < num_heads; ++h) {
+        float* xh = x + t * token_stride + h * head_stride;
+        for (int i = 0; i < half; ++i) {
+          int a = table.interleaved ? 2 * i : i;
+          int b = table.interleaved ? 2 * i + 1 : i + half;
+          float xa = xh[a], xb = xh[b];
+          xh[a] = xa * cs[i] - xb * sn[i];
+          xh[b] = xb * cs[i] + xa * sn[i];
+        }
+      }
+    });
+  }
+
+  void SiluMul(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t m, int64_t n,
+               float* out, int64_t ldo) override {
+    if (reference()) return reference::SiluMul(gate, ldg, up, ldu, m, n, out, ldo);
+    ForRows(m, n * 4, [&](int64_t i) {
+      reference::SiluMul(gate + i * ldg, ldg, up + i * ldu, ldu, 1, n, out + i * ldo, ldo);
+    });
+  }
+
+  void Add(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t m, int64_t n) override {
+    if (reference()) return reference::Add(y, ldy, x, ldx, m, n);
+    ForRows(m, n, [&](int64_t i) { reference::Add(y + i * ldy, ldy, x + i * ldx, ldx, 1, n); });
+  }
+
+  void ScatterToCache(const float* src, int64_t num_tokens, int64_t lds, int64_t width, bf16* dst,
+                      const int64_t* dst_offsets) override {
+    if (reference())
+      return reference::ScatterToCache(src, num_tokens, lds, width, dst, dst_offsets);
+    ForRows(num_tokens, width, [&](int64_t t) {
+      reference::ScatterToCache(src + t * lds, 1, lds, width, dst, dst_offsets + t);
+    });
+  }
+
+  void Attention(const AttentionArgs& a) override {
+    if (reference()) return reference::Attention(a);
+    const int group = a.num_q_heads / a.kv.num_kv_heads;
+    const int heads_per_unit = std::min(group, 4);
+    const int units_per_group = (group + heads_per_unit - 1) / heads_per_unit;
+    const int64_t units_per_token = int64_t{a.kv.num_kv_heads} * units_per_group;
+    pool_.ParallelFor(a.num_tokens * units_per_token, [&](int64_t u) {
+      int64_t t = u / units_per_token;
+      int64_t r = u % units_per_token;
+      int kvh = static_cast<int>(r / units_per_group);
+      int first = kvh * group + static_cast<int>(r % units_per_group) * heads_per_unit;
+      int nh = std::min(heads_per_unit, (kvh + 1) * group - first);
+      thread_local std::vector<float> scratch;
+      size_t need = static_cast<size_t>(nh) * a.num_keys[t];
+      if (scratch.size() < need) scratch.resize(need);
+      attention_unit_(a, t, first, nh, scratch.data());
+    });
+  }
+
+  void MoeRoute(const float* logits, int64_t num_tokens, const RouterSpec& spec,
+                int32_t* expert_ids, float* weights) override {
+    if (reference()) return reference::MoeRoute(logits, num_tokens, spec, expert_ids, weights);
+    ForRows(num_tokens, int64_t{spec.num_experts} * 64, [&](int64_t t) {
+      reference::MoeRouteToken(logits + t * spec.num_experts, spec, expert_ids + t * spec.top_k,
+                               weights + t * spec.top_k);
+    });
+  }
+
+  void GroupedExpertMlp(const float* x, int64_t hidden, std::span<const ExpertGroup> groups,
+                        std::span<const MlpWeights> experts, float* out) override {
+    if (reference()) return reference::GroupedExpertMlp(x, hidden, groups, experts, out);
+    int64_t rows = 0, inter = 0;
+    for (const ExpertGroup& g : groups) {
+      rows = std::max(rows, g.row_begin + g.num_rows);
+      inter = std::max(inter, experts[g.expert].gate.rows);
+    }
+    if (rows == 0) return;
+    PackedX px = Pack(x, rows, hidden, hidden, pack_a_);
+    gate_.resize(rows * inter);
+    up_.resize(rows * inter);
+    std::vector<MatmulJob> jobs;
+    for (const ExpertGroup& g : groups) {
+      const MlpWeights& w = experts[g.expert];
+      PackedX gx = Offset(px, g.row_begin);
+      const float* xf = x + g.row_begin * hidden;
+      jobs.push_back(
+          {gx, xf, hidden, g.num_rows, w.gate, gate_.data() + g.row_begin * inter, inter});
+      jobs.push_back({gx, xf, hidden, g.num_rows, w.up, up_.data() + g.row_begin * inter, inter});
+    }
+    RunJobs(jobs);
+    SiluMul(gate_.data(), inter, up_.data(), inter, rows, inter, gate_.data(), inter);
+    PackedX pa = Pack(gate_.data(), rows, inter, inter, pack_b_);
+    jobs.clear();
+    for (const ExpertGroup& g : groups) {
+      const MlpWeights& w = experts[g.expert];
+      jobs.push_back({Offset(pa, g.row_begin), gate_.data() + g.row_begin * inter, inter,
+                      g.num_rows, w.down, out + g.row_begin * hidden, hidden});
+    }
+    RunJobs(jobs);
+  }
+
+  void WeightedCombine(const float* rows, int64_t hidden, int64_t num_tokens, int top_k,
+                       const int32_t* row_index, const float* weights, float* out) override {
+    if (reference()) {
+      return reference::WeightedCombine(rows, hidden, num_tokens, top_k, row_index, weights, out);
+    }
+    ForRows(num_tokens, hidden * top_k, [&](int64_t t) {
+      reference::WeightedCombine(rows, hidden, 1, top_k, row_index + t * top_k, weights + t * top_k,
+                                 out + t * hidden);
+    });
+  }
+
+ private:
+  bool reference() const { return kernels_ == CpuKernels::kReference; }
+
+  // Runs fn(row) for rows [0, m), in chunks of about 32K elements of work per item.
+  template <typename Fn>
+  void ForRows(int64_t m, int64_t work_per_row, Fn&& fn) {
+    int64_t per_item =
+        std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(work_per_row, 1));
+    int64_t items = (m + per_item - 1) / per_item;
+    pool_.ParallelFor(items, [&](int64_t it) {
+      int64_t end = std::min(m, (it + 1) * per_item);
+      for (int64_t i = it * per_item; i < end; ++i) fn(i);
+    });
+  }
+
+  PackedX Pack(const float* x, int64_t m, int64_t k, int64_t ldx, std::vector<bf16>& buf) {
+    if (!mm_.packs_bf16) return {x, ldx, false};
+    int64_t ld = RoundUp(k, kPackAlign);
+    if (buf.size() < static_cast<size_t>(m * ld)) buf.resize(m * ld);
+    ForRows(m, k,
+            [&](int64_t i) { mm_.pack_bf16(x + i * ldx, 1, k, ldx, buf.data() + i * ld, ld); });
+    return {buf.data(), ld, true};
+  }
+
+  static PackedX Offset(PackedX p, int64_t rows) {
+    if (p.bf16) {
+      p.data = static_cast<const bf16*>(p.data) + rows * p.ld;
+    } else {
+      p.data = static_cast<const float*>(p.data) + rows * p.ld;
+    }
+    return p;
+  }
+
+  void RunJobs(std::span<const MatmulJob> jobs) {
+    const int64_t row_block = int64_t{mm_.max_rows} * 16;
+    const int64_t col_block = int64_t{mm_.max_cols} * 8;
+    items_.clear();
+    double macs = 0;
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      const MatmulJob& job = jobs[j];
+      macs += static_cast<double>(job.m) * job.w.rows * job.w.cols;
+      for (int64_t r = 0; r < job.m; r += row_block) {
+        for (int64_t c = 0; c < job.w.rows; c += col_block) {
+          items_.push_back({static_cast<int32_t>(j), r, c});
+        }
+      }
+    }
+    auto run = [&](int64_t i) {
+      const auto& it = items_[i];
+      const MatmulJob& job = jobs[it.job];
+      const int64_t r_end = std::min(job.m, it.r0 + row_block);
+      const int64_t c_end = std::min(job.w.rows, it.c0 + col_block);
+      const int64_t k = job.w.cols, ldw = job.w.stride();
+      for (int64_t r = it.r0; r < r_end; r += mm_.max_rows) {
+        int rows = static_cast<int>(std::min<int64_t>(mm_.max_rows, r_end - r));
+        for (int64_t c = it.c0; c < c_end; c += mm_.max_cols) {
+          int cols = static_cast<int>(std::min<int64_t>(mm_.max_cols, c_end - c));
+          float* y = job.y + r * job.ldy + c;
+          if (job.w.dtype == DType::kBF16) {
+            const void* xr =
+                job.x.bf16
+                    ? static_cast<const void*>(static_cast<const bf16*>(job.x.data) + r * job.x.ld)
+                    : static_cast<const void*>(static_cast<const float*>(job.x.data) +
+                                               r * job.x.ld);
+            mm_.tile_bf16(xr, job.x.ld, rows, static_cast<const bf16*>(job.w.data) + c * ldw, ldw,
+                          cols, k, y, job.ldy);
+          } else if (job.w.dtype == DType::kF32) {
+            mm_.tile_f32(job.xf32 + r * job.ldx_f32, job.ldx_f32, rows,
+                         static_cast<const float*>(job.w.data) + c * ldw, ldw, cols, k, y, job.ldy);
+          } else {
+            for (int rr = 0; rr < rows; ++rr) {
+              for (int cc = 0; cc < cols; ++cc) {
+                double acc = 0;
+                for (int64_t kk = 0; kk < k; ++kk) {
+                  acc += double{job.xf32[(r + rr) * job.ldx_f32 + kk]} *
+                         reference::LoadWeight(job.w, c + cc, kk);
+                }
+                y[rr * job.ldy + cc] = static_cast<float>(acc);
+              }
+            }
+          }
+        }
+      }
+    };
+    if (macs < (1 << 16)) {
+      for (size_t i = 0; i < items_.size(); ++i) run(static_cast<int64_t>(i));
+    } else {
+      pool_.ParallelFor(static_cast<int64_t>(items_.size()), run);
+    }
+  }
+
+  CpuKernels kernels_;
+  std::string name_;
+  ThreadPool pool_;
+  cpu::MatmulKernelSet mm_;
+  cpu::AttentionUnitFn attention_unit_ = nullptr;
+  std::vector<bf16> pack_a_, pack_b_;
+  std::vector<float> gate_, up_;
+  struct ItemRec {
+    int32_t job;
+    int64_t r0, c0;
+  };
+  std::vector<ItemRec> items_;
+};
+
+bool CpuHas(CpuKernels k) {
+  const CpuFeatures& f = GetCpuFeatures();
+  switch (k) {
+    case CpuKernels::kReference:
+      return true;
+    case CpuKernels::kAvx2:
+      return f.avx2 && f.fma;
+    case CpuKernels::kAvx512:
+      return f.avx512f && f.avx512bw && f.avx512vl && f.avx512_bf16 && f.fma;
+    case CpuKernels::kAuto:
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string_view CpuKernelsName(CpuKernels k) {
+  switch (k) {
+    case CpuKernels::kAuto:
+      return "auto";
+    case CpuKernels::kReference:
+      return "reference";
+    case CpuKernels::kAvx2:
+      return "avx2";
+    case CpuKernels::kAvx512:
+      return "avx512";
+  }
+  return "?";
+}
+
+std::vector<CpuKernels> SupportedCpuKernels() {
+  std::vector<CpuKernels> out;
+  for (CpuKernels k : {CpuKernels::kAvx2, CpuKernels::kAvx512}) {
+    if (CpuHas(k)) out.push_back(k);
+  }
+  return out;
+}
+
+StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const CpuBackendOptions& options) {
+  if (options.num_threads < 1) {
+    return InvalidArgumentError("num_threads must be >= 1, got " +
+                                std::to_string(options.num_threads));
+  }
+  CpuKernels k = options.kernels;
+  if (k == CpuKernels::kAuto) {
+    std::vector<CpuKernels> supported = SupportedCpuKernels();
+    k = supported.empty() ? CpuKernels::kReference : supported.back();
+  }
+  if (!CpuHas(k)) {
+    return FailedPreconditionError("this CPU cannot run the " + std::string(CpuKernelsName(k)) +
+                                   " kernels (has: " + GetCpuFeatures().Describe() + ")");
+  }
+  return std::unique_ptr<Backend>(new CpuBackend(k, options.num_threads));
+}
+
+}  // namespace strata::ops

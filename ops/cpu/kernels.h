@@ -1,0 +1,50 @@
+// Internal to ops/cpu: the ISA-specific inner kernels. Each ISA lives in its own translation unit
+// compiled with its own -m flags (ops/CMakeLists.txt) and is only called after
+// GetCpuFeatures() said the CPU has it.
+//
+// A matmul tile computes y[r * ldy + c] = dot(x row r, w row c) for r < rows, c < cols, with the
+// whole reduction over k inside one call in a fixed order: the value of an output never depends
+// on the tile shape it was computed in (batch invariance, DESIGN.md §6).
+#pragma once
+
+#include <cstdint>
+
+#include "common/half.h"
+#include "ops/backend.h"
+
+namespace strata::ops::cpu {
+
+struct MatmulKernelSet {
+  // When true, bf16-weight tiles read activations packed by pack_bf16 (bf16 rows of padded
+  // length RoundUp(k, 32), zero filled); otherwise they read the f32 rows directly.
+  bool packs_bf16 = false;
+  int max_rows = 1;
+  int max_cols = 1;
+  void (*pack_bf16)(const float* x, int64_t m, int64_t k, int64_t ldx, bf16* out,
+                    int64_t ldo) = nullptr;
+  void (*tile_bf16)(const void* x, int64_t ldx, int rows, const bf16* w, int64_t ldw, int cols,
+                    int64_t k, float* y, int64_t ldy) = nullptr;
+  void (*tile_f32)(const float* x, int64_t ldx, int rows, const float* w, int64_t ldw, int cols,
+                   int64_t k, float* y, int64_t ldy) = nullptr;
+};
+
+// One (token, kv head, run of query heads) unit of attention; `scratch` holds
+// num_heads * num_keys floats.
+using AttentionUnitFn = void (*)(const AttentionArgs& args, int64_t token, int first_head,
+                                 int num_heads, float* scratch);
+
+namespace avx512 {
+MatmulKernelSet MatmulKernels();
+void AttentionUnit(const AttentionArgs& args, int64_t token, int first_head, int num_heads,
+                   float* scratch);
+}  // namespace avx512
+
+namespace avx2 {
+MatmulKernelSet MatmulKernels();
+}  // namespace avx2
+
+// Portable attention unit (used by the AVX2 kernel set).
+void AttentionUnitPortable(const AttentionArgs& args, int64_t token, int first_head, int num_heads,
+                           float* scratch);
+
+}  // namespace strata::ops::cpu
