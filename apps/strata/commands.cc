@@ -5,6 +5,7 @@ namespace strata::apps {
 std::vector<Command> AllCommands() {
   return {
       InfoCommand(),
+      TokenizeCommand(),
   };
 }
 

@@ -27,5 +27,6 @@ std::vector<Command> AllCommands();
 
 // One subcommand per file.
 Command InfoCommand();
+Command TokenizeCommand();
 
 }  // namespace strata::apps
