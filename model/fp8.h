@@ -5,6 +5,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 namespace strata::model {
 
@@ -33,27 +34,20 @@ inline float Fp8E4M3ToFloat(uint8_t v) { return internal::Fp8E4M3Table()[v]; }
 
 // Round to nearest even; values beyond ±448 saturate to ±448; NaN -> 0x7f.
 inline uint8_t FloatToFp8E4M3(float f) {
-  if (std::isnan(f)) return 0x7f;
-  const uint8_t sign = std::signbit(f) ? 0x80 : 0x00;
-  float a = std::fabs(f);
-  if (a >= kFp8E4M3Max) return sign | 0x7e;
-  // Quantization step: 2^(e-3) for normals (e = floor(log2 a) >= -6), 2^-9 for subnormals.
-  int e;
-  std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
-  int exp_unbiased = e - 1;
-  if (exp_unbiased < -6) exp_unbiased = -6;
-  const float step = std::ldexp(1.0f, exp_unbiased - 3);
-  float q = std::nearbyint(a / step) * step;  // ties to even under the default rounding mode
-  if (q >= kFp8E4M3Max) return sign | 0x7e;
-  if (q == 0.0f) return sign;
-  int qe;
-  float qm = std::frexp(q, &qe);  // q = qm * 2^qe
-  int biased = qe - 1 + 7;
-  if (biased <= 0) {  // subnormal: q = man * 2^-9
-    return sign | static_cast<uint8_t>(std::lround(std::ldexp(q, 9)));
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint8_t sign = static_cast<uint8_t>((u >> 24) & 0x80);
+  u &= 0x7fffffffu;
+  if (u > 0x7f800000u) return 0x7f;          // NaN
+  if (u >= 0x43e00000u) return sign | 0x7e;  // |f| >= 448: saturate
+  if (u < 0x3c800000u) {                     // |f| < 2^-6: subnormal steps of 2^-9
+    float a;
+    std::memcpy(&a, &u, 4);
+    return sign | static_cast<uint8_t>(std::nearbyint(a * 512.0f));  // 8 is 2^-6, exact
   }
-  int man = static_cast<int>(std::lround((qm * 2.0f - 1.0f) * 8.0f));
-  return sign | static_cast<uint8_t>((biased << 3) | man);
+  u += 0x7ffffu + ((u >> 20) & 1u);      // round the 23-bit mantissa to 3 bits, ties to even
+  const uint32_t exp = (u >> 23) - 120;  // rebias 127 -> 7
+  return sign | static_cast<uint8_t>((exp << 3) | ((u >> 20) & 7u));
 }
 
 }  // namespace strata::model

@@ -28,5 +28,6 @@ std::vector<Command> AllCommands();
 // One subcommand per file.
 Command InfoCommand();
 Command TokenizeCommand();
+Command GenModelCommand();
 
 }  // namespace strata::apps
