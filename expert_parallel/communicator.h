@@ -33,10 +33,12 @@ struct DispatchInput {
 
 // What this rank computes. Filled by Dispatch; read by the caller and by Combine.
 struct Dispatched {
-  std::vector<float> rows;                // [num_rows, hidden_size]
-  std::vector<ops::ExpertGroup> groups;   // rows of each local expert, by expert id
-  std::vector<int32_t> row_of_choice;     // [num_tokens * top_k] (implementation bookkeeping)
-  int64_t num_rows() const { return groups.empty() ? 0 : groups.back().row_begin + groups.back().num_rows; }
+  std::vector<float> rows;               // [num_rows, hidden_size]
+  std::vector<ops::ExpertGroup> groups;  // rows of each local expert, by expert id
+  std::vector<int32_t> row_of_choice;    // [num_tokens * top_k] (implementation bookkeeping)
+  int64_t num_rows() const {
+    return groups.empty() ? 0 : groups.back().row_begin + groups.back().num_rows;
+  }
 };
 
 class Communicator {

@@ -43,7 +43,8 @@ struct KvCacheSpec {
 class PagedKvCache {
  public:
   // kInvalidArgument for a bad spec, kResourceExhausted when the memory cannot be had.
-  static StatusOr<std::unique_ptr<PagedKvCache>> Create(const KvCacheSpec& spec, int32_t num_blocks);
+  static StatusOr<std::unique_ptr<PagedKvCache>> Create(const KvCacheSpec& spec,
+                                                        int32_t num_blocks);
 
   const KvCacheSpec& spec() const { return spec_; }
   int32_t num_blocks() const { return num_blocks_; }
@@ -51,7 +52,9 @@ class PagedKvCache {
   // The first array of `layer` (GQA: K; MLA: the latent + k_pe) and the second (GQA: V; MLA:
   // the same memory).
   bf16* k(int layer) { return k_[layer].data(); }
-  bf16* v(int layer) { return spec_.layout == KvLayout::kGqa ? v_[layer].data() : k_[layer].data(); }
+  bf16* v(int layer) {
+    return spec_.layout == KvLayout::kGqa ? v_[layer].data() : k_[layer].data();
+  }
   // Element offset of (block, slot) inside a layer array.
   int64_t Offset(int32_t block, int slot) const {
     return (static_cast<int64_t>(block) * spec_.block_size + slot) * spec_.TokenElements();
@@ -60,7 +63,8 @@ class PagedKvCache {
   ops::KvLayerView LayerView(int layer) const;
 
  private:
-  PagedKvCache(const KvCacheSpec& spec, int32_t num_blocks) : spec_(spec), num_blocks_(num_blocks) {}
+  PagedKvCache(const KvCacheSpec& spec, int32_t num_blocks)
+      : spec_(spec), num_blocks_(num_blocks) {}
   KvCacheSpec spec_;
   int32_t num_blocks_;
   std::vector<std::vector<bf16>> k_;

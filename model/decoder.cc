@@ -232,7 +232,7 @@ StatusOr<std::unique_ptr<Decoder>> MakeDecoder(const nlohmann::json& spec) {
     auto count = [&](const char* name) -> StatusOr<size_t> {
       auto it = spec.find(name);
       if (it == spec.end()) return size_t{0};
-      if (!it->is_number_unsigned()) {
+      if (!it->is_number_integer() || it->get<int64_t>() < 0) {
         return InvalidArgumentError(std::string("\"") + name + "\" must be a count");
       }
       return it->get<size_t>();

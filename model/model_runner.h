@@ -36,9 +36,9 @@ namespace strata::model {
 // Test-only deliberate layout mistakes (DESIGN.md §5 sensitivity tests). Never set in serving.
 enum class ForwardMistake {
   kNone,
-  kRopeLayout,      // rotate interleaved pairs instead of halves, or the reverse
-  kSwapGateUp,      // gate_proj and up_proj swapped in every MLP and expert
-  kTransposeExpert, // each expert's down_proj read as if stored transposed (dense MLP if none)
+  kRopeLayout,       // rotate interleaved pairs instead of halves, or the reverse
+  kSwapGateUp,       // gate_proj and up_proj swapped in every MLP and expert
+  kTransposeExpert,  // each expert's down_proj read as if stored transposed (dense MLP if none)
 };
 
 struct RunnerOptions {

@@ -5,8 +5,8 @@ namespace strata::apps {
 std::vector<Command> AllCommands() {
   return {
       InfoCommand(),
-      TokenizeCommand(),
       GenModelCommand(),
+      TokenizeCommand(),
   };
 }
 

@@ -27,7 +27,7 @@ std::vector<Command> AllCommands();
 
 // One subcommand per file.
 Command InfoCommand();
-Command TokenizeCommand();
 Command GenModelCommand();
+Command TokenizeCommand();
 
 }  // namespace strata::apps

@@ -1,0 +1,116 @@
+// Internal to the forward: the ModelRunner implementation shared by model_runner.cc (load,
+// batch bookkeeping), forward_attention.cc (GQA, MLA) and forward_mlp.cc (dense, MoE).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "expert_parallel/communicator.h"
+#include "kvcache/kv_cache.h"
+#include "model/model_runner.h"
+#include "model/weight_loader.h"
+
+namespace strata::model {
+
+// RoPE frequencies of `config` (default, YaRN or Llama 3 scaling), as transformers computes them.
+ops::RopeTable MakeRopeTable(const ModelConfig& config);
+
+struct GqaWeights {
+  ops::WeightView q, k, v, o;
+  std::vector<float> q_bias, k_bias, v_bias, o_bias;  // empty without attention_bias
+  std::vector<float> q_norm, k_norm;                  // Qwen3: per-head RMSNorm
+};
+
+struct MlaWeights {
+  bool has_q_lora = false;
+  ops::WeightView q_a, q_b, q;  // q_a/q_b with q_lora_rank, else q
+  std::vector<float> q_a_norm;
+  ops::WeightView kv_a;  // [kv_lora + rope, hidden]
+  std::vector<float> kv_a_norm;
+  ops::WeightView kv_b;               // [heads * (nope + v), kv_lora]
+  std::vector<ops::WeightView> uk_t;  // per head [kv_lora, nope]: k_nope rows of kv_b, transposed
+  std::vector<ops::WeightView> uv;    // per head [v, kv_lora]: v rows of kv_b
+  ops::WeightView o;
+};
+
+struct MoeWeights {
+  ops::WeightView router;  // f32 [experts, hidden]
+  std::vector<float> correction_bias;
+  ops::RouterSpec spec;
+  std::vector<ops::MlpWeights> experts;
+  bool has_shared = false;
+  ops::MlpWeights shared;
+};
+
+struct LayerWeights {
+  std::vector<float> input_norm, post_norm;
+  GqaWeights gqa;
+  MlaWeights mla;
+  bool is_moe = false;
+  ops::MlpWeights mlp;
+  MoeWeights moe;
+};
+
+// Per-batch token bookkeeping, built once per Forward.
+struct BatchTokens {
+  std::vector<int32_t> ids;
+  std::vector<int32_t> positions;
+  std::vector<int32_t> num_keys;                 // position + 1
+  std::vector<std::span<const int32_t>> tables;  // per token
+  std::vector<int64_t> cache_offsets;            // per token, inside a layer array
+  std::vector<int64_t> chunk_begin;              // per sequence: first token index
+  int64_t num_tokens() const { return static_cast<int64_t>(ids.size()); }
+};
+
+class RunnerImpl final : public ModelRunner {
+ public:
+  static StatusOr<std::unique_ptr<ModelRunner>> Create(const std::string& dir,
+                                                       const RunnerOptions& options);
+
+  const ModelConfig& config() const override { return config_; }
+  const kvcache::KvCacheSpec& kv_spec() const override { return cache_->spec(); }
+  int32_t num_kv_blocks() const override { return cache_->num_blocks(); }
+  const LoadStats& load_stats() const override { return stats_; }
+  ops::Backend& backend() override { return *backend_; }
+  Status Forward(const ForwardBatch& batch, ForwardResult* result) override;
+
+ private:
+  RunnerImpl() = default;
+  Status LoadWeights(const RunnerOptions& options);
+  Status LoadGqa(int layer, GqaWeights* w);
+  Status LoadMla(int layer, MlaWeights* w);
+  Status LoadMlp(const std::string& prefix, int64_t inter, bool mixtral_names, bool transposed,
+                 ops::MlpWeights* w);
+  Status LoadMoe(int layer, MoeWeights* w);
+  Status Validate(const ForwardBatch& batch) const;
+
+  // Each reads x_ [T, hidden] and writes out [T, hidden].
+  void GqaForward(int layer, const BatchTokens& bt, float* out);
+  void MlaForward(int layer, const ForwardBatch& batch, const BatchTokens& bt, float* out);
+  Status MlpForward(int layer, int64_t num_tokens, float* out);
+
+  ModelConfig config_;
+  RunnerOptions options_;
+  LoadStats stats_;
+  std::unique_ptr<ops::Backend> backend_;
+  std::unique_ptr<WeightLoader> weights_;
+  std::unique_ptr<kvcache::PagedKvCache> cache_;
+  std::unique_ptr<expert_parallel::Communicator> comm_;
+  ops::RopeTable rope_;
+  float attention_scale_ = 1.0f;
+
+  ops::WeightView embed_, lm_head_;
+  std::vector<float> final_norm_;
+  std::vector<LayerWeights> layers_;
+
+  // Workspace, reused across batches.
+  std::vector<float> h_, x_, attn_, mlp_, tmp_;
+  std::vector<float> q_, k_, v_, heads_, qa_, kv_;
+  std::vector<float> qd_, qlat_, olat_, od_, lat_, kvb_;
+  std::vector<bf16> kexp_, vexp_;
+  std::vector<float> router_logits_, route_weights_, expert_out_;
+  std::vector<int32_t> route_ids_;
+  expert_parallel::Dispatched dispatched_;
+};
+
+}  // namespace strata::model

@@ -1,0 +1,34 @@
+// Reference tokenization with transformers.js (@lenml/tokenizers), for tokenizer_parity_test.
+// Usage: node tokenizer_reference.js ASSETS_DIR INPUT.json OUTPUT.json
+//   INPUT:  {"models": ["qwen3", ...], "texts": ["...", ...]}
+//   OUTPUT: {"<model>": {"with_special": [[ids]], "without_special": [[ids]],
+//                        "decoded": ["..."], "decoded_skip_special": ["..."]}}
+// decoded* decode the without_special ids. The tokenizer files are read from
+// ASSETS_DIR/tokenizers/<model>/, the same files the C++ tokenizer loads.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+
+const [assets, inputPath, outputPath] = process.argv.slice(2);
+const { TokenizerLoader } = require(path.join(assets, 'node_modules', '@lenml', 'tokenizers'));
+const input = JSON.parse(fs.readFileSync(inputPath, 'utf8'));
+const output = {};
+for (const model of input.models) {
+  const dir = path.join(assets, 'tokenizers', model);
+  const tok = TokenizerLoader.fromPreTrained({
+    tokenizerJSON: JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')),
+    tokenizerConfig: JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')),
+  });
+  const result = { with_special: [], without_special: [], decoded: [], decoded_skip_special: [] };
+  for (const text of input.texts) {
+    const without = tok.encode(text, { add_special_tokens: false });
+    result.with_special.push(tok.encode(text, { add_special_tokens: true }));
+    result.without_special.push(without);
+    // transformers.js throws on an empty id list; its text is "".
+    const decode = (skip) => (without.length ? tok.decode(without, { skip_special_tokens: skip }) : '');
+    result.decoded.push(decode(false));
+    result.decoded_skip_special.push(decode(true));
+  }
+  output[model] = result;
+}
+fs.writeFileSync(outputPath, JSON.stringify(output));
