@@ -66,7 +66,8 @@ ApiServer::ApiServer(ApiServerOptions options, MetricsRegistry* registry)
       registry_(registry),
       metrics_(registry),
       created_unix_s_(UnixSeconds()),
-      system_fingerprint_("fp_" + std::string(kGitSha).substr(0, 10)) {}
+      system_fingerprint_("fp_" + std::string(kGitSha).substr(0, 10)),
+      max_model_len_(options_.max_model_len) {}
 
 void ApiServer::SetBackend(decode::GenerationService* service, const TextCodec* codec) {
   codec_.store(codec);
@@ -152,7 +153,7 @@ void ApiServer::HandleModels(const HttpRequest& request,
   if (request.path == "/v1/models") {
     RespondJson(
         exchange, "/v1/models", 200,
-        Dump(ModelListJson(options_.served_model_name, created_unix_s_, options_.max_model_len)));
+        Dump(ModelListJson(options_.served_model_name, created_unix_s_, max_model_len_.load())));
     return;
   }
   std::string id = request.path.substr(std::string("/v1/models/").size());
@@ -161,7 +162,7 @@ void ApiServer::HandleModels(const HttpRequest& request,
     return;
   }
   RespondJson(exchange, "/v1/models", 200,
-              Dump(ModelJson(id, created_unix_s_, options_.max_model_len)));
+              Dump(ModelJson(id, created_unix_s_, max_model_len_.load())));
 }
 
 void ApiServer::HandleHealth(const std::shared_ptr<Exchange>& exchange) {
@@ -215,7 +216,7 @@ void ApiServer::HandleChat(const HttpRequest& request, const std::shared_ptr<Exc
   if (!ids.ok()) return RespondError(exchange, kChatEndpoint, ids.status());
   int max_tokens = 0;
   if (Status st = FitContext(static_cast<int>(ids->size()), req.params.max_tokens, 0,
-                             options_.max_model_len, &max_tokens);
+                             max_model_len_.load(), &max_tokens);
       !st.ok()) {
     return RespondError(exchange, kChatEndpoint, st);
   }
@@ -300,7 +301,7 @@ void ApiServer::HandleCompletion(const HttpRequest& request,
     int max_tokens = 0;
     if (Status st =
             FitContext(static_cast<int>(ids.size()), req.params.max_tokens,
-                       options_.default_completion_max_tokens, options_.max_model_len, &max_tokens);
+                       options_.default_completion_max_tokens, max_model_len_.load(), &max_tokens);
         !st.ok()) {
       return RespondError(exchange, kCompletionEndpoint, st);
     }

@@ -39,6 +39,8 @@ class ApiServer {
 
   // Makes the generation endpoints live. Both must outlive this object's use.
   void SetBackend(decode::GenerationService* service, const TextCodec* codec);
+  // The context length, once the model is known (before SetBackend).
+  void SetMaxModelLen(int max_model_len) { max_model_len_.store(max_model_len); }
   // From now on /health answers 503 and new generation requests are refused (503).
   void StartDraining();
 
@@ -72,6 +74,7 @@ class ApiServer {
   std::string system_fingerprint_;
   std::atomic<decode::GenerationService*> service_{nullptr};
   std::atomic<const TextCodec*> codec_{nullptr};
+  std::atomic<int> max_model_len_;
   std::atomic<bool> draining_{false};
   std::atomic<int> num_in_flight_{0};
 };

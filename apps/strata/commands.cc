@@ -7,6 +7,7 @@ std::vector<Command> AllCommands() {
       InfoCommand(),
       GenModelCommand(),
       TokenizeCommand(),
+      ServeCommand(),
   };
 }
 

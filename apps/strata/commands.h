@@ -29,5 +29,6 @@ std::vector<Command> AllCommands();
 Command InfoCommand();
 Command GenModelCommand();
 Command TokenizeCommand();
+Command ServeCommand();
 
 }  // namespace strata::apps
