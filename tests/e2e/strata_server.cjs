@@ -28,6 +28,7 @@ function tinyModel(name) {
 // Starts `strata serve --port 0 ...args` and resolves once /health is 200.
 async function startServer(modelDir, args = []) {
   const proc = spawn(STRATA, ['serve', '--model', modelDir, '--port', '0', '--threads', '1',
+    '--kv-cache-bytes', String(64 << 20),
     ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   let port = 0;
