@@ -28,6 +28,7 @@ std::vector<Command> AllCommands();
 // One subcommand per file.
 Command InfoCommand();
 Command GenModelCommand();
+Command BenchCommand();
 Command TokenizeCommand();
 Command ServeCommand();
 
