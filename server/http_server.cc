@@ -318,7 +318,17 @@ void Connection::Dispatch() {
   // Watch for EOF while the request is in flight. With pipelined bytes already buffered the
   // client is evidently still there, and those bytes must be parsed next.
   if (buffer_.size() == 0) ReadSome();
-  server_->handler(std::move(req), exchange_);
+  // An exception must not escape into the io_context (it would end the process): answer 500.
+  try {
+    server_->handler(std::move(req), exchange_);
+  } catch (const std::exception& e) {
+    log::Error("request handler failed: {}", e.what());
+    exchange_->Respond({500,
+                        "application/json",
+                        R"({"error":{"message":"internal error","type":"server_error",)"
+                        R"("param":null,"code":null}})",
+                        {}});
+  }
 }
 
 void Connection::DoRespond(ExchangeImpl* ex, HttpResponse response) {

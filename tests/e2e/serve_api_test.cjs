@@ -16,7 +16,7 @@ before(async () => {
   OpenAI = require('openai');
   const model = h.tinyModel('api-model');
   server = await h.startServer(model, ['--served-model-name', 'tiny', '--api-key', KEY,
-    '--max-body-bytes', '65536', '--max-model-len', '256']);
+    '--max-body-bytes', '65536', '--max-model-len', '256'], { apiKey: KEY });
   client = new OpenAI({ apiKey: KEY, baseURL: server.baseURL + '/v1', maxRetries: 0 });
 });
 
@@ -49,6 +49,14 @@ async function collectChat(stream) {
   }
   return { text, finish, usage, role, chunks };
 }
+
+test('503 with an error object while the model loads', { skip }, async () => {
+  // Loading the tokenizer and weights takes seconds; the port is open from the start.
+  assert.ok(server.sawLoading, '/health answered 503 before 200');
+  assert.equal(server.loadingReply.status, 503);
+  assert.equal(server.loadingReply.retryAfter, '1');
+  assert.equal(server.loadingReply.body.error.type, 'service_unavailable_error');
+});
 
 test('models list and retrieve', { skip }, async () => {
   const list = await client.models.list();

@@ -26,7 +26,7 @@ function tinyModel(name) {
 }
 
 // Starts `strata serve --port 0 ...args` and resolves once /health is 200.
-async function startServer(modelDir, args = []) {
+async function startServer(modelDir, args = [], { apiKey = '' } = {}) {
   const proc = spawn(STRATA, ['serve', '--model', modelDir, '--port', '0', '--threads', '1',
     '--kv-cache-bytes', String(64 << 20),
     ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -42,12 +42,21 @@ async function startServer(modelDir, args = []) {
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   const deadline = Date.now() + 60000;
   let sawLoading = false;
+  let loadingReply = null;  // a chat request sent while the model loads
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) throw new Error('strata serve exited early:\n' + log);
     if (port) {
       try {
         const r = await fetch(`http://127.0.0.1:${port}/health`);
-        if (r.status === 503) sawLoading = true;
+        if (r.status === 503 && !sawLoading) {
+          sawLoading = true;
+          const c = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+            body: JSON.stringify({ model: 'x', messages: [{ role: 'user', content: 'hi' }] }) });
+          loadingReply = { status: c.status, retryAfter: c.headers.get('retry-after'),
+            body: await c.json() };
+        }
         if (r.status === 200) break;
       } catch (e) { /* not listening yet */ }
     }
@@ -55,7 +64,7 @@ async function startServer(modelDir, args = []) {
   }
   if (!port) throw new Error('no port in the log:\n' + log);
   return {
-    proc, port, baseURL: `http://127.0.0.1:${port}`, sawLoading, exited,
+    proc, port, baseURL: `http://127.0.0.1:${port}`, sawLoading, loadingReply, exited,
     log: () => log,
     async stop(signal = 'SIGTERM') {
       if (proc.exitCode === null) proc.kill(signal);
