@@ -104,7 +104,8 @@ Status Scheduler::Add(GenerateRequest request, GenerationService::EventCallback 
   seq->request = std::move(request);
   seq->on_event = std::move(on_event);
   waiting_.push_back(seq.get());
-  sequences_[seq->request.request_id] = std::move(seq);
+  std::string id = seq->request.request_id;
+  sequences_[id] = std::move(seq);
   return OkStatus();
 }
 

@@ -65,8 +65,9 @@ class TimedService : public decode::GenerationService {
   Status Submit(decode::GenerateRequest r, EventCallback cb) override {
     int64_t now = MonotonicNanos();
     std::lock_guard lock(mu_);
-    submit_ns_[r.request_id] = now;
-    active_[r.request_id] = {std::move(r), std::move(cb), 0};
+    std::string id = r.request_id;
+    submit_ns_[id] = now;
+    active_[id] = {std::move(r), std::move(cb), 0};
     cv_.notify_all();
     return OkStatus();
   }
@@ -115,10 +116,11 @@ class TimedService : public decode::GenerationService {
       // Callbacks run without the lock, as the engine's do; map nodes stay put until erased.
       lock.unlock();
       for (auto& [id, cb, ev] : out) {
-        int64_t now = MonotonicNanos();
+        {  // recorded before the callback: the client may be done before it returns
+          std::lock_guard g(emit_mu_);
+          emit_ns_[id].push_back(MonotonicNanos());
+        }
         (*cb)(std::move(ev));
-        std::lock_guard g(emit_mu_);
-        emit_ns_[id].push_back(now);
       }
       lock.lock();
       for (const auto& id : done) active_.erase(id);
@@ -197,6 +199,7 @@ ClientResult StreamOnce(int port, const std::string& body) {
     }
   }
   close(fd);
+  if (!r.ok) std::cerr << "incomplete stream: " << buf.substr(0, 600) << "\n";
   return r;
 }
 
@@ -254,7 +257,11 @@ json ServerOverhead(const std::string& tokenizer_dir, int concurrency, int round
     if (!r.ok || static_cast<int>(r.chunk_ns.size()) != tokens) continue;
     auto s = submits.find(r.request_id);
     auto e = emits.find(r.request_id);
-    if (s == submits.end() || e == emits.end() || e->second.size() != r.chunk_ns.size()) continue;
+    if (s == submits.end() || e == emits.end() || e->second.size() != r.chunk_ns.size()) {
+      std::cerr << "stream " << r.request_id << ": " << r.chunk_ns.size()
+                << " chunks for its tokens (a token without text of its own?)\n";
+      continue;
+    }
     ++complete;
     request_us.push_back(static_cast<double>(s->second - r.send_ns) * 1e-3);
     for (size_t k = 0; k < r.chunk_ns.size(); ++k) {
