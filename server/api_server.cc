@@ -197,17 +197,18 @@ void ApiServer::HandleVersion(const std::shared_ptr<Exchange>& exchange) {
 
 void ApiServer::HandleChat(const HttpRequest& request, const std::shared_ptr<Exchange>& exchange) {
   const int64_t arrival_ns = MonotonicNanos();
+  // Not ready (loading, draining) answers 503 before anything else is looked at.
+  decode::GenerationService* service = nullptr;
+  const TextCodec* codec = nullptr;
+  if (Status st = Backend(&service, &codec); !st.ok()) {
+    return RespondError(exchange, kChatEndpoint, st);
+  }
   auto parsed = ParseChatRequest(request.body);
   if (!parsed.ok()) return RespondError(exchange, kChatEndpoint, parsed.status());
   ChatRequest& req = *parsed;
   if (req.params.model != options_.served_model_name) {
     return RespondError(exchange, kChatEndpoint,
                         NotFoundError("The model '" + req.params.model + "' does not exist"));
-  }
-  decode::GenerationService* service = nullptr;
-  const TextCodec* codec = nullptr;
-  if (Status st = Backend(&service, &codec); !st.ok()) {
-    return RespondError(exchange, kChatEndpoint, st);
   }
   auto text = codec->RenderChat(req.messages, req.tools, req.add_generation_prompt,
                                 req.chat_template_kwargs);
@@ -255,17 +256,17 @@ void ApiServer::HandleChat(const HttpRequest& request, const std::shared_ptr<Exc
 void ApiServer::HandleCompletion(const HttpRequest& request,
                                  const std::shared_ptr<Exchange>& exchange) {
   const int64_t arrival_ns = MonotonicNanos();
+  decode::GenerationService* service = nullptr;
+  const TextCodec* codec = nullptr;
+  if (Status st = Backend(&service, &codec); !st.ok()) {
+    return RespondError(exchange, kCompletionEndpoint, st);
+  }
   auto parsed = ParseCompletionRequest(request.body);
   if (!parsed.ok()) return RespondError(exchange, kCompletionEndpoint, parsed.status());
   CompletionRequest& req = *parsed;
   if (req.params.model != options_.served_model_name) {
     return RespondError(exchange, kCompletionEndpoint,
                         NotFoundError("The model '" + req.params.model + "' does not exist"));
-  }
-  decode::GenerationService* service = nullptr;
-  const TextCodec* codec = nullptr;
-  if (Status st = Backend(&service, &codec); !st.ok()) {
-    return RespondError(exchange, kCompletionEndpoint, st);
   }
   JobSpec spec;
   spec.chat = false;
