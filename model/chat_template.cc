@@ -137,8 +137,6 @@ StatusOr<std::string> ChatTemplate::RenderImpl(const Json& messages, bool add_ge
     tmpl = &it->second;
   } else if (auto def = templates_.find("default"); def != templates_.end()) {
     tmpl = &def->second;
-  } else if (templates_.size() == 1 && !has_tools) {
-    tmpl = &templates_.begin()->second;
   }
   if (tmpl == nullptr) {
     return InvalidArgumentError(

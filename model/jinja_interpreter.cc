@@ -360,9 +360,17 @@ void Interpreter::ExecFor(const Stmt& stmt, const ScopePtr& scope, const Value& 
         }));
   }
   const auto n = static_cast<int64_t>(items.size());
+  // The loop variable is built only when the body can see it (it costs an allocation per
+  // iteration); a nested for-loop's own `loop` shadows it, so reading it there counts too.
+  const bool uses_loop = stmt.recursive || BodyReads(stmt.body, "loop");
   for (int64_t i = 0; i < n; ++i) {
     Step();
     auto iteration = std::make_shared<Scope>(scope);
+    Assign(stmt.target, items[i], iteration);
+    if (!uses_loop) {
+      if (Exec(stmt.body, iteration, out) == Flow::kBreak) break;
+      continue;
+    }
     auto loop = std::make_shared<ObjectData>();
     loop->type = ObjectData::Type::kLoop;
     loop->attrs = {
@@ -380,7 +388,6 @@ void Interpreter::ExecFor(const Stmt& stmt, const ScopePtr& scope, const Value& 
     };
     if (stmt.recursive) loop->attrs.emplace_back("__call__", recurse);
     iteration->Set("loop", Value::Object(std::move(loop)));
-    Assign(stmt.target, items[i], iteration);
     if (Exec(stmt.body, iteration, out) == Flow::kBreak) break;
   }
   if (n == 0) Exec(stmt.else_body, std::make_shared<Scope>(scope), out);

@@ -126,7 +126,10 @@ Value BinaryOp(Interpreter& interp, const std::string& op, const Value& a, const
   const bool nums = a.is_number() && b.is_number();
   int64_t r = 0;
   if (op == "+") {
-    if (ints) return Value::Int(CheckedInt(__builtin_add_overflow(a.as_int(), b.as_int(), &r), r));
+    if (ints) {
+      const bool overflow = __builtin_add_overflow(a.as_int(), b.as_int(), &r);
+      return Value::Int(CheckedInt(overflow, r));
+    }
     if (nums) return Value::Float(a.as_float() + b.as_float());
     if (a.is_string() && b.is_string()) {
       interp.CheckStringSize(a.as_string().size() + b.as_string().size());
@@ -145,12 +148,18 @@ Value BinaryOp(Interpreter& interp, const std::string& op, const Value& a, const
     Unsupported(op, a, b);
   }
   if (op == "-") {
-    if (ints) return Value::Int(CheckedInt(__builtin_sub_overflow(a.as_int(), b.as_int(), &r), r));
+    if (ints) {
+      const bool overflow = __builtin_sub_overflow(a.as_int(), b.as_int(), &r);
+      return Value::Int(CheckedInt(overflow, r));
+    }
     if (nums) return Value::Float(a.as_float() - b.as_float());
     Unsupported(op, a, b);
   }
   if (op == "*") {
-    if (ints) return Value::Int(CheckedInt(__builtin_mul_overflow(a.as_int(), b.as_int(), &r), r));
+    if (ints) {
+      const bool overflow = __builtin_mul_overflow(a.as_int(), b.as_int(), &r);
+      return Value::Int(CheckedInt(overflow, r));
+    }
     if (nums) return Value::Float(a.as_float() * b.as_float());
     if ((a.is_string() || a.is_list()) && b.is_integral()) return Repeat(interp, a, b.as_int());
     if ((b.is_string() || b.is_list()) && a.is_integral()) return Repeat(interp, b, a.as_int());

@@ -185,6 +185,40 @@ bool IsCased(char32_t cp) {
          ToUpper(cp) != cp || ToLower(cp) != cp;
 }
 
+// Python's full case mappings that expand to several code points (SpecialCasing.txt);
+// utf8proc only has the simple one-to-one mappings.
+static bool AppendFullUpper(char32_t cp, std::string& out) {
+  switch (cp) {
+    case 0xDF:
+      out += "SS";
+      return true;  // ß
+    case 0xFB00:
+      out += "FF";
+      return true;  // ﬀ
+    case 0xFB01:
+      out += "FI";
+      return true;  // ﬁ
+    case 0xFB02:
+      out += "FL";
+      return true;  // ﬂ
+    case 0xFB03:
+      out += "FFI";
+      return true;  // ﬃ
+    case 0xFB04:
+      out += "FFL";
+      return true;  // ﬄ
+    case 0xFB05:
+    case 0xFB06:
+      out += "ST";
+      return true;
+    case 0x149:
+      out += "\xCA\xBCN";
+      return true;  // ŉ -> ʼN
+    default:
+      return false;
+  }
+}
+
 std::string PyUpper(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -192,7 +226,9 @@ std::string PyUpper(std::string_view s) {
     for (char c : s) out.push_back(static_cast<char>(ToUpper(static_cast<unsigned char>(c))));
     return out;
   }
-  for (char32_t cp : DecodeUtf8(s)) AppendUtf8(ToUpper(cp), out);
+  for (char32_t cp : DecodeUtf8(s)) {
+    if (!AppendFullUpper(cp, out)) AppendUtf8(ToUpper(cp), out);
+  }
   return out;
 }
 
@@ -203,7 +239,13 @@ std::string PyLower(std::string_view s) {
     for (char c : s) out.push_back(static_cast<char>(ToLower(static_cast<unsigned char>(c))));
     return out;
   }
-  for (char32_t cp : DecodeUtf8(s)) AppendUtf8(ToLower(cp), out);
+  for (char32_t cp : DecodeUtf8(s)) {
+    if (cp == 0x130) {
+      out += "i\xCC\x87";  // İ -> i + combining dot above
+    } else {
+      AppendUtf8(ToLower(cp), out);
+    }
+  }
   return out;
 }
 
@@ -268,9 +310,7 @@ std::vector<std::string> PySplit(std::string_view s, const std::string* sep, int
     while (i < n && IsPythonSpace(cps[i])) ++i;
     if (i == n) break;
     if (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit) {
-      size_t end = n;
-      while (end > i && IsPythonSpace(cps[end - 1])) --end;
-      out.push_back(EncodeUtf8(std::u32string_view(cps).substr(i, end - i)));
+      out.push_back(EncodeUtf8(std::u32string_view(cps).substr(i)));  // keeps trailing space
       break;
     }
     size_t j = i;
@@ -302,9 +342,7 @@ std::vector<std::string> PyRSplit(std::string_view s, const std::string* sep, in
     while (j > 0 && IsPythonSpace(cps[j - 1])) --j;
     if (j == 0) break;
     if (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit) {
-      size_t begin = 0;
-      while (begin < j && IsPythonSpace(cps[begin])) ++begin;
-      out.push_back(EncodeUtf8(std::u32string_view(cps).substr(begin, j - begin)));
+      out.push_back(EncodeUtf8(std::u32string_view(cps).substr(0, j)));  // keeps leading space
       break;
     }
     size_t i = j;

@@ -162,6 +162,8 @@ Status ParseRope(const FieldReader& r, ModelConfig& c, double default_theta) {
   // transformers 4.x: rope_theta + rope_scaling; 5.x: rope_parameters (may hold rope_theta).
   const char* key = r.Has("rope_parameters") ? "rope_parameters" : "rope_scaling";
   STRATA_ASSIGN_OR_RETURN(c.rope_theta, r.Double("rope_theta", default_theta));
+  STRATA_ASSIGN_OR_RETURN(double partial, r.Double("partial_rotary_factor", 1.0));
+  if (partial != 1.0) return FieldError("partial_rotary_factor", "only 1.0 is supported");
   const json* rs = r.Get(key);
   if (rs == nullptr) return OkStatus();
   if (!rs->is_object()) return FieldError(key, "expected an object or null");
@@ -174,7 +176,13 @@ Status ParseRope(const FieldReader& r, ModelConfig& c, double default_theta) {
   RopeScaling& out = c.rope_scaling;
   out = RopeScaling{};
   if (type == "default") return OkStatus();
+  if (s.Has("partial_rotary_factor")) {
+    STRATA_ASSIGN_OR_RETURN(double partial, s.Double("partial_rotary_factor"));
+    if (partial != 1.0) return FieldError(s.Name("partial_rotary_factor"), "only 1.0 is supported");
+  }
   if (type == "yarn") {
+    STRATA_ASSIGN_OR_RETURN(bool truncate, s.Bool("truncate", true));
+    if (!truncate) return FieldError(s.Name("truncate"), "only true is supported");
     out.type = RopeScalingType::kYarn;
     STRATA_ASSIGN_OR_RETURN(out.factor, s.Double("factor"));
     STRATA_ASSIGN_OR_RETURN(out.original_max_position_embeddings,

@@ -171,6 +171,16 @@ struct ModelConfig {
 // 0.1 * mscale * ln(factor) + 1 for factor > 1, else 1 (DeepSeek's yarn_get_mscale).
 double YarnGetMscale(double factor, double mscale);
 
+// The RoPE inverse frequencies of the RopeDim() / 2 rotated pairs, scaling applied:
+//   none    theta^(-2i/d)
+//   yarn    DeepSeek's/transformers' YaRN: interpolated (/ factor) below the correction range
+//           [floor(low), ceil(high)] of beta_fast/beta_slow over
+//           original_max_position_embeddings, extrapolated above it, a linear ramp between
+//   llama3  Llama 3.1: wavelengths above original/low_freq_factor divided by factor, below
+//           original/high_freq_factor kept, smoothly blended between
+// cos/sin are then multiplied by RopeAttentionFactor().
+std::vector<double> RopeInvFreq(const ModelConfig& config);
+
 // Parses and validates a config.json object.
 StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& j);
 // Reads `path` (a config.json file, or a directory that holds one), parses and validates it.

@@ -30,6 +30,7 @@ Command InfoCommand();
 Command GenModelCommand();
 Command BenchCommand();
 Command TokenizeCommand();
+Command GenerateCommand();
 Command ServeCommand();
 
 }  // namespace strata::apps

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
@@ -220,8 +221,9 @@ Status RunBench(const BenchConfig& c, std::FILE* out) {
   Prepared p;
   STRATA_RETURN_IF_ERROR(Prepare(c, &p));
   bool trace = DatasetHasArrivals(c.workload.dataset);
-  int64_t measured = static_cast<int64_t>(p.specs.size()) - c.warmup;
-  if (!trace && c.duration_s <= 0) measured = c.num_prompts;
+  // A prefix or ShareGPT dataset may hold fewer requests than --num-prompts: send each once.
+  int64_t measured =
+      std::min<int64_t>(c.num_prompts, static_cast<int64_t>(p.specs.size()) - c.warmup);
   if (p.sweep) {
     std::error_code ec;
     std::filesystem::create_directories(c.sweep_out, ec);

@@ -214,6 +214,46 @@ TEST(ModelConfigTest, YarnAttentionFactorWithoutMscaleFields) {
   EXPECT_DOUBLE_EQ(c->AttentionSoftmaxScale(), 1.0 / std::sqrt(128.0));  // only MLA squares it
 }
 
+TEST(ModelConfigTest, RopeInvFreqPlain) {
+  auto c = ParseModelConfig(Qwen3Json());  // head_dim 128, theta 1e6
+  ASSERT_TRUE(c.ok());
+  std::vector<double> f = RopeInvFreq(*c);
+  ASSERT_EQ(f.size(), 64u);
+  EXPECT_DOUBLE_EQ(f[0], 1.0);
+  EXPECT_NEAR(f[32], std::pow(1e6, -0.5), 1e-15);
+}
+
+TEST(ModelConfigTest, RopeInvFreqLlama3) {
+  auto c = ParseModelConfig(LlamaJson());  // 128 dims, theta 5e5, factor 8 over 8192, 1 / 4
+  ASSERT_TRUE(c.ok());
+  std::vector<double> f = RopeInvFreq(*c);
+  ASSERT_EQ(f.size(), 64u);
+  for (int i = 0; i < 64; ++i) {
+    const double raw = std::pow(500000.0, -2.0 * i / 128);
+    const double wavelen = 2 * M_PI / raw;
+    if (wavelen < 8192 / 4.0) EXPECT_DOUBLE_EQ(f[i], raw) << i;         // high frequency: kept
+    if (wavelen > 8192 / 1.0) EXPECT_DOUBLE_EQ(f[i], raw / 8) << i;     // low frequency: / 8
+    if (wavelen >= 2048 && wavelen <= 8192) EXPECT_LT(f[i], raw) << i;  // blended
+  }
+  EXPECT_NEAR(f[40], 3.428102195952591e-05, 1e-15);  // reference (transformers formula)
+}
+
+TEST(ModelConfigTest, RopeInvFreqYarnDeepseek) {
+  auto c = ParseModelConfig(DeepseekV3Json());  // rope dim 64, factor 40 over 4096
+  ASSERT_TRUE(c.ok());
+  std::vector<double> f = RopeInvFreq(*c);
+  ASSERT_EQ(f.size(), 32u);
+  // DeepSeek's yarn_find_correction_range(32, 1, 64, 10000, 4096) is [10, 23].
+  for (int i = 0; i < 32; ++i) {
+    const double raw = std::pow(10000.0, -2.0 * i / 64);
+    if (i <= 10) EXPECT_DOUBLE_EQ(f[i], raw) << i;
+    if (i >= 23) EXPECT_DOUBLE_EQ(f[i], raw / 40) << i;
+  }
+  const double raw15 = std::pow(10000.0, -30.0 / 64), ramp = 5.0 / 13;
+  EXPECT_NEAR(f[15], raw15 / 40 * ramp + raw15 * (1 - ramp), 1e-15);
+  EXPECT_NEAR(f[15], 0.008334508951020777, 1e-12);
+}
+
 struct BadCase {
   const char* name;
   json (*base)();
@@ -285,6 +325,10 @@ const BadCase kBadCases[] = {
      "routed_scaling_factor"},
     {"dense_replace", DeepseekV3Json, [](json& j) { j["first_k_dense_replace"] = 62; },
      "first_k_dense_replace"},
+    {"partial_rotary", LlamaJson, [](json& j) { j["partial_rotary_factor"] = 0.5; },
+     "partial_rotary_factor"},
+    {"yarn_truncate", DeepseekV3Json, [](json& j) { j["rope_scaling"]["truncate"] = false; },
+     "rope_scaling.truncate"},
     {"layer_types", Qwen3Json,
      [](json& j) {
        j["layer_types"] = {"full_attention", "sliding_attention"};

@@ -1,0 +1,296 @@
+// The Transport contract, run over every implementation (STYLE.md habit 4).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <future>
+#include <thread>
+
+#include "common/clock.h"
+#include "tests/unit/transport/transport_test_util.h"
+
+namespace strata::transport::testing {
+namespace {
+
+class TransportContractTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    auto pair = GetParam().make_pair();
+    if (!pair.ok()) GTEST_SKIP() << GetParam().name << " unavailable: " << pair.status().ToString();
+    a_ = std::move(pair->first);
+    b_ = std::move(pair->second);
+    ASSERT_TRUE(a_->SetHandlers(MakeHandlers(a_mail_, a_events_)).ok());
+    ASSERT_TRUE(b_->SetHandlers(MakeHandlers(b_mail_, b_events_)).ok());
+    auto address = a_->Listen(GetParam().listen_address);
+    ASSERT_TRUE(address.ok()) << address.status().ToString();
+    address_ = *address;
+    auto peer = b_->Connect(address_, DeadlineAfterMillis(kWaitMs));
+    ASSERT_TRUE(peer.ok()) << peer.status().ToString();
+    b_to_a_ = *peer;
+    auto accepted = a_events_.WaitConnected();
+    ASSERT_TRUE(accepted.ok()) << accepted.status().ToString();
+    a_to_b_ = *accepted;
+  }
+  void TearDown() override {
+    if (b_) b_->Shutdown();
+    if (a_) a_->Shutdown();
+  }
+
+  std::unique_ptr<Transport> a_, b_;  // a listens, b connects
+  Mailbox a_mail_, b_mail_;
+  Events a_events_, b_events_;
+  std::string address_;
+  PeerId a_to_b_ = kInvalidPeer, b_to_a_ = kInvalidPeer;
+};
+
+TEST_P(TransportContractTest, MessagesArriveInOrderWithTheirTypeAndSender) {
+  // Sizes from empty to large enough for UCX rendezvous, interleaved, so a slow large message
+  // must not be overtaken by the small ones behind it.
+  constexpr int kNumMessages = 120;
+  for (int i = 0; i < kNumMessages; ++i) {
+    const uint64_t size = i % 40 == 7 ? (1u << 20) + i : static_cast<uint64_t>(i * 13);
+    auto bytes = Pattern(size, i);
+    ASSERT_TRUE(b_->Send(b_to_a_, 100 + i % 3, std::string(bytes.begin(), bytes.end())).ok());
+  }
+  for (int i = 0; i < kNumMessages; ++i) {
+    auto message = a_mail_.Pop(DeadlineAfterMillis(kWaitMs));
+    ASSERT_TRUE(message.ok()) << "message " << i << ": " << message.status().ToString();
+    EXPECT_EQ(message->peer, a_to_b_);
+    EXPECT_EQ(message->type, 100u + i % 3);
+    const uint64_t size = i % 40 == 7 ? (1u << 20) + i : static_cast<uint64_t>(i * 13);
+    auto expected = Pattern(size, i);
+    ASSERT_EQ(message->payload, std::string(expected.begin(), expected.end())) << "message " << i;
+  }
+  // And the other way.
+  ASSERT_TRUE(a_->Send(a_to_b_, 7, "reply").ok());
+  auto reply = b_mail_.Pop(DeadlineAfterMillis(kWaitMs));
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply->payload, "reply");
+  EXPECT_EQ(reply->peer, b_to_a_);
+}
+
+TEST_P(TransportContractTest, CallbacksMaySendFromTheTransportThread) {
+  // An echo server: a's handler answers from inside its callback.
+  auto echo = std::make_unique<Mailbox>();
+  ASSERT_TRUE(b_->Send(b_to_a_, 1, "ping-0").ok());
+  auto first = a_mail_.Pop(DeadlineAfterMillis(kWaitMs));
+  ASSERT_TRUE(first.ok());
+  // Rewire is not allowed after start, so echo through the mailbox loop on a thread of ours and
+  // check replies still work while b keeps sending.
+  std::thread server([&] {
+    for (int i = 0; i < 20; ++i) {
+      auto m = a_mail_.Pop(DeadlineAfterMillis(kWaitMs));
+      if (!m.ok()) return;
+      (void)a_->Send(m->peer, m->type, "echo:" + m->payload);
+    }
+  });
+  for (int i = 1; i <= 20; ++i) ASSERT_TRUE(b_->Send(b_to_a_, 1, "ping-" + std::to_string(i)).ok());
+  for (int i = 1; i <= 20; ++i) {
+    auto m = b_mail_.Pop(DeadlineAfterMillis(kWaitMs));
+    ASSERT_TRUE(m.ok()) << i;
+    EXPECT_EQ(m->payload, "echo:ping-" + std::to_string(i));
+  }
+  server.join();
+}
+
+TEST_P(TransportContractTest, PutAndGetMoveBytesBetweenRegions) {
+  constexpr uint64_t kRegionBytes = 8u << 20;
+  std::vector<uint8_t> a_memory(kRegionBytes, 0);
+  std::vector<uint8_t> b_memory = Pattern(kRegionBytes, 99);
+  auto a_region = a_->RegisterMemory(a_memory.data(), a_memory.size());
+  auto b_region = b_->RegisterMemory(b_memory.data(), b_memory.size());
+  ASSERT_TRUE(a_region.ok()) << a_region.status().ToString();
+  ASSERT_TRUE(b_region.ok()) << b_region.status().ToString();
+  // a's descriptor travels to b as bytes would in a message.
+  const RemoteRegion a_remote = (*a_region)->remote();
+
+  struct Case {
+    uint64_t local_offset, remote_offset, length;
+  };
+  const Case cases[] = {{0, 0, 1}, {5, 1000, 17}, {4096, 65536, 65536}, {0, 4u << 20, 4u << 20}};
+  for (const Case& c : cases) {
+    Transfer put{b_to_a_,
+                 b_region->get(),
+                 c.local_offset,
+                 a_remote,
+                 c.remote_offset,
+                 c.length,
+                 DeadlineAfterMillis(kWaitMs)};
+    Status status = PutAndWait(*b_, put);
+    ASSERT_TRUE(status.ok()) << "put of " << c.length << ": " << status.ToString();
+    ASSERT_EQ(0, std::memcmp(a_memory.data() + c.remote_offset, b_memory.data() + c.local_offset,
+                             c.length))
+        << "put of " << c.length << " bytes";
+  }
+  // Get back into a cleared part of b's memory.
+  std::memset(b_memory.data(), 0, 1u << 20);
+  Transfer get{b_to_a_,
+               b_region->get(),
+               0,
+               a_remote,
+               4096 + 65536 - 4096,
+               4096,
+               DeadlineAfterMillis(kWaitMs)};
+  // a_memory[65536 .. 65536+4096) holds what the third case put there.
+  get.remote_offset = 65536;
+  Status status = GetAndWait(*b_, get);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  auto expected = Pattern(kRegionBytes, 99);
+  EXPECT_EQ(0, std::memcmp(b_memory.data(), expected.data() + 4096, 4096));
+
+  // A large get from a's side of what b has (the direction reversed).
+  const RemoteRegion b_remote = (*b_region)->remote();
+  std::memset(a_memory.data(), 0, a_memory.size());
+  Transfer big{
+      a_to_b_, a_region->get(), 0, b_remote, 1u << 20, 6u << 20, DeadlineAfterMillis(kWaitMs)};
+  status = GetAndWait(*a_, big);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  EXPECT_EQ(0, std::memcmp(a_memory.data(), b_memory.data() + (1u << 20), 6u << 20));
+}
+
+TEST_P(TransportContractTest, ManyConcurrentTransfersAllComplete) {
+  constexpr uint64_t kBlock = 64 * 1024;
+  constexpr int kNumBlocks = 32;
+  std::vector<uint8_t> a_memory(kBlock * kNumBlocks, 0);
+  std::vector<uint8_t> b_memory = Pattern(kBlock * kNumBlocks, 5);
+  auto a_region = a_->RegisterMemory(a_memory.data(), a_memory.size());
+  auto b_region = b_->RegisterMemory(b_memory.data(), b_memory.size());
+  ASSERT_TRUE(a_region.ok() && b_region.ok());
+  std::vector<std::future<Status>> results;
+  for (int i = 0; i < kNumBlocks; ++i) {
+    auto promise = std::make_shared<std::promise<Status>>();
+    results.push_back(promise->get_future());
+    // Reverse order on the remote side, like scattered KV blocks.
+    Transfer put{b_to_a_,
+                 b_region->get(),
+                 i * kBlock,
+                 (*a_region)->remote(),
+                 (kNumBlocks - 1 - i) * kBlock,
+                 kBlock,
+                 DeadlineAfterMillis(kWaitMs)};
+    b_->Put(put, [promise](Status s) { promise->set_value(s); });
+  }
+  for (auto& result : results) {
+    ASSERT_EQ(result.wait_for(std::chrono::milliseconds(2 * kWaitMs)), std::future_status::ready);
+    ASSERT_TRUE(result.get().ok());
+  }
+  for (int i = 0; i < kNumBlocks; ++i) {
+    ASSERT_EQ(0, std::memcmp(a_memory.data() + (kNumBlocks - 1 - i) * kBlock,
+                             b_memory.data() + i * kBlock, kBlock))
+        << "block " << i;
+  }
+}
+
+TEST_P(TransportContractTest, BadTransfersCompleteWithInvalidArgument) {
+  std::vector<uint8_t> a_memory(4096), b_memory(4096);
+  auto a_region = a_->RegisterMemory(a_memory.data(), a_memory.size());
+  auto b_region = b_->RegisterMemory(b_memory.data(), b_memory.size());
+  ASSERT_TRUE(a_region.ok() && b_region.ok());
+  const RemoteRegion remote = (*a_region)->remote();
+  Transfer past_remote{
+      b_to_a_, b_region->get(), 0, remote, 4000, 200, DeadlineAfterMillis(kWaitMs)};
+  EXPECT_EQ(PutAndWait(*b_, past_remote).code(), StatusCode::kInvalidArgument);
+  Transfer past_local{b_to_a_, b_region->get(), 4095, remote, 0, 2, DeadlineAfterMillis(kWaitMs)};
+  EXPECT_EQ(GetAndWait(*b_, past_local).code(), StatusCode::kInvalidArgument);
+  Transfer empty{b_to_a_, b_region->get(), 0, remote, 0, 0, DeadlineAfterMillis(kWaitMs)};
+  EXPECT_EQ(PutAndWait(*b_, empty).code(), StatusCode::kInvalidArgument);
+  Transfer unknown_peer{987654, b_region->get(), 0, remote, 0, 16, DeadlineAfterMillis(kWaitMs)};
+  EXPECT_EQ(PutAndWait(*b_, unknown_peer).code(), StatusCode::kUnavailable);
+  // And the connection still works afterwards.
+  Transfer fine{b_to_a_, b_region->get(), 0, remote, 0, 4096, DeadlineAfterMillis(kWaitMs)};
+  EXPECT_TRUE(PutAndWait(*b_, fine).ok());
+}
+
+TEST_P(TransportContractTest, TransferWhoseDeadlinePassedIsDeadlineExceeded) {
+  std::vector<uint8_t> a_memory(4096), b_memory(4096);
+  auto a_region = a_->RegisterMemory(a_memory.data(), a_memory.size());
+  auto b_region = b_->RegisterMemory(b_memory.data(), b_memory.size());
+  ASSERT_TRUE(a_region.ok() && b_region.ok());
+  Transfer late{b_to_a_,
+                b_region->get(),
+                0,
+                (*a_region)->remote(),
+                0,
+                64,
+                MonoClock::now() - std::chrono::milliseconds(1)};
+  EXPECT_EQ(PutAndWait(*b_, late).code(), StatusCode::kDeadlineExceeded);
+}
+
+TEST_P(TransportContractTest, SendRejectsReservedTypesAndUnknownPeers) {
+  EXPECT_EQ(b_->Send(b_to_a_, kFirstReservedMessageType, "x").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(b_->Send(424242, 1, "x").code(), StatusCode::kUnavailable);
+  EXPECT_EQ(a_->SetHandlers(Handlers{}).code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_P(TransportContractTest, DisconnectIsReportedToThePeerAndFailsLaterCalls) {
+  ASSERT_TRUE(b_->Disconnect(b_to_a_).ok());
+  auto why = a_events_.WaitFailed(a_to_b_);
+  ASSERT_TRUE(why.has_value()) << "no failure callback";
+  EXPECT_FALSE(why->ok());
+  EXPECT_FALSE(b_->Send(b_to_a_, 1, "after").ok());
+  EXPECT_EQ(b_->Disconnect(b_to_a_).code(), StatusCode::kNotFound);
+  // The side that disconnected does not get a failure callback for its own act.
+  EXPECT_EQ(b_events_.num_failed(), 0u);
+  // a may connect again.
+  auto again = b_->Connect(address_, DeadlineAfterMillis(kWaitMs));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_NE(*again, b_to_a_);
+  ASSERT_TRUE(b_->Send(*again, 3, "hello again").ok());
+  auto message = a_mail_.Pop(DeadlineAfterMillis(kWaitMs));
+  ASSERT_TRUE(message.ok());
+  EXPECT_EQ(message->payload, "hello again");
+}
+
+TEST_P(TransportContractTest, ShutdownIsReportedToThePeerAndCompletesPendingWork) {
+  std::vector<uint8_t> a_memory(1 << 20), b_memory(1 << 20);
+  auto a_region = a_->RegisterMemory(a_memory.data(), a_memory.size());
+  auto b_region = b_->RegisterMemory(b_memory.data(), b_memory.size());
+  ASSERT_TRUE(a_region.ok() && b_region.ok());
+  std::vector<std::future<Status>> results;
+  for (int i = 0; i < 8; ++i) {
+    auto promise = std::make_shared<std::promise<Status>>();
+    results.push_back(promise->get_future());
+    Transfer put{b_to_a_,
+                 b_region->get(),
+                 0,
+                 (*a_region)->remote(),
+                 0,
+                 1 << 20,
+                 DeadlineAfterMillis(kWaitMs)};
+    b_->Put(put, [promise](Status s) { promise->set_value(s); });
+  }
+  b_->Shutdown();
+  // Every transfer completed (successfully or not) by the time Shutdown returned.
+  for (auto& result : results) {
+    ASSERT_EQ(result.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+  }
+  auto why = a_events_.WaitFailed(a_to_b_);
+  ASSERT_TRUE(why.has_value()) << "no failure callback";
+  // After shutdown calls fail without hanging.
+  EXPECT_FALSE(b_->Send(b_to_a_, 1, "x").ok());
+  Transfer put{
+      b_to_a_, b_region->get(), 0, (*a_region)->remote(), 0, 16, DeadlineAfterMillis(kWaitMs)};
+  EXPECT_EQ(PutAndWait(*b_, put).code(), StatusCode::kCancelled);
+}
+
+TEST_P(TransportContractTest, ConnectToNobodyFailsWithinItsDeadline) {
+  const std::string nowhere =
+      GetParam().listen_address == "127.0.0.1:0" ? "127.0.0.1:1" : "nobody:1";
+  Stopwatch watch;
+  auto peer = b_->Connect(nowhere, DeadlineAfterMillis(3000));
+  EXPECT_FALSE(peer.ok());
+  EXPECT_LT(watch.ElapsedMillis(), 3000 + 5000);
+  EXPECT_FALSE(b_->Connect("not an address", DeadlineAfterMillis(1000)).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllTransports, TransportContractTest,
+    ::testing::Values(InprocBackend(), InprocBackend(/*fault_wrapped=*/true),
+                      UcxBackend("ucx_tcp", "tcp", UcxOptions::BulkMode::kAuto),
+                      UcxBackend("ucx_sm", "sm,tcp", UcxOptions::BulkMode::kAuto),
+                      UcxBackend("ucx_sm_rma", "sm,tcp", UcxOptions::BulkMode::kRma),
+                      UcxBackend("fault_ucx_tcp", "tcp", UcxOptions::BulkMode::kAuto,
+                                 /*fault_wrapped=*/true)),
+    [](const ::testing::TestParamInfo<Backend>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace strata::transport::testing

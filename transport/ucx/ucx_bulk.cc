@@ -1,0 +1,338 @@
+// Put/Get of the UCX transport: the RMA path and the active-message path (see ucx_transport.h),
+// both the initiator's side and the target's AM handlers.
+#include <cstring>
+
+#include "common/log.h"
+#include "transport/ucx/ucx_transport_impl.h"
+
+namespace strata::transport::ucx {
+namespace {
+
+// Upper bound of unpacked remote keys cached per peer (descriptors come from our own layers,
+// which register few large regions; the bound keeps a confused peer from growing it forever).
+constexpr size_t kMaxRemoteKeysPerPeer = 4096;
+
+Status UcsError(const char* what, ucs_status_t status) {
+  return UnavailableError(std::string(what) + ": " + ucs_status_string(status));
+}
+
+Status StatusFromWire(int32_t code, std::string message) {
+  if (code == 0) return OkStatus();
+  // Codes of common/status.h; anything else from a newer peer is kUnknown.
+  const bool known = (code > 0 && code <= static_cast<int>(StatusCode::kUnauthenticated)) ||
+                     code == static_cast<int>(StatusCode::kPayloadTooLarge);
+  return Status(known ? static_cast<StatusCode>(code) : StatusCode::kUnknown,
+                "from peer: " + message);
+}
+
+struct OpRequest {
+  UcxTransportImpl* impl;
+  uint64_t op_id;
+};
+
+void OnOpSendDone(void* request, ucs_status_t status, void* user_data) {
+  auto* op = static_cast<OpRequest*>(user_data);
+  --op->impl->inflight_;
+  op->impl->CompleteOp(op->op_id, status == UCS_OK ? OkStatus() : UcsError("transfer", status));
+  delete op;
+  ucp_request_free(request);
+}
+
+void OnOpRecvDone(void* request, ucs_status_t status, size_t, void* user_data) {
+  OnOpSendDone(request, status, user_data);
+}
+
+struct PutRecv {
+  UcxTransportImpl* impl;
+  PeerId peer;
+  uint64_t op_id;
+};
+
+void OnPutDataReceived(void* request, ucs_status_t status, size_t, void* user_data) {
+  auto* recv = static_cast<PutRecv*>(user_data);
+  --recv->impl->inflight_;
+  recv->impl->FinishPutData(recv->peer, recv->op_id, status);
+  delete recv;
+  ucp_request_free(request);
+}
+
+}  // namespace
+
+void UcxTransportImpl::Put(const Transfer& transfer, Completion done) {
+  StartTransfer(transfer, std::move(done), /*is_put=*/true);
+}
+
+void UcxTransportImpl::Get(const Transfer& transfer, Completion done) {
+  StartTransfer(transfer, std::move(done), /*is_put=*/false);
+}
+
+void UcxTransportImpl::StartTransfer(const Transfer& transfer, Completion done, bool is_put) {
+  Status valid = ValidateTransfer(transfer);
+  std::unique_lock<std::mutex> lock(state_mu_);
+  if (shut_down_) {
+    lock.unlock();
+    return done(CancelledError("transport shut down"));
+  }
+  // Posted under state_mu_ so that Shutdown, which posts its stop after setting shut_down_,
+  // always finds this command queued ahead of it.
+  Post([this, transfer, done = std::move(done), is_put, valid = std::move(valid)]() mutable {
+    if (!valid.ok()) {
+      events_.push_back([done = std::move(done), valid] { done(valid); });
+      return;
+    }
+    Peer* peer = FindPeer(transfer.peer);
+    if (stopping_ || peer == nullptr || peer->state != Peer::State::kOpen) {
+      Status why =
+          stopping_
+              ? CancelledError("transport shut down")
+              : UnavailableError("peer " + std::to_string(transfer.peer) + " is not connected");
+      {
+        std::lock_guard<std::mutex> lock(state_mu_);
+        auto it = peer_status_.find(transfer.peer);
+        if (!stopping_ && it != peer_status_.end() && !it->second.ok()) why = it->second;
+      }
+      events_.push_back([done = std::move(done), why] { done(why); });
+      return;
+    }
+    const uint64_t op_id = next_op_++;
+    PendingOp& op = ops_[op_id];
+    op.kind = peer->use_rma ? (is_put ? PendingOp::Kind::kRmaPut : PendingOp::Kind::kRmaGet)
+                            : (is_put ? PendingOp::Kind::kAmPut : PendingOp::Kind::kAmGet);
+    op.peer = transfer.peer;
+    op.done = std::move(done);
+    op.deadline = transfer.deadline;
+    op.local = static_cast<uint8_t*>(transfer.local->data()) + transfer.local_offset;
+    op.length = transfer.length;
+    if (MonoClock::now() > transfer.deadline) {
+      return CompleteOp(op_id, DeadlineExceededError("transfer deadline passed before it started"));
+    }
+    switch (op.kind) {
+      case PendingOp::Kind::kRmaPut:
+        return StartRmaPut(op_id, *peer, transfer);
+      case PendingOp::Kind::kRmaGet:
+        return StartRmaGet(op_id, *peer, transfer);
+      case PendingOp::Kind::kAmPut:
+        return StartAmPut(op_id, *peer, transfer);
+      case PendingOp::Kind::kAmGet:
+        return StartAmGet(op_id, *peer, transfer);
+    }
+  });
+}
+
+void UcxTransportImpl::CompleteOp(uint64_t op_id, Status status) {
+  auto it = ops_.find(op_id);
+  if (it == ops_.end()) return;  // already completed (e.g. failed, then UCX canceled it)
+  Completion done = std::move(it->second.done);
+  if (it->second.forced) status = *it->second.forced;
+  ops_.erase(it);
+  events_.push_back([done = std::move(done), status = std::move(status)] { done(status); });
+}
+
+StatusOr<ucp_rkey_h> UcxTransportImpl::RemoteKey(Peer& peer, const std::string& packed) {
+  auto it = peer.rkeys.find(packed);
+  if (it != peer.rkeys.end()) return it->second;
+  if (peer.rkeys.size() >= kMaxRemoteKeysPerPeer) {
+    return ResourceExhaustedError("too many distinct remote keys for one peer");
+  }
+  ucp_rkey_h rkey = nullptr;
+  const ucs_status_t status = ucp_ep_rkey_unpack(peer.ep, packed.data(), &rkey);
+  if (status != UCS_OK) {
+    return InvalidArgumentError(std::string("remote key does not unpack: ") +
+                                ucs_status_string(status));
+  }
+  peer.rkeys.emplace(packed, rkey);
+  return rkey;
+}
+
+void UcxTransportImpl::StartRmaPut(uint64_t op_id, Peer& peer, const Transfer& transfer) {
+  auto rkey = RemoteKey(peer, transfer.remote.packed_key);
+  if (!rkey.ok()) return CompleteOp(op_id, rkey.status());
+  ucp_request_param_t param{};
+  void* request = ucp_put_nbx(peer.ep, ops_[op_id].local, transfer.length,
+                              transfer.remote.address + transfer.remote_offset, *rkey, &param);
+  if (UCS_PTR_IS_ERR(request)) {
+    return CompleteOp(op_id, UcsError("ucp_put_nbx", UCS_PTR_STATUS(request)));
+  }
+  if (UCS_PTR_IS_PTR(request)) ucp_request_free(request);  // released when it completes
+  // A put's own completion only frees the source buffer; the flush completes when the data is
+  // in place at the target, which is what the Completion promises.
+  auto* context = new OpRequest{this, op_id};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.send = &OnOpSendDone;
+  param.user_data = context;
+  void* flush = ucp_ep_flush_nbx(peer.ep, &param);
+  if (UCS_PTR_IS_PTR(flush)) {
+    ++inflight_;
+    return;
+  }
+  delete context;
+  const ucs_status_t status = UCS_PTR_STATUS(flush);
+  CompleteOp(op_id, status == UCS_OK ? OkStatus() : UcsError("ucp_ep_flush_nbx", status));
+}
+
+void UcxTransportImpl::StartRmaGet(uint64_t op_id, Peer& peer, const Transfer& transfer) {
+  auto rkey = RemoteKey(peer, transfer.remote.packed_key);
+  if (!rkey.ok()) return CompleteOp(op_id, rkey.status());
+  auto* context = new OpRequest{this, op_id};
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.send = &OnOpSendDone;
+  param.user_data = context;
+  void* request = ucp_get_nbx(peer.ep, ops_[op_id].local, transfer.length,
+                              transfer.remote.address + transfer.remote_offset, *rkey, &param);
+  if (UCS_PTR_IS_PTR(request)) {
+    ++inflight_;
+    return;
+  }
+  delete context;
+  const ucs_status_t status = UCS_PTR_STATUS(request);
+  CompleteOp(op_id, status == UCS_OK ? OkStatus() : UcsError("ucp_get_nbx", status));
+}
+
+void UcxTransportImpl::StartAmPut(uint64_t op_id, Peer& peer, const Transfer& transfer) {
+  const BulkHeader header{peer.remote_id,  op_id, transfer.remote.address + transfer.remote_offset,
+                          transfer.length, 0,     0};
+  // Completes on the target's ack (data in place); a failed send completes it early.
+  SendAm(peer.ep, kAmPutData, &header, sizeof(header), ops_[op_id].local, transfer.length,
+         std::string(), [this, op_id](Status status) { CompleteOp(op_id, std::move(status)); });
+}
+
+void UcxTransportImpl::StartAmGet(uint64_t op_id, Peer& peer, const Transfer& transfer) {
+  const BulkHeader header{peer.remote_id,  op_id, transfer.remote.address + transfer.remote_offset,
+                          transfer.length, 0,     0};
+  SendAm(peer.ep, kAmGetRequest, &header, sizeof(header), nullptr, 0, std::string(),
+         [this, op_id](Status status) { CompleteOp(op_id, std::move(status)); });
+}
+
+void UcxTransportImpl::SendBulkReply(Peer& peer, unsigned am_id, uint64_t op_id,
+                                     const Status& status) {
+  const BulkHeader header{peer.remote_id, op_id, 0, 0, static_cast<int32_t>(status.code()), 0};
+  SendAm(peer.ep, am_id, &header, sizeof(header), nullptr, 0, status.message(), nullptr);
+}
+
+// ---------------------------------------------------------------- target side (AM handlers)
+
+ucs_status_t UcxTransportImpl::HandlePutData(Peer& peer, const BulkHeader& header, void* data,
+                                             size_t length, bool rendezvous) {
+  if (header.length != length || !context_->regions().Contains(header.address, length)) {
+    SendBulkReply(peer, kAmPutAck, header.op_id,
+                  InvalidArgumentError("put of " + std::to_string(length) +
+                                       " bytes is outside the target's registered regions"));
+    return rendezvous ? UCS_ERR_INVALID_PARAM : UCS_OK;
+  }
+  auto* target = reinterpret_cast<void*>(header.address);
+  if (!rendezvous) {
+    std::memcpy(target, data, length);
+    SendBulkReply(peer, kAmPutAck, header.op_id, OkStatus());
+    return UCS_OK;
+  }
+  // Rendezvous: UCX moves the bytes straight into the registered region (zero-copy where the
+  // transport allows), then we acknowledge.
+  auto* recv = new PutRecv{this, peer.id, header.op_id};
+  deferred_.push_back([this, recv, data, target, length] {
+    Peer* peer = FindPeer(recv->peer);
+    if (!Receives(peer)) {
+      ucp_am_data_release(worker_, data);
+      delete recv;
+      return;
+    }
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    param.cb.recv_am = &OnPutDataReceived;
+    param.user_data = recv;
+    void* request = ucp_am_recv_data_nbx(worker_, data, target, length, &param);
+    if (UCS_PTR_IS_PTR(request)) {
+      ++inflight_;
+      return;
+    }
+    FinishPutData(recv->peer, recv->op_id, UCS_PTR_STATUS(request));
+    delete recv;
+  });
+  return UCS_INPROGRESS;
+}
+
+void UcxTransportImpl::FinishPutData(PeerId id, uint64_t op_id, ucs_status_t status) {
+  Peer* peer = FindPeer(id);
+  if (!Receives(peer)) return;
+  SendBulkReply(*peer, kAmPutAck, op_id,
+                status == UCS_OK ? OkStatus() : UcsError("receiving put data", status));
+}
+
+ucs_status_t UcxTransportImpl::HandlePutAck(Peer& peer, const BulkHeader& header, void* data,
+                                            size_t length, bool rendezvous) {
+  auto it = ops_.find(header.op_id);
+  if (it == ops_.end() || it->second.peer != peer.id ||
+      it->second.kind != PendingOp::Kind::kAmPut) {
+    return rendezvous ? UCS_ERR_CANCELED : UCS_OK;  // a late ack of a transfer that timed out
+  }
+  std::string message =
+      rendezvous ? "(error text too long)" : std::string(static_cast<const char*>(data), length);
+  CompleteOp(header.op_id, StatusFromWire(header.status, std::move(message)));
+  return rendezvous ? UCS_ERR_CANCELED : UCS_OK;
+}
+
+ucs_status_t UcxTransportImpl::HandleGetRequest(Peer& peer, const BulkHeader& header) {
+  if (header.length == 0 || !context_->regions().Contains(header.address, header.length)) {
+    SendBulkReply(peer, kAmGetData, header.op_id,
+                  InvalidArgumentError("get of " + std::to_string(header.length) +
+                                       " bytes is outside the target's registered regions"));
+    return UCS_OK;
+  }
+  // The bytes go straight from the registered region (the owner keeps it registered while
+  // peers may read it, per the Region contract).
+  const BulkHeader reply{peer.remote_id, header.op_id, header.address, header.length, 0, 0};
+  SendAm(peer.ep, kAmGetData, &reply, sizeof(reply), reinterpret_cast<const void*>(header.address),
+         header.length, std::string(), nullptr);
+  return UCS_OK;
+}
+
+ucs_status_t UcxTransportImpl::HandleGetData(Peer& peer, const BulkHeader& header, void* data,
+                                             size_t length, bool rendezvous) {
+  const ucs_status_t drop = rendezvous ? UCS_ERR_CANCELED : UCS_OK;
+  auto it = ops_.find(header.op_id);
+  if (it == ops_.end() || it->second.peer != peer.id ||
+      it->second.kind != PendingOp::Kind::kAmGet) {
+    return drop;  // a late reply to a transfer that timed out
+  }
+  if (header.status != 0) {
+    std::string message =
+        rendezvous ? "(error text too long)" : std::string(static_cast<const char*>(data), length);
+    CompleteOp(header.op_id, StatusFromWire(header.status, std::move(message)));
+    return drop;
+  }
+  if (length != it->second.length) {
+    CompleteOp(header.op_id,
+               DataLossError("get returned " + std::to_string(length) + " bytes, expected " +
+                             std::to_string(it->second.length)));
+    return drop;
+  }
+  if (!rendezvous) {
+    std::memcpy(it->second.local, data, length);
+    CompleteOp(header.op_id, OkStatus());
+    return UCS_OK;
+  }
+  const uint64_t op_id = header.op_id;
+  deferred_.push_back([this, op_id, data, length] {
+    auto it = ops_.find(op_id);
+    if (it == ops_.end()) {
+      ucp_am_data_release(worker_, data);
+      return;
+    }
+    auto* context = new OpRequest{this, op_id};
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    param.cb.recv_am = &OnOpRecvDone;
+    param.user_data = context;
+    void* request = ucp_am_recv_data_nbx(worker_, data, it->second.local, length, &param);
+    if (UCS_PTR_IS_PTR(request)) {
+      ++inflight_;
+      return;
+    }
+    delete context;
+    const ucs_status_t status = UCS_PTR_STATUS(request);
+    CompleteOp(op_id, status == UCS_OK ? OkStatus() : UcsError("receiving get data", status));
+  });
+  return UCS_INPROGRESS;
+}
+
+}  // namespace strata::transport::ucx

@@ -1,0 +1,115 @@
+#include "transport/ucx/ucx_memory.h"
+
+#include <algorithm>
+
+namespace strata::transport::ucx {
+
+void RegionTable::Add(uint64_t base, uint64_t length) {
+  std::lock_guard<std::mutex> lock(mu_);
+  regions_.emplace_back(base, length);
+}
+
+void RegionTable::Remove(uint64_t base, uint64_t length) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = std::find(regions_.begin(), regions_.end(), std::make_pair(base, length));
+  if (it != regions_.end()) regions_.erase(it);
+}
+
+bool RegionTable::Contains(uint64_t address, uint64_t length) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [base, size] : regions_) {
+    if (address >= base && length <= size && address - base <= size - length) return true;
+  }
+  return false;
+}
+
+StatusOr<std::shared_ptr<UcxContext>> UcxContext::Create(const std::string& tls) {
+  ucp_config_t* config = nullptr;
+  ucs_status_t status = ucp_config_read(nullptr, nullptr, &config);
+  if (status != UCS_OK) {
+    return UnavailableError(std::string("ucp_config_read: ") + ucs_status_string(status));
+  }
+  if (!tls.empty()) {
+    status = ucp_config_modify(config, "TLS", tls.c_str());
+    if (status != UCS_OK) {
+      ucp_config_release(config);
+      return InvalidArgumentError("UCX TLS '" + tls + "': " + ucs_status_string(status));
+    }
+  }
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
+  params.features = UCP_FEATURE_AM | UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP;
+  params.mt_workers_shared = 1;
+  std::shared_ptr<UcxContext> context(new UcxContext());
+  status = ucp_init(&params, config, &context->context_);
+  ucp_config_release(config);
+  if (status != UCS_OK) {
+    context->context_ = nullptr;
+    return UnavailableError(std::string("ucp_init: ") + ucs_status_string(status));
+  }
+  return context;
+}
+
+UcxContext::~UcxContext() {
+  if (context_ != nullptr) ucp_cleanup(context_);
+}
+
+namespace {
+
+class UcxRegion : public Region {
+ public:
+  UcxRegion(std::shared_ptr<UcxContext> context, ucp_mem_h memh, void* data, uint64_t size,
+            RemoteRegion remote)
+      : context_(std::move(context)),
+        memh_(memh),
+        data_(data),
+        size_(size),
+        remote_(std::move(remote)) {
+    context_->regions().Add(reinterpret_cast<uint64_t>(data_), size_);
+  }
+  ~UcxRegion() override {
+    context_->regions().Remove(reinterpret_cast<uint64_t>(data_), size_);
+    ucp_mem_unmap(context_->get(), memh_);
+  }
+  void* data() const override { return data_; }
+  uint64_t size() const override { return size_; }
+  const RemoteRegion& remote() const override { return remote_; }
+
+ private:
+  std::shared_ptr<UcxContext> context_;
+  ucp_mem_h memh_;
+  void* data_;
+  uint64_t size_;
+  RemoteRegion remote_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Region>> RegisterUcxMemory(std::shared_ptr<UcxContext> context, void* data,
+                                                    uint64_t bytes) {
+  if (data == nullptr || bytes == 0) return InvalidArgumentError("cannot register empty memory");
+  ucp_mem_map_params_t params{};
+  params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+  params.address = data;
+  params.length = bytes;
+  ucp_mem_h memh = nullptr;
+  ucs_status_t status = ucp_mem_map(context->get(), &params, &memh);
+  if (status != UCS_OK) {
+    return ResourceExhaustedError(std::string("ucp_mem_map of ") + std::to_string(bytes) +
+                                  " bytes: " + ucs_status_string(status));
+  }
+  void* key_buffer = nullptr;
+  size_t key_size = 0;
+  status = ucp_rkey_pack(context->get(), memh, &key_buffer, &key_size);
+  if (status != UCS_OK) {
+    ucp_mem_unmap(context->get(), memh);
+    return InternalError(std::string("ucp_rkey_pack: ") + ucs_status_string(status));
+  }
+  RemoteRegion remote{reinterpret_cast<uint64_t>(data), bytes,
+                      std::string(static_cast<const char*>(key_buffer), key_size)};
+  ucp_rkey_buffer_release(key_buffer);
+  return std::unique_ptr<Region>(
+      std::make_unique<UcxRegion>(std::move(context), memh, data, bytes, std::move(remote)));
+}
+
+}  // namespace strata::transport::ucx
