@@ -86,7 +86,8 @@ class HttpServer {
   int port() const;
   // Stops accepting new connections; open ones continue.
   void StopAccepting();
-  // Closes every connection and joins the I/O threads. Idempotent.
+  // Closes every connection and joins the I/O threads. Idempotent. Exchanges handed out must
+  // be released before the server is destroyed (their sockets belong to its io_context).
   void Stop();
   // Exchanges started and not yet ended.
   int num_active_exchanges() const;

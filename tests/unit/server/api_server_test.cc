@@ -42,10 +42,12 @@ class ApiServerTest : public ::testing::Test {
     ASSERT_TRUE(http_->Start().ok());
     port_ = http_->port();
   }
+  // The service goes first: its callbacks own the jobs, which hold exchanges whose sockets
+  // belong to the HTTP server's io_context.
   void StopServer() {
-    if (http_) http_->Stop();
-    http_.reset();
+    if (http_) http_->StopAccepting();
     service_.reset();
+    http_.reset();
     api_.reset();
   }
 
