@@ -31,5 +31,6 @@ Command GenModelCommand();
 Command BenchCommand();
 Command TokenizeCommand();
 Command GenerateCommand();
+Command ServeCommand();
 
 }  // namespace strata::apps
