@@ -30,6 +30,11 @@ void Scope::Set(std::string name, Value value) {
   vars_.emplace_back(std::move(name), std::move(value));
 }
 
+void Scope::Clear() {
+  std::vector<std::pair<std::string, Value>> doomed;
+  doomed.swap(vars_);
+}
+
 namespace {
 
 // Does `body` (or any expression in it) read the name `name`? Used for a macro's implicit
@@ -175,6 +180,36 @@ Value MissingAttr(const Value& obj, const std::string& name) {
 
 }  // namespace
 
+namespace {
+
+template <typename T>
+void TrackWeak(std::vector<std::weak_ptr<T>>& list, const std::shared_ptr<T>& item) {
+  if (list.size() >= 64 && list.size() == list.capacity()) {
+    std::erase_if(list, [](const std::weak_ptr<T>& w) { return w.expired(); });
+  }
+  list.push_back(item);
+}
+
+}  // namespace
+
+Interpreter::~Interpreter() {
+  for (auto& weak : tracked_objects_) {
+    if (auto object = weak.lock()) {
+      std::vector<std::pair<std::string, Value>> doomed;
+      doomed.swap(object->attrs);
+    }
+  }
+  for (auto& weak : tracked_scopes_) {
+    if (auto scope = weak.lock()) scope->Clear();
+  }
+}
+
+void Interpreter::TrackScope(const ScopePtr& scope) { TrackWeak(tracked_scopes_, scope); }
+
+void Interpreter::TrackObject(const std::shared_ptr<ObjectData>& object) {
+  TrackWeak(tracked_objects_, object);
+}
+
 Interpreter::CallDepthGuard::CallDepthGuard(Interpreter& interp) : interp_(interp) {
   if (++interp_.call_depth_ > interp_.limits_.max_call_depth) {
     --interp_.call_depth_;
@@ -273,6 +308,7 @@ Interpreter::Flow Interpreter::ExecOne(const Stmt& stmt, const ScopePtr& scope, 
       DefineMacro(stmt, scope);
       return Flow::kNormal;
     case Stmt::Kind::kCallBlock: {
+      TrackScope(scope);
       auto caller = std::make_shared<Macro>("caller", &stmt.params, &stmt.body, scope);
       const Expr& call = *stmt.expr;
       const Value fn = Eval(*call.object, scope);
@@ -352,6 +388,7 @@ void Interpreter::ExecFor(const Stmt& stmt, const ScopePtr& scope, const Value& 
   }
   Value recurse;
   if (stmt.recursive) {
+    TrackScope(scope);
     recurse = Value::Function(
         std::make_shared<RecursiveLoop>([this, &stmt, scope, depth](const Value& it) {
           std::string nested;
@@ -419,6 +456,7 @@ void Interpreter::Assign(const Target& target, Value value, const ScopePtr& scop
 }
 
 void Interpreter::DefineMacro(const Stmt& stmt, const ScopePtr& scope) {
+  TrackScope(scope);
   scope->Set(stmt.text,
              Value::Function(std::make_shared<Macro>(stmt.text, &stmt.params, &stmt.body, scope)));
 }
