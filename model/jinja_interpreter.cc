@@ -357,6 +357,8 @@ std::vector<Value> Interpreter::Iterate(const Value& v) {
     case Value::Kind::kString: {
       std::vector<Value> chars;
       const std::string& s = v.as_string();
+      CheckListSize(s.size() / 4);  // at least this many characters
+      Step(static_cast<int64_t>(s.size() / 4));
       if (IsAscii(s)) {
         for (char c : s) chars.push_back(Value::String(std::string(1, c)));
       } else {
@@ -424,6 +426,7 @@ void Interpreter::ExecFor(const Stmt& stmt, const ScopePtr& scope, const Value& 
         {"nextitem", i + 1 < n ? items[i + 1] : Value::Undefined("there is no next item")},
     };
     if (stmt.recursive) loop->attrs.emplace_back("__call__", recurse);
+    loop->UpdateDepth();
     iteration->Set("loop", Value::Object(std::move(loop)));
     if (Exec(stmt.body, iteration, out) == Flow::kBreak) break;
   }

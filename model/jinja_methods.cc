@@ -386,6 +386,7 @@ void AddBuiltinGlobals(Scope& scope) {
                                ns->type = ObjectData::Type::kNamespace;
                                ns->attrs =
                                    MappingFromArgs(interp, "namespace", std::move(args)).entries;
+                               ns->UpdateDepth();
                                interp.TrackObject(ns);
                                return Value::Object(std::move(ns));
                              })));

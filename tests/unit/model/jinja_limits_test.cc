@@ -137,6 +137,26 @@ TEST(JinjaLimitsTest, ReferenceCyclesDoNotOutliveTheRender) {
   }
 }
 
+TEST(JinjaLimitsTest, ValuesBuiltInLoopsCannotNestWithoutBound) {
+  ExpectError(
+      "{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = [ns.l] %}"
+      "{% endfor %}",
+      "value nested deeper than 512 levels");
+  ExpectError(
+      "{% set ns = namespace(d={}) %}{% for i in range(100000) %}"
+      "{% set ns.d = {'k': ns.d} %}{% endfor %}",
+      "value nested deeper than 512 levels");
+  ExpectError(
+      "{% set ns = namespace(n=none) %}{% for i in range(100000) %}"
+      "{% set ns.n = namespace(p=ns.n) %}{% endfor %}",
+      "value nested deeper than 512 levels");
+  ExpectError("{{ 'x %99999s' % 'a' }}", "format width or precision too large");
+  RenderLimits limits;
+  limits.max_string_bytes = 1 << 16;
+  ExpectError("{{ range(1000)|list|tojson(indent='" + std::string(100, ' ') + "') }}",
+              "exceeds the limit", "{}", limits);
+}
+
 TEST(JinjaLimitsTest, DeepJsonInputIsRejected) {
   std::string deep;
   for (int i = 0; i < 500; ++i) deep += "[";
