@@ -454,6 +454,7 @@ Value FilterToJson(Interpreter& interp, Value v, CallArgs args) {
     }
   }
   o.item_separator = o.has_indent ? "," : ", ";
+  o.max_bytes = interp.limits().max_string_bytes;
   if (a.has(2) && !a.get(2).is_none()) {
     std::vector<Value> seps = interp.Iterate(a.get(2));
     if (seps.size() != 2 || !seps[0].is_string() || !seps[1].is_string()) {

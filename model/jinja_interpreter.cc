@@ -30,6 +30,11 @@ void Scope::Set(std::string name, Value value) {
   vars_.emplace_back(std::move(name), std::move(value));
 }
 
+void Scope::Clear() {
+  std::vector<std::pair<std::string, Value>> doomed;
+  doomed.swap(vars_);
+}
+
 namespace {
 
 // Does `body` (or any expression in it) read the name `name`? Used for a macro's implicit
@@ -175,6 +180,36 @@ Value MissingAttr(const Value& obj, const std::string& name) {
 
 }  // namespace
 
+namespace {
+
+template <typename T>
+void TrackWeak(std::vector<std::weak_ptr<T>>& list, const std::shared_ptr<T>& item) {
+  if (list.size() >= 64 && list.size() == list.capacity()) {
+    std::erase_if(list, [](const std::weak_ptr<T>& w) { return w.expired(); });
+  }
+  list.push_back(item);
+}
+
+}  // namespace
+
+Interpreter::~Interpreter() {
+  for (auto& weak : tracked_objects_) {
+    if (auto object = weak.lock()) {
+      std::vector<std::pair<std::string, Value>> doomed;
+      doomed.swap(object->attrs);
+    }
+  }
+  for (auto& weak : tracked_scopes_) {
+    if (auto scope = weak.lock()) scope->Clear();
+  }
+}
+
+void Interpreter::TrackScope(const ScopePtr& scope) { TrackWeak(tracked_scopes_, scope); }
+
+void Interpreter::TrackObject(const std::shared_ptr<ObjectData>& object) {
+  TrackWeak(tracked_objects_, object);
+}
+
 Interpreter::CallDepthGuard::CallDepthGuard(Interpreter& interp) : interp_(interp) {
   if (++interp_.call_depth_ > interp_.limits_.max_call_depth) {
     --interp_.call_depth_;
@@ -273,6 +308,7 @@ Interpreter::Flow Interpreter::ExecOne(const Stmt& stmt, const ScopePtr& scope, 
       DefineMacro(stmt, scope);
       return Flow::kNormal;
     case Stmt::Kind::kCallBlock: {
+      TrackScope(scope);
       auto caller = std::make_shared<Macro>("caller", &stmt.params, &stmt.body, scope);
       const Expr& call = *stmt.expr;
       const Value fn = Eval(*call.object, scope);
@@ -321,6 +357,8 @@ std::vector<Value> Interpreter::Iterate(const Value& v) {
     case Value::Kind::kString: {
       std::vector<Value> chars;
       const std::string& s = v.as_string();
+      CheckListSize(s.size() / 4);  // at least this many characters
+      Step(static_cast<int64_t>(s.size() / 4));
       if (IsAscii(s)) {
         for (char c : s) chars.push_back(Value::String(std::string(1, c)));
       } else {
@@ -352,6 +390,7 @@ void Interpreter::ExecFor(const Stmt& stmt, const ScopePtr& scope, const Value& 
   }
   Value recurse;
   if (stmt.recursive) {
+    TrackScope(scope);
     recurse = Value::Function(
         std::make_shared<RecursiveLoop>([this, &stmt, scope, depth](const Value& it) {
           std::string nested;
@@ -387,6 +426,7 @@ void Interpreter::ExecFor(const Stmt& stmt, const ScopePtr& scope, const Value& 
         {"nextitem", i + 1 < n ? items[i + 1] : Value::Undefined("there is no next item")},
     };
     if (stmt.recursive) loop->attrs.emplace_back("__call__", recurse);
+    loop->UpdateDepth();
     iteration->Set("loop", Value::Object(std::move(loop)));
     if (Exec(stmt.body, iteration, out) == Flow::kBreak) break;
   }
@@ -419,6 +459,7 @@ void Interpreter::Assign(const Target& target, Value value, const ScopePtr& scop
 }
 
 void Interpreter::DefineMacro(const Stmt& stmt, const ScopePtr& scope) {
+  TrackScope(scope);
   scope->Set(stmt.text,
              Value::Function(std::make_shared<Macro>(stmt.text, &stmt.params, &stmt.body, scope)));
 }

@@ -36,6 +36,8 @@ class Scope {
   const Value* Find(std::string_view name) const;
   void Set(std::string name, Value value);
   const std::shared_ptr<Scope>& parent() const { return parent_; }
+  // Drops all variables (breaks reference cycles at the end of a render).
+  void Clear();
 
  private:
   std::shared_ptr<Scope> parent_;
@@ -47,6 +49,11 @@ class Interpreter {
  public:
   Interpreter(const RenderLimits& limits, ScopePtr globals)
       : limits_(limits), globals_(std::move(globals)) {}
+  // Clears the tracked scopes and objects, so values that reference each other (a macro and
+  // the scope it is defined in, `ns.self = ns`) are freed with the render.
+  ~Interpreter();
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
 
   // Renders `body` in a child scope of the globals. Throws Error.
   std::string Render(const Body& body);
@@ -68,6 +75,10 @@ class Interpreter {
   Value GetItem(const Value& obj, const Value& key);
   // Throws the UndefinedError carried by `v` if it is undefined.
   static void RequireDefined(const Value& v);
+  // Registers a scope captured by a closure (macro, caller, recursive loop) or a mutable
+  // object (namespace): the only places where reference cycles can form.
+  void TrackScope(const ScopePtr& scope);
+  void TrackObject(const std::shared_ptr<ObjectData>& object);
   // Items of an iterable (list, tuple, dict keys, string characters, undefined -> empty).
   std::vector<Value> Iterate(const Value& v);
 
@@ -105,6 +116,8 @@ class Interpreter {
   ScopePtr globals_;
   int64_t steps_ = 0;
   int call_depth_ = 0;
+  std::vector<std::weak_ptr<Scope>> tracked_scopes_;
+  std::vector<std::weak_ptr<ObjectData>> tracked_objects_;
 };
 
 // Binary arithmetic with Python semantics ("+", "-", "*", "/", "//", "%", "**", "~").

@@ -64,6 +64,27 @@ class Lexer {
     return tokens_.back();
   }
 
+  // Skips whitespace as Python's regex \s sees it (str.isspace(), Unicode-aware).
+  size_t SkipSpaces(size_t p) const {
+    while (p < src_.size()) {
+      if (IsSpace(src_[p])) {
+        ++p;
+        continue;
+      }
+      const auto b = static_cast<unsigned char>(src_[p]);
+      if (b < 0x1C || (b > 0x1F && b < 0x80)) break;
+      if (b < 0x80) {  // \x1c-\x1f
+        ++p;
+        continue;
+      }
+      const size_t len = (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : 4;
+      const std::u32string cp = DecodeUtf8(std::string_view(src_).substr(p, len));
+      if (cp.size() != 1 || !IsPythonSpace(cp[0])) break;
+      p += len;
+    }
+    return p;
+  }
+
   bool StartsWith(size_t at, std::string_view s) const {
     return src_.compare(at, s.size(), s) == 0;
   }
@@ -72,21 +93,16 @@ class Lexer {
   size_t MatchRawBegin(size_t at) const {
     size_t p = at + 2;
     if (p < src_.size() && (src_[p] == '-' || src_[p] == '+')) ++p;
-    while (p < src_.size() && IsSpace(src_[p])) ++p;
+    p = SkipSpaces(p);
     if (!StartsWith(p, "raw")) return std::string::npos;
-    p += 3;
-    while (p < src_.size() && IsSpace(src_[p])) ++p;
+    p = SkipSpaces(p + 3);
     return MatchBlockEnd(p);
   }
 
   // Matches a block end ("+%}", "-%}\s*" or "%}\n?") at `p`; returns the position after it.
   size_t MatchBlockEnd(size_t p) const {
     if (StartsWith(p, "+%}")) return p + 3;
-    if (StartsWith(p, "-%}")) {
-      p += 3;
-      while (p < src_.size() && IsSpace(src_[p])) ++p;
-      return p;
-    }
+    if (StartsWith(p, "-%}")) return SkipSpaces(p + 3);
     if (StartsWith(p, "%}")) {
       p += 2;
       if (options_.trim_blocks && p < src_.size() && src_[p] == '\n') ++p;
@@ -163,7 +179,7 @@ class Lexer {
       if (end == std::string::npos) Fail("Missing end of comment tag", tag);
       size_t after = end + 2;
       if (end > tag + 2 && src_[end - 1] == '-') {
-        while (after < src_.size() && IsSpace(src_[after])) ++after;
+        after = SkipSpaces(after);
       } else if (end > tag + 2 && src_[end - 1] == '+') {
         // no trimming
       } else if (options_.trim_blocks && after < src_.size() && src_[after] == '\n') {
@@ -182,10 +198,9 @@ class Lexer {
       size_t q = open + 2;
       char modifier = 0;
       if (q < src_.size() && (src_[q] == '-' || src_[q] == '+')) modifier = src_[q++];
-      while (q < src_.size() && IsSpace(src_[q])) ++q;
+      q = SkipSpaces(q);
       if (StartsWith(q, "endraw")) {
-        q += 6;
-        while (q < src_.size() && IsSpace(src_[q])) ++q;
+        q = SkipSpaces(q + 6);
         const size_t end = MatchBlockEnd(q);
         if (end != std::string::npos) {
           line_starting_ = false;
@@ -210,7 +225,7 @@ class Lexer {
     size_t p = tag + 2 + (modifier != 0 ? 1 : 0);
     std::vector<char> balance;
     while (true) {
-      while (p < src_.size() && IsSpace(src_[p])) ++p;
+      p = SkipSpaces(p);
       if (p >= src_.size()) {
         Fail(kind == TagKind::kVariable ? "unexpected end of template, expected '}}'"
                                         : "unexpected end of template, expected '%}'",
@@ -227,10 +242,7 @@ class Lexer {
         } else if (StartsWith(p, "-}}") || StartsWith(p, "}}")) {
           Push(Token::Type::kVarEnd, "}}", p);
           size_t end = p + 2;
-          if (src_[p] == '-') {
-            end = p + 3;
-            while (end < src_.size() && IsSpace(src_[end])) ++end;
-          }
+          if (src_[p] == '-') end = SkipSpaces(p + 3);
           SetPos(end);
           return;
         }

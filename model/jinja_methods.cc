@@ -386,6 +386,8 @@ void AddBuiltinGlobals(Scope& scope) {
                                ns->type = ObjectData::Type::kNamespace;
                                ns->attrs =
                                    MappingFromArgs(interp, "namespace", std::move(args)).entries;
+                               ns->UpdateDepth();
+                               interp.TrackObject(ns);
                                return Value::Object(std::move(ns));
                              })));
   scope.Set("dict", Value::Function(std::make_shared<NativeFunction>(

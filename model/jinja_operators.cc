@@ -63,6 +63,10 @@ Value Format(Interpreter& interp, const std::string& fmt, const Value& arg) {
            std::string_view("-+ 0#.0123456789").find(fmt[i]) != std::string::npos) {
       spec.push_back(fmt[i++]);
     }
+    for (size_t k = 1, run = 0; k < spec.size(); ++k) {
+      run = (spec[k] >= '0' && spec[k] <= '9') ? run + 1 : 0;
+      if (run > 3) throw Error("format width or precision too large (at most 999)");
+    }
     if (i >= fmt.size()) throw Error("incomplete format");
     const char conv = fmt[i];
     if (conv == '%') {
@@ -76,7 +80,6 @@ Value Format(Interpreter& interp, const std::string& fmt, const Value& arg) {
       case 's':
       case 'r': {
         const std::string s = conv == 's' ? ToStr(v) : Repr(v);
-        std::snprintf(buf, sizeof buf, (spec + "s").c_str(), "");
         if (spec == "%") {
           out += s;
         } else {

@@ -31,7 +31,34 @@ const Value* ObjectData::Find(std::string_view key) const {
   return nullptr;
 }
 
+static int CheckedDepth(int depth) {
+  if (depth > kMaxValueDepth) {
+    throw Error("value nested deeper than " + std::to_string(kMaxValueDepth) + " levels");
+  }
+  return depth;
+}
+
+int ValueDepth(const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::kList:
+      return v.as_list().depth;
+    case Value::Kind::kDict:
+      return v.as_dict().depth;
+    case Value::Kind::kObject:
+      return v.as_object().depth;
+    default:
+      return 0;
+  }
+}
+
+void ObjectData::UpdateDepth() {
+  int deepest = 0;
+  for (const auto& [k, v] : attrs) deepest = std::max(deepest, ValueDepth(v));
+  depth = std::max(depth, CheckedDepth(deepest + 1));
+}
+
 void ObjectData::Set(std::string key, Value value) {
+  depth = std::max(depth, CheckedDepth(ValueDepth(value) + 1));
   for (auto& [k, v] : attrs) {
     if (k == key) {
       v = std::move(value);
@@ -43,12 +70,18 @@ void ObjectData::Set(std::string key, Value value) {
 
 Value Value::List(std::vector<Value> items, bool is_tuple) {
   auto data = std::make_shared<ListData>();
+  int deepest = 0;
+  for (const Value& item : items) deepest = std::max(deepest, ValueDepth(item));
+  data->depth = CheckedDepth(deepest + 1);
   data->items = std::move(items);
   data->is_tuple = is_tuple;
   return Value(std::shared_ptr<const ListData>(std::move(data)));
 }
 
 Value Value::Dict(DictData dict) {
+  int deepest = 0;
+  for (const auto& [k, v] : dict.entries) deepest = std::max(deepest, ValueDepth(v));
+  dict.depth = CheckedDepth(deepest + 1);
   return Value(std::shared_ptr<const DictData>(std::make_shared<DictData>(std::move(dict))));
 }
 
@@ -279,6 +312,9 @@ int Compare(const Value& a, const Value& b, bool ignore_case) {
 
 static void AppendJson(const Value& v, const JsonOptions& o, int depth, std::string& out) {
   if (depth > 200) throw Error("maximum recursion depth exceeded while encoding a JSON object");
+  if (out.size() > o.max_bytes) {
+    throw Error("JSON output exceeds the limit of " + std::to_string(o.max_bytes) + " bytes");
+  }
   auto newline = [&](int level) {
     if (!o.has_indent) return;
     out.push_back('\n');

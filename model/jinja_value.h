@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -43,13 +44,19 @@ class Error : public std::runtime_error {
 class Value;
 class Interpreter;
 
+// Containers nest at most this deep, so that destroying, comparing or printing a value can
+// never exhaust the stack (templates can build nested values in loops).
+constexpr int kMaxValueDepth = 512;
+
 struct ListData {
   std::vector<Value> items;
   bool is_tuple = false;
+  int depth = 1;  // 1 + the deepest item
 };
 
 struct DictData {
   std::vector<std::pair<std::string, Value>> entries;  // insertion order, unique keys
+  int depth = 1;                                       // set by Value::Dict
   const Value* Find(std::string_view key) const;
   void Set(std::string key, Value value);
 };
@@ -59,8 +66,12 @@ struct ObjectData {
   enum class Type { kNamespace, kLoop };
   Type type = Type::kNamespace;
   std::vector<std::pair<std::string, Value>> attrs;
+  int depth = 1;  // grows as deeper values are stored; never shrinks
   const Value* Find(std::string_view key) const;
+  // Stores an attribute; throws Error if that would nest values deeper than kMaxValueDepth.
   void Set(std::string key, Value value);
+  // Recomputes `depth` after `attrs` was filled directly; throws like Set.
+  void UpdateDepth();
 };
 
 struct CallArgs {
@@ -99,6 +110,7 @@ class Value {
   static Value Int(int64_t v) { return Value(v); }
   static Value Float(double v) { return Value(v); }
   static Value String(std::string v) { return Value(std::move(v)); }
+  // List and Dict throw Error when the result would nest deeper than kMaxValueDepth.
   static Value List(std::vector<Value> items, bool is_tuple = false);
   static Value Dict(DictData dict);
   static Value Object(std::shared_ptr<ObjectData> object) { return Value(std::move(object)); }
@@ -145,6 +157,9 @@ class Value {
       data_;
 };
 
+// Nesting depth of a value: 0 for scalars, 1 + the deepest element for containers.
+int ValueDepth(const Value& v);
+
 // Python truthiness (undefined and None are false; empty str/list/dict are false).
 bool Truthy(const Value& v);
 // Python type name, as in error messages ("str", "int", "dict", "NoneType"...).
@@ -167,6 +182,7 @@ struct JsonOptions {
   std::string item_separator;  // defaults: ", " or "," with indent
   std::string key_separator = ": ";
   bool sort_keys = false;
+  size_t max_bytes = SIZE_MAX;  // longer output throws Error
 };
 // json.dumps(v). Throws Error for values JSON cannot hold (undefined, objects, callables).
 std::string ToJson(const Value& v, const JsonOptions& options);

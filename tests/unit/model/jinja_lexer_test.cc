@@ -89,6 +89,13 @@ TEST(JinjaLexerTest, LstripBlocksRemovesIndentBeforeBlockTags) {
   EXPECT_EQ(Data("{% if x %}\n    {% if y %}b"), "b");
 }
 
+TEST(JinjaLexerTest, UnicodeWhitespaceCountsAsWhitespace) {
+  // U+3000 (ideographic space) and U+00A0 are whitespace to Python's regex \s.
+  EXPECT_EQ(Data("a {{- x -}}\u3000\u00a0b"), "ab");
+  EXPECT_EQ(Data("{{\u3000x\u00a0}}"), "");
+  EXPECT_EQ(Data("a\n\u3000{% if x %}b"), "a\nb");
+}
+
 TEST(JinjaLexerTest, NormalizesNewlinesAndDropsOneTrailingNewline) {
   EXPECT_EQ(Data("a\r\nb\rc\n"), "a\nb\nc");
   EXPECT_EQ(Data("a\n\n"), "a\n");

@@ -117,6 +117,46 @@ TEST(JinjaLimitsTest, OutputAndStringsAreCapped) {
   ExpectError("{{ [1] * 100000000 }}", "exceeds the limit");
 }
 
+// Values that reference each other (a macro and the scope that holds it, a namespace that holds
+// itself) are released when the render ends; an ASan build (STRATA_SANITIZE=address) reports
+// any leak here.
+TEST(JinjaLimitsTest, ReferenceCyclesDoNotOutliveTheRender) {
+  const char* cases[][2] = {
+      {"{% set ns = namespace() %}{% set ns.self = ns %}{{ ns.self.self is defined }}", "True"},
+      {"{% macro outer() %}{% macro inner() %}i{% endmacro %}{{ inner() }}{% endmacro %}"
+       "{{ outer() }}{{ outer() }}",
+       "ii"},
+      {"{% set ns = namespace() %}{% macro m() %}m{% endmacro %}{% set ns.m = m %}{{ ns.m() }}",
+       "m"},
+      {"{% for x in [[1]] recursive %}{% set ns = namespace(l=loop) %}{{ x }}{% endfor %}", "[1]"},
+  };
+  for (const auto& c : cases) {
+    StatusOr<std::string> got = RenderWith(c[0]);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(*got, c[1]);
+  }
+}
+
+TEST(JinjaLimitsTest, ValuesBuiltInLoopsCannotNestWithoutBound) {
+  ExpectError(
+      "{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = [ns.l] %}"
+      "{% endfor %}",
+      "value nested deeper than 512 levels");
+  ExpectError(
+      "{% set ns = namespace(d={}) %}{% for i in range(100000) %}"
+      "{% set ns.d = {'k': ns.d} %}{% endfor %}",
+      "value nested deeper than 512 levels");
+  ExpectError(
+      "{% set ns = namespace(n=none) %}{% for i in range(100000) %}"
+      "{% set ns.n = namespace(p=ns.n) %}{% endfor %}",
+      "value nested deeper than 512 levels");
+  ExpectError("{{ 'x %99999s' % 'a' }}", "format width or precision too large");
+  RenderLimits limits;
+  limits.max_string_bytes = 1 << 16;
+  ExpectError("{{ range(1000)|list|tojson(indent='" + std::string(100, ' ') + "') }}",
+              "exceeds the limit", "{}", limits);
+}
+
 TEST(JinjaLimitsTest, DeepJsonInputIsRejected) {
   std::string deep;
   for (int i = 0; i < 500; ++i) deep += "[";
