@@ -20,6 +20,16 @@ int64_t MlpElements(const ops::MlpWeights& m) {
   return Elements(m.gate) + Elements(m.up) + Elements(m.down);
 }
 
+// "cuda" -> 0, "cuda:N" -> N.
+StatusOr<int> ParseCudaDevice(const std::string& device) {
+  if (device == "cuda") return 0;
+  if (device.rfind("cuda:", 0) == 0 && device.size() > 5 && device.size() < 9 &&
+      device.find_first_not_of("0123456789", 5) == std::string::npos) {
+    return std::stoi(device.substr(5));
+  }
+  return InvalidArgumentError("device '" + device + "': expected cpu, cuda or cuda:N");
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir,
@@ -41,10 +51,24 @@ StatusOr<std::unique_ptr<ModelRunner>> RunnerImpl::Create(const std::string& dir
     return InvalidArgumentError("config.json: attention_bias: not supported for DeepSeek-V3");
   }
   if (options.kv_block_size < 1) return InvalidArgumentError("kv_block_size must be >= 1");
-  ops::CpuBackendOptions bo;
-  bo.num_threads = options.num_threads;
-  bo.kernels = options.kernels;
-  STRATA_ASSIGN_OR_RETURN(r->backend_, ops::CreateCpuBackend(bo));
+  if (options.device == "cpu") {
+    ops::CpuBackendOptions bo;
+    bo.num_threads = options.num_threads;
+    bo.kernels = options.kernels;
+    STRATA_ASSIGN_OR_RETURN(r->backend_, ops::CreateCpuBackend(bo));
+  } else {
+    STRATA_ASSIGN_OR_RETURN(int device, ParseCudaDevice(options.device));
+    ops::CudaBackendOptions co;
+    co.device = device;
+    co.deterministic = true;  // rows bit-identical whatever the batch (DESIGN.md §6)
+    auto cuda = ops::CreateCudaBackend(co);
+    if (!cuda.ok()) {
+      return UnavailableError("device " + options.device +
+                              " is not available: " + cuda.status().message());
+    }
+    r->cuda_ = cuda->get();
+    r->backend_ = std::move(*cuda);
+  }
   STRATA_ASSIGN_OR_RETURN(SafetensorsModel st, SafetensorsModel::Open(dir));
   r->weights_ = std::make_unique<WeightLoader>(std::move(st), c.quantization.block_rows,
                                                c.quantization.block_cols);
@@ -66,14 +90,20 @@ StatusOr<std::unique_ptr<ModelRunner>> RunnerImpl::Create(const std::string& dir
   int64_t blocks = options.num_kv_blocks;
   if (blocks <= 0) blocks = std::max<int64_t>(1, options.kv_cache_bytes / spec.BytesPerBlock());
   blocks = std::min<int64_t>(blocks, int64_t{1} << 30);
-  STRATA_ASSIGN_OR_RETURN(r->cache_,
-                          kvcache::PagedKvCache::Create(spec, static_cast<int32_t>(blocks)));
-  r->comm_ =
-      expert_parallel::CreateLocalCommunicator(r->backend_.get(), static_cast<int>(c.num_experts));
+  r->kv_spec_ = spec;
+  r->num_kv_blocks_ = static_cast<int32_t>(blocks);
+  if (r->cuda_ == nullptr) {
+    STRATA_ASSIGN_OR_RETURN(r->cache_,
+                            kvcache::PagedKvCache::Create(spec, static_cast<int32_t>(blocks)));
+    r->comm_ = expert_parallel::CreateLocalCommunicator(r->backend_.get(),
+                                                        static_cast<int>(c.num_experts));
+  } else {
+    STRATA_RETURN_IF_ERROR(r->InitDevice());
+  }
   r->rope_ = MakeRopeTable(c);
   if (options.mistake == ForwardMistake::kRopeLayout) r->rope_.interleaved = !r->rope_.interleaved;
   r->attention_scale_ = static_cast<float>(c.AttentionSoftmaxScale());
-  if (options.prefault_weights) r->weights_->Prefault();
+  if (options.prefault_weights && r->cuda_ == nullptr) r->weights_->Prefault();
   r->stats_.load_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return std::unique_ptr<ModelRunner>(std::move(r));
@@ -188,7 +218,7 @@ Status RunnerImpl::LoadWeights(const RunnerOptions& options) {
 
 Status RunnerImpl::Validate(const ForwardBatch& batch) const {
   if (batch.sequences.empty()) return InvalidArgumentError("forward batch has no sequence");
-  const int bs = cache_->spec().block_size;
+  const int bs = kv_spec_.block_size;
   for (size_t s = 0; s < batch.sequences.size(); ++s) {
     const SequenceChunk& ch = batch.sequences[s];
     const std::string where = "sequence " + std::to_string(s) + ": ";
@@ -207,9 +237,9 @@ Status RunnerImpl::Validate(const ForwardBatch& batch) const {
                                   std::to_string(end) + " tokens");
     }
     for (int32_t b : ch.block_table) {
-      if (b < 0 || b >= cache_->num_blocks()) {
+      if (b < 0 || b >= num_kv_blocks_) {
         return InvalidArgumentError(where + "block id " + std::to_string(b) + " outside [0, " +
-                                    std::to_string(cache_->num_blocks()) + ")");
+                                    std::to_string(num_kv_blocks_) + ")");
       }
     }
     for (int32_t t : ch.token_ids) {
@@ -227,7 +257,7 @@ Status RunnerImpl::Forward(const ForwardBatch& batch, ForwardResult* result) {
   STRATA_RETURN_IF_ERROR(Validate(batch));
   const ModelConfig& c = config_;
   const int64_t hidden = c.hidden_size;
-  const int bs = cache_->spec().block_size;
+  const int bs = kv_spec_.block_size;
   BatchTokens bt;
   for (const SequenceChunk& ch : batch.sequences) {
     bt.chunk_begin.push_back(bt.num_tokens());
@@ -237,9 +267,10 @@ Status RunnerImpl::Forward(const ForwardBatch& batch, ForwardResult* result) {
       bt.positions.push_back(pos);
       bt.num_keys.push_back(pos + 1);
       bt.tables.push_back(ch.block_table);
-      bt.cache_offsets.push_back(cache_->Offset(ch.block_table[pos / bs], pos % bs));
+      bt.cache_offsets.push_back(KvOffset(ch.block_table[pos / bs], pos % bs));
     }
   }
+  if (cuda_ != nullptr) return ForwardDevice(batch, bt, result);
   const int64_t T = bt.num_tokens();
   h_.resize(T * hidden);
   x_.resize(T * hidden);

@@ -42,6 +42,10 @@ enum class ForwardMistake {
 };
 
 struct RunnerOptions {
+  // Where the forward runs: "cpu" (default), "cuda" or "cuda:N" (device N). On a device every
+  // weight (bf16), activation and the KV cache live in device memory; logits are copied back.
+  // Load returns kUnavailable when the build has no CUDA or the device is missing.
+  std::string device = "cpu";
   int num_threads = 1;
   ops::CpuKernels kernels = ops::CpuKernels::kAuto;
   int kv_block_size = 16;

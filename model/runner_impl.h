@@ -3,12 +3,14 @@
 #pragma once
 
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "expert_parallel/communicator.h"
 #include "kvcache/kv_cache.h"
 #include "model/model_runner.h"
 #include "model/weight_loader.h"
+#include "ops/cuda/cuda_backend.h"
 
 namespace strata::model {
 
@@ -68,8 +70,9 @@ class RunnerImpl final : public ModelRunner {
                                                        const RunnerOptions& options);
 
   const ModelConfig& config() const override { return config_; }
-  const kvcache::KvCacheSpec& kv_spec() const override { return cache_->spec(); }
-  int32_t num_kv_blocks() const override { return cache_->num_blocks(); }
+  ~RunnerImpl() override;
+  const kvcache::KvCacheSpec& kv_spec() const override { return kv_spec_; }
+  int32_t num_kv_blocks() const override { return num_kv_blocks_; }
   const LoadStats& load_stats() const override { return stats_; }
   ops::Backend& backend() override { return *backend_; }
   Status Forward(const ForwardBatch& batch, ForwardResult* result) override;
@@ -83,6 +86,28 @@ class RunnerImpl final : public ModelRunner {
                  ops::MlpWeights* w);
   Status LoadMoe(int layer, MoeWeights* w);
   Status Validate(const ForwardBatch& batch) const;
+  int64_t KvOffset(int32_t block, int slot) const {
+    return (static_cast<int64_t>(block) * kv_spec_.block_size + slot) * kv_spec_.TokenElements();
+  }
+
+  // Device path (forward_device.cc): uploads the weights and allocates the KV cache at load;
+  // the forward mirrors the CPU one with every tensor in device memory.
+  Status InitDevice();
+  StatusOr<void*> DeviceCopy(const void* host, size_t bytes);
+  Status UploadView(ops::WeightView* w);
+  Status UploadVector(const std::vector<float>& v);
+  const float* Dev(const std::vector<float>& v) const;
+  ops::KvLayerView DeviceLayerView(int layer) const;
+  struct DevBuffer {
+    void* ptr = nullptr;
+    size_t bytes = 0;
+  };
+  template <typename T>
+  StatusOr<T*> Work(DevBuffer& b, int64_t n);
+  Status ForwardDevice(const ForwardBatch& batch, const BatchTokens& bt, ForwardResult* result);
+  Status GqaDevice(int layer, const BatchTokens& bt, float* out);
+  Status MlaDevice(int layer, const ForwardBatch& batch, const BatchTokens& bt, float* out);
+  Status MlpDevice(int layer, int64_t num_tokens, float* out);
 
   // Each reads x_ [T, hidden] and writes out [T, hidden].
   void GqaForward(int layer, const BatchTokens& bt, float* out);
@@ -94,7 +119,9 @@ class RunnerImpl final : public ModelRunner {
   LoadStats stats_;
   std::unique_ptr<ops::Backend> backend_;
   std::unique_ptr<WeightLoader> weights_;
-  std::unique_ptr<kvcache::PagedKvCache> cache_;
+  std::unique_ptr<kvcache::PagedKvCache> cache_;  // CPU only
+  kvcache::KvCacheSpec kv_spec_;
+  int32_t num_kv_blocks_ = 0;
   std::unique_ptr<expert_parallel::Communicator> comm_;
   ops::RopeTable rope_;
   float attention_scale_ = 1.0f;
@@ -111,6 +138,21 @@ class RunnerImpl final : public ModelRunner {
   std::vector<float> router_logits_, route_weights_, expert_out_;
   std::vector<int32_t> route_ids_;
   expert_parallel::Dispatched dispatched_;
+
+  // Device state (null / empty on the CPU).
+  ops::CudaBackend* cuda_ = nullptr;
+  std::vector<void*> device_allocs_;                        // weights, KV; freed with the runner
+  std::unordered_map<const float*, const float*> dev_vec_;  // host vector -> its device copy
+  std::vector<bf16*> dev_k_, dev_v_;                        // per layer (MLA: k only)
+  std::vector<std::unique_ptr<ops::DeviceExperts>> dev_experts_;  // per layer, null if dense
+  const int32_t* dev_iota_ = nullptr;                             // 0, 1, 2, ...
+  int64_t dev_iota_n_ = 0;
+  const float* d_x_ = nullptr;  // x_ on the device during ForwardDevice
+  const int32_t* d_pos_ = nullptr;
+  const int64_t* d_off_ = nullptr;
+  DevBuffer w_ids_, w_pos_, w_off_, w_h_, w_x_, w_attn_, w_mlp_, w_tmp_, w_q_, w_k_, w_v_, w_heads_,
+      w_qa_, w_kv_, w_qd_, w_qlat_, w_olat_, w_od_, w_lat_, w_kvb_, w_kexp_, w_vexp_, w_router_,
+      w_rows_, w_logits_, w_idx_, w_eoff_;
 };
 
 }  // namespace strata::model

@@ -32,6 +32,7 @@ struct GenerateFlags {
   uint64_t seed = 0;
   int logprobs = -1;
   int threads = 0;
+  std::string device = "cpu";
   int kv_block_size = 16;
   bool json = false;
 };
@@ -73,10 +74,11 @@ int RunGenerate(const GenerateFlags& f) {
   model::RunnerOptions ro;
   ro.num_threads = f.threads == 0 ? DefaultThreadCount() : f.threads;
   ro.kv_block_size = f.kv_block_size;
+  ro.device = f.device;
   ro.num_kv_blocks =
       model::BlocksForTokens(static_cast<int64_t>(prompt.size()) + f.max_tokens, f.kv_block_size);
   auto runner = model::ModelRunner::Load(f.model, ro);
-  if (!runner.ok()) return Fail(runner.status());
+  if (!runner.ok()) return Fail(runner.status());  // kUnavailable (no device): exit 1
 
   model::GenerateOptions go;
   go.max_tokens = f.max_tokens;
@@ -114,6 +116,7 @@ int RunGenerate(const GenerateFlags& f) {
   j["decode_tokens_per_s"] = n > 1 && out->decode_ms > 0 ? (n - 1) * 1000.0 / out->decode_ms : 0.0;
   j["load_ms"] = (*runner)->load_stats().load_ms;
   j["threads"] = ro.num_threads;
+  j["device"] = ro.device;
   if (f.logprobs >= 0) {
     nlohmann::json lp = nlohmann::json::array();
     for (const auto& t : out->sampled) {
@@ -152,6 +155,7 @@ Command GenerateCommand() {
         AddFlag(app, "seed", &f->seed, "Sampling seed (same seed, same output)");
         AddFlag(app, "logprobs", &f->logprobs, "Top-N logprobs per token (-1: none)");
         AddFlag(app, "threads", &f->threads, "Compute threads (0: all cores)");
+        AddFlag(app, "device", &f->device, "Where the forward runs: cpu, cuda or cuda:N");
         AddFlag(app, "kv-block-size", &f->kv_block_size, "Tokens per KV block");
         AddSwitch(app, "json", &f->json, "Print one JSON object with ids and timings");
         return [f] { return RunGenerate(*f); };
