@@ -68,8 +68,12 @@ StatusOr<std::unique_ptr<ModelRunner>> RunnerImpl::Create(const std::string& dir
   blocks = std::min<int64_t>(blocks, int64_t{1} << 30);
   STRATA_ASSIGN_OR_RETURN(r->cache_,
                           kvcache::PagedKvCache::Create(spec, static_cast<int32_t>(blocks)));
-  r->comm_ =
-      expert_parallel::CreateLocalCommunicator(r->backend_.get(), static_cast<int>(c.num_experts));
+  r->comm_ = options.communicator;
+  if (!r->comm_) {
+    r->owned_comm_ = expert_parallel::CreateLocalCommunicator(r->backend_.get(),
+                                                              static_cast<int>(c.num_experts));
+    r->comm_ = r->owned_comm_.get();
+  }
   r->rope_ = MakeRopeTable(c);
   if (options.mistake == ForwardMistake::kRopeLayout) r->rope_.interleaved = !r->rope_.interleaved;
   r->attention_scale_ = static_cast<float>(c.AttentionSoftmaxScale());
@@ -224,6 +228,7 @@ Status RunnerImpl::Validate(const ForwardBatch& batch) const {
 }
 
 Status RunnerImpl::Forward(const ForwardBatch& batch, ForwardResult* result) {
+  if (batch.sequences.empty() && options_.communicator) return JoinMoeLayers(result);
   STRATA_RETURN_IF_ERROR(Validate(batch));
   const ModelConfig& c = config_;
   const int64_t hidden = c.hidden_size;
