@@ -15,7 +15,7 @@ constexpr size_t kCombineHeaderBytes = (sizeof(CombineHeader) + 7) & ~size_t{7};
 class EpCommunicator final : public Communicator {
  public:
   EpCommunicator(EpEndpoint* ep, int stream, ComputeGate* gate)
-      : ep_(ep), im_(ep->impl()), stream_(stream), gate_(gate) {
+      : ep_(ep), im_(ep->impl()), stream_(stream), gate_(gate), round_(im_.rounds[stream]) {
     const auto& o = im_.opt;
     const size_t choices = static_cast<size_t>(o.max_tokens_per_rank) * o.top_k;
     dest_of_choice_.reserve(choices);
@@ -341,7 +341,7 @@ class EpCommunicator final : public Communicator {
   Impl& im_;
   const int stream_;
   ComputeGate* gate_;
-  uint64_t round_ = 0;
+  uint64_t& round_;  // the stream's round counter lives in the endpoint
   std::shared_ptr<const Placement> placement_;
   int layer_ = -1;
   int64_t num_tokens_ = 0;

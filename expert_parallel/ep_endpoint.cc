@@ -94,6 +94,7 @@ StatusOr<std::unique_ptr<EpEndpoint>> EpEndpoint::Create(
   im.arrivals.assign(static_cast<size_t>(o.num_streams) * 2 * o.size, 0);
   im.arrived_bytes.assign(im.arrivals.size(), 0);
   im.puts_pending.assign(static_cast<size_t>(o.num_streams) * 2, 0);
+  im.rounds.assign(o.num_streams, 0);
   im.step_messages.resize(o.size);
   im.peers.assign(o.size, transport::kInvalidPeer);
   im.remote.resize(o.size);

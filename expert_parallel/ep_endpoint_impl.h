@@ -78,7 +78,8 @@ struct EpEndpoint::Impl {
   // [stream][phase][src]: rounds arrived, and the byte size of the latest.
   std::vector<int64_t> arrivals;
   std::vector<uint32_t> arrived_bytes;
-  std::vector<int> puts_pending;                       // [stream][phase]
+  std::vector<int> puts_pending;  // [stream][phase]
+  std::vector<uint64_t> rounds;   // [stream]: MoE calls completed (used by the stream only)
   std::vector<std::deque<StepMessage>> step_messages;  // per src
 
   size_t ArrivalIndex(int stream, Phase phase, int src) const {

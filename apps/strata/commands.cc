@@ -8,6 +8,7 @@ std::vector<Command> AllCommands() {
       GenModelCommand(),
       TokenizeCommand(),
       GenerateCommand(),
+      EpWorkerCommand(),
   };
 }
 

@@ -30,5 +30,6 @@ Command InfoCommand();
 Command GenModelCommand();
 Command TokenizeCommand();
 Command GenerateCommand();
+Command EpWorkerCommand();
 
 }  // namespace strata::apps

@@ -201,6 +201,7 @@ TEST(EpFailureTest, SilentRankTimesOutWithStatus) {
 
 TEST(EpFailureTest, DeadRankFailsTheGroupFast) {
   EpOptions o = SmallOptions(3);
+  o.num_experts = 6;     // 2 slots per rank
   o.timeout_ms = 30000;  // far beyond the test's bound: failure must come from the transport
   auto eps = MakeInprocGroup(o);
   ASSERT_TRUE(eps.ok()) << eps.status().message();
