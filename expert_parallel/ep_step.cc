@@ -83,13 +83,22 @@ StatusOr<StepInfo> EpEndpoint::BeginStep(int64_t num_tokens, bool stop) {
       {
         std::lock_guard<std::mutex> lock(im.mu);
         window = im.window_load;
-        im.window_load.Reset(options_.num_layers, options_.num_experts);
+        // Older windows keep half their weight: plans follow the recent load without
+        // forgetting it at once (an exponential moving average over windows).
+        for (int64_t& c : im.window_load.counts) c /= 2;
         current = im.placement;
       }
       im.steps_in_window = 1;
       STRATA_ASSIGN_OR_RETURN(Placement plan, PlanPlacement(window, size, current->num_slots(),
                                                             current->version() + 1));
-      if (!(plan == *current)) {
+      // Swap only for a real gain: the worst layer's predicted max/mean load must drop by 2%.
+      double ratio_now = 1.0, ratio_next = 1.0;
+      for (int l = 0; l < options_.num_layers; ++l) {
+        if (window.LayerTotal(l) == 0) continue;
+        ratio_now = std::max(ratio_now, MaxMeanRatio(PredictedRankLoads(*current, window, l)));
+        ratio_next = std::max(ratio_next, MaxMeanRatio(PredictedRankLoads(plan, window, l)));
+      }
+      if (ratio_next < ratio_now * 0.98) {
         auto next = std::make_shared<const Placement>(std::move(plan));
         if (im.prep_thread.joinable()) im.prep_thread.join();
         {

@@ -13,49 +13,105 @@ int64_t ExpertLoad::LayerTotal(int layer) const {
 
 namespace {
 
-std::vector<int32_t> PlanLayer(const ExpertLoad& load, int layer, int num_ranks, int num_slots) {
-  const int E = load.num_experts;
-  const int per_rank = num_slots / num_ranks;
-  std::vector<int> copies(E, 1);
-  // 1. Replication: most load per copy first (ties: lower expert id).
-  for (int extra = 0; extra < num_slots - E; ++extra) {
-    int best = 0;
-    for (int e = 1; e < E; ++e) {
-      // load[e] / copies[e] > load[best] / copies[best], without division.
-      if (load.at(layer, e) * copies[best] > load.at(layer, best) * copies[e]) best = e;
-    }
-    ++copies[best];
-  }
-  struct Item {
-    double load;
-    int32_t expert;
-  };
-  std::vector<Item> items;
-  for (int e = 0; e < E; ++e) {
-    for (int c = 0; c < copies[e]; ++c) {
-      items.push_back({static_cast<double>(load.at(layer, e)) / copies[e], e});
-    }
-  }
+struct Item {
+  double load;
+  int32_t expert;
+};
+
+// Longest-processing-time-first assignment of the copies to ranks (per_rank slots each,
+// preferring ranks without a copy of the same expert), then pairwise swaps that lower the
+// largest rank load. Returns the ranks' items; *max_load is the largest rank load.
+std::vector<std::vector<Item>> Assign(std::vector<Item> items, int num_ranks, int per_rank,
+                                      double* max_load) {
   std::stable_sort(items.begin(), items.end(),
                    [](const Item& a, const Item& b) { return a.load > b.load; });
-  // 2. Assignment: least-loaded rank with room and without this expert.
-  std::vector<double> rank_load(num_ranks, 0.0);
-  std::vector<std::vector<int32_t>> rank_experts(num_ranks);
+  std::vector<double> load(num_ranks, 0.0);
+  std::vector<std::vector<Item>> ranks(num_ranks);
   for (const Item& it : items) {
     int best = -1;
     for (int pass = 0; pass < 2 && best < 0; ++pass) {
       for (int r = 0; r < num_ranks; ++r) {
-        if (static_cast<int>(rank_experts[r].size()) >= per_rank) continue;
-        const auto& have = rank_experts[r];
-        if (pass == 0 && std::find(have.begin(), have.end(), it.expert) != have.end()) continue;
-        if (best < 0 || rank_load[r] < rank_load[best]) best = r;
+        if (static_cast<int>(ranks[r].size()) >= per_rank) continue;
+        bool has = false;
+        for (const Item& x : ranks[r]) has = has || x.expert == it.expert;
+        if (pass == 0 && has) continue;
+        if (best < 0 || load[r] < load[best]) best = r;
       }
     }
-    rank_load[best] += it.load;
-    rank_experts[best].push_back(it.expert);
+    load[best] += it.load;
+    ranks[best].push_back(it);
+  }
+  for (int iter = 0; iter < 256; ++iter) {
+    const int m = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
+    double best_gain = 1e-9;
+    int br = -1, bi = -1, bj = -1;
+    for (int r = 0; r < num_ranks; ++r) {
+      if (r == m) continue;
+      for (size_t i = 0; i < ranks[m].size(); ++i) {
+        for (size_t j = 0; j < ranks[r].size(); ++j) {
+          const double d = ranks[m][i].load - ranks[r][j].load;
+          if (d <= 0) continue;
+          const double new_max = std::max(load[m] - d, load[r] + d);
+          if (load[m] - new_max > best_gain) {
+            best_gain = load[m] - new_max;
+            br = r;
+            bi = static_cast<int>(i);
+            bj = static_cast<int>(j);
+          }
+        }
+      }
+    }
+    if (br < 0) break;
+    const double d = ranks[m][bi].load - ranks[br][bj].load;
+    std::swap(ranks[m][bi], ranks[br][bj]);
+    load[m] -= d;
+    load[br] += d;
+  }
+  *max_load = *std::max_element(load.begin(), load.end());
+  return ranks;
+}
+
+std::vector<int32_t> PlanLayer(const ExpertLoad& load, int layer, int num_ranks, int num_slots) {
+  const int E = load.num_experts;
+  const int per_rank = num_slots / num_ranks;
+  const int extras = num_slots - E;
+  std::vector<int> cold(E);  // experts by ascending load: where unneeded slots go
+  for (int e = 0; e < E; ++e) cold[e] = e;
+  std::stable_sort(cold.begin(), cold.end(),
+                   [&](int a, int b) { return load.at(layer, a) < load.at(layer, b); });
+  std::vector<std::vector<Item>> best;
+  double best_max = 0;
+  // Hot copies: `hot` extra slots go, one at a time, to the expert with the most load per copy
+  // (ties: lower id); the other extra slots hold copies of the coldest experts. Every split is
+  // tried and the one with the lowest largest rank load wins (copies are discrete, so more is
+  // not always better).
+  for (int hot = extras; hot >= 0; --hot) {
+    std::vector<int> copies(E, 1);
+    for (int x = 0; x < hot; ++x) {
+      int b = 0;
+      for (int e = 1; e < E; ++e) {
+        if (load.at(layer, e) * copies[b] > load.at(layer, b) * copies[e]) b = e;
+      }
+      ++copies[b];
+    }
+    for (int x = 0; x < extras - hot; ++x) ++copies[cold[x % E]];
+    std::vector<Item> items;
+    for (int e = 0; e < E; ++e) {
+      for (int c = 0; c < copies[e]; ++c) {
+        items.push_back({static_cast<double>(load.at(layer, e)) / copies[e], e});
+      }
+    }
+    double max_load = 0;
+    auto ranks = Assign(std::move(items), num_ranks, per_rank, &max_load);
+    if (best.empty() || max_load < best_max - 1e-9) {
+      best = std::move(ranks);
+      best_max = max_load;
+    }
   }
   std::vector<int32_t> table;
-  for (auto& experts : rank_experts) {
+  for (auto& items : best) {
+    std::vector<int32_t> experts;
+    for (const Item& it : items) experts.push_back(it.expert);
     std::sort(experts.begin(), experts.end());
     table.insert(table.end(), experts.begin(), experts.end());
   }

@@ -34,12 +34,14 @@ struct ExpertLoad {
   int64_t LayerTotal(int layer) const;
 };
 
-// Greedy two-phase planner:
-//  1. replication: each expert starts with one slot; the num_slots - num_experts extra slots go,
-//     one at a time, to the expert with the largest load per copy;
+// Greedy planner, per layer:
+//  1. replication: each expert starts with one slot; h of the num_slots - num_experts extra
+//     slots go, one at a time, to the expert with the largest load per copy, the others copy
+//     the coldest experts; every h is tried, the best result kept (copies are discrete);
 //  2. assignment: copies (each carrying load / copies) sorted by load, heaviest first, go to the
 //     rank with the least load so far that still has a free slot and no copy of that expert
-//     (longest-processing-time first).
+//     (longest-processing-time first), then pairwise swaps between the most loaded rank and the
+//     others while they lower the largest rank load.
 // Layers with no counts get the uniform table. kInvalidArgument when num_ranks does not divide
 // num_slots or num_slots < num_experts.
 StatusOr<Placement> PlanPlacement(const ExpertLoad& load, int num_ranks, int num_slots,

@@ -97,7 +97,7 @@ int RunGenerate(const GenerateFlags& f) {
   StatusOr<model::GenerateOutput> out = InternalError("not run");
   double load_ms = 0;
   nlohmann::json ep_stats;
-  if (f.ep.ep > 1) {  // an EP group inside this instance (expert_parallel/group)
+  if (f.ep.ep > 0) {  // an EP group inside this instance (expert_parallel/group)
     auto r = expert_parallel::GenerateWithEp(f.model, prompt, ro, go, f.ep, "/proc/self/exe");
     if (!r.ok()) return Fail(r.status());
     out = std::move(r->output);

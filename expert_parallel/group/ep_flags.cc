@@ -5,7 +5,9 @@
 namespace strata::expert_parallel {
 
 void AddEpFlags(CLI::App& app, EpFlags* f) {
-  AddFlag(app, "ep", &f->ep, "Expert-parallel ranks in this instance (1: off)");
+  AddFlag(app, "ep", &f->ep,
+          "Expert-parallel ranks in this instance (0: off; 1: one rank through the EP dispatch "
+          "path, the reference for comparing EP sizes)");
   AddFlag(app, "ep-transport", &f->transport,
           "ucx: one process per rank over UCX on 127.0.0.1; inproc: ranks as threads");
   AddFlag(app, "ep-ucx-tls", &f->ucx_tls, "UCX_TLS for the EP transport (e.g. sm,tcp or tcp)");

@@ -12,7 +12,7 @@
 namespace strata::expert_parallel {
 
 struct EpFlags {
-  int ep = 1;
+  int ep = 0;  // 0: off (the plain runner); >= 1: an EP group of that many ranks
   std::string transport = "ucx";
   std::string ucx_tls;
   std::string dispatch = "int8";

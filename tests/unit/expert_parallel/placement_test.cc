@@ -72,7 +72,10 @@ TEST(EplbTest, PlannerBalancesASkewedLoad) {
   const double after = MaxMeanRatio(PredictedRankLoads(*plan, load, 0));
   EXPECT_GT(before, 1.5);
   EXPECT_LE(after, 1.05) << "before " << before;
-  EXPECT_EQ(plan->Replicas(0, 0).size(), 4u);  // the hottest expert got the most copies
+  for (int e = 1; e < 16; ++e) {  // the hottest expert has the most copies
+    EXPECT_GE(plan->Replicas(0, 0).size(), plan->Replicas(0, e).size());
+  }
+  EXPECT_GE(plan->Replicas(0, 0).size(), 2u);
   for (int e = 0; e < 16; ++e) EXPECT_GE(plan->Replicas(0, e).size(), 1u);
   EXPECT_EQ(std::vector<int32_t>(plan->SlotExperts(1).begin(), plan->SlotExperts(1).end()),
             std::vector<int32_t>(uniform->SlotExperts(1).begin(), uniform->SlotExperts(1).end()));
