@@ -31,6 +31,8 @@ class EpCommunicator final : public Communicator {
     views_.resize(o.size);
     send_bytes_.resize(o.size);
     recv_bytes_.resize(o.size);
+    combine_send_bytes_.resize(o.size);
+    combine_recv_bytes_.resize(o.size);
     recv_entries_.resize(o.size);
     hist_.resize(o.num_experts);
     expert_rows_.resize(o.num_experts + 1);
@@ -83,8 +85,10 @@ class EpCommunicator final : public Communicator {
     for (int d = 0; d < size; ++d) entry_begin_[d + 1] = entry_begin_[d] + entries_to_[d];
     entry_choice_.resize(T * k);
     for (int d = 0; d < size; ++d) {
-      uint8_t* base = d == me ? im_.At(stream_, Impl::kDispatchRecv, me)
-                              : im_.At(stream_, Impl::kDispatchSend, d);
+      // Over a transport the own share is packed straight into the receive slot; a collective
+      // moves it like any other.
+      uint8_t* base = d == me && !im_.collective ? im_.At(stream_, Impl::kDispatchRecv, me)
+                                                 : im_.At(stream_, Impl::kDispatchSend, d);
       views_[d] = LayoutDispatch(shape, base, rows_to_[d], entries_to_[d]);
       DispatchHeader* h = views_[d].header;
       *h = DispatchHeader();
@@ -131,12 +135,19 @@ class EpCommunicator final : public Communicator {
         delta_.local_bytes += send_bytes_[d];
         continue;
       }
-      im_.PutAndNotify(stream_, Phase::kDispatch, d, im_.Offset(stream_, Impl::kDispatchSend, d),
-                       im_.Offset(stream_, Impl::kDispatchRecv, me),
-                       static_cast<uint32_t>(send_bytes_[d]), static_cast<uint32_t>(round_));
+      if (!im_.collective) {
+        im_.PutAndNotify(stream_, Phase::kDispatch, d, im_.Offset(stream_, Impl::kDispatchSend, d),
+                         im_.Offset(stream_, Impl::kDispatchRecv, me),
+                         static_cast<uint32_t>(send_bytes_[d]), static_cast<uint32_t>(round_));
+      }
       delta_.dispatch_bytes += send_bytes_[d];
     }
-    Status st = im_.WaitRound(stream_, Phase::kDispatch, round_, gate_, &delta_.wait_ns);
+    Status st = im_.collective
+                    ? im_.collective->AllToAll(im_.At(stream_, Impl::kDispatchSend, 0),
+                                               im_.At(stream_, Impl::kDispatchRecv, 0), im_.dcap,
+                                               send_bytes_.data(), recv_bytes_.data(), gate_,
+                                               &delta_.wait_ns)
+                    : im_.WaitRound(stream_, Phase::kDispatch, round_, gate_, &delta_.wait_ns);
     if (st.ok()) st = Unpack(in, out);
     delta_.dispatch_ns = MonotonicNanos() - start;
     if (!st.ok()) ep_->Abort(st);
@@ -157,8 +168,8 @@ class EpCommunicator final : public Communicator {
       return st;
     }
     for (int s = 0; s < size; ++s) {
-      uint8_t* base = s == me ? im_.At(stream_, Impl::kCombineRecv, me)
-                              : im_.At(stream_, Impl::kCombineSend, s);
+      uint8_t* base = s == me && !im_.collective ? im_.At(stream_, Impl::kCombineRecv, me)
+                                                 : im_.At(stream_, Impl::kCombineSend, s);
       auto* h = reinterpret_cast<CombineHeader*>(base);
       *h = CombineHeader();
       h->layer = static_cast<uint32_t>(layer_);
@@ -169,24 +180,32 @@ class EpCommunicator final : public Communicator {
     const int64_t rows = static_cast<int64_t>(row_src_.size());
     for (int64_t r = 0; r < rows; ++r) {
       const int s = row_src_[r];
-      uint8_t* base = s == me ? im_.At(stream_, Impl::kCombineRecv, me)
-                              : im_.At(stream_, Impl::kCombineSend, s);
+      uint8_t* base = s == me && !im_.collective ? im_.At(stream_, Impl::kCombineRecv, me)
+                                                 : im_.At(stream_, Impl::kCombineSend, s);
       EncodeRow(WireDType::kBf16, expert_out + r * H, H,
                 base + kCombineHeaderBytes + static_cast<size_t>(row_entry_[r]) * H * sizeof(bf16),
                 nullptr);
     }
     for (int s = 0; s < size; ++s) {
       const size_t bytes = im_.shape.CombineBytes(recv_entries_[s]);
+      combine_send_bytes_[s] = bytes;
       if (s == me) {
         delta_.local_bytes += bytes;
         continue;
       }
-      im_.PutAndNotify(stream_, Phase::kCombine, s, im_.Offset(stream_, Impl::kCombineSend, s),
-                       im_.Offset(stream_, Impl::kCombineRecv, me), static_cast<uint32_t>(bytes),
-                       static_cast<uint32_t>(round_));
+      if (!im_.collective) {
+        im_.PutAndNotify(stream_, Phase::kCombine, s, im_.Offset(stream_, Impl::kCombineSend, s),
+                         im_.Offset(stream_, Impl::kCombineRecv, me), static_cast<uint32_t>(bytes),
+                         static_cast<uint32_t>(round_));
+      }
       delta_.combine_bytes += bytes;
     }
-    Status st = im_.WaitRound(stream_, Phase::kCombine, round_, gate_, &delta_.wait_ns);
+    Status st = im_.collective
+                    ? im_.collective->AllToAll(im_.At(stream_, Impl::kCombineSend, 0),
+                                               im_.At(stream_, Impl::kCombineRecv, 0), im_.ccap,
+                                               combine_send_bytes_.data(),
+                                               combine_recv_bytes_.data(), gate_, &delta_.wait_ns)
+                    : im_.WaitRound(stream_, Phase::kCombine, round_, gate_, &delta_.wait_ns);
     if (st.ok()) st = Gather(in, combined);
     if (!st.ok()) {
       ep_->Abort(st);
@@ -298,7 +317,9 @@ class EpCommunicator final : public Communicator {
     combine_rows_.resize(T * k * H);
     for (int d = 0; d < size; ++d) {
       size_t bytes;
-      if (d == me) {
+      if (im_.collective) {
+        bytes = combine_recv_bytes_[d];
+      } else if (d == me) {
         bytes = im_.shape.CombineBytes(recv_entries_[me]);
       } else {
         std::lock_guard<std::mutex> lock(im_.mu);
@@ -351,7 +372,7 @@ class EpCommunicator final : public Communicator {
   std::vector<int32_t> row_cursor_, entry_cursor_, cur_row_, hist_;
   std::vector<int64_t> last_token_;
   std::vector<DispatchView> views_;
-  std::vector<size_t> send_bytes_, recv_bytes_;
+  std::vector<size_t> send_bytes_, recv_bytes_, combine_send_bytes_, combine_recv_bytes_;
   std::vector<uint8_t> qrow_;
   // Receive side.
   std::vector<int32_t> recv_entries_;

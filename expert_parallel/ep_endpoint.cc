@@ -46,8 +46,9 @@ StatusOr<nlohmann::json> ParseJson(const std::string& payload) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<EpEndpoint>> EpEndpoint::Create(
-    EpOptions o, std::unique_ptr<transport::Transport> transport) {
+StatusOr<std::unique_ptr<EpEndpoint>> EpEndpoint::Build(
+    EpOptions o, std::unique_ptr<transport::Transport> transport,
+    std::unique_ptr<Collective> collective) {
   if (o.size < 1 || o.rank < 0 || o.rank >= o.size) {
     return InvalidArgumentError("EP: rank " + std::to_string(o.rank) + " outside [0, " +
                                 std::to_string(o.size) + ")");
@@ -63,7 +64,9 @@ StatusOr<std::unique_ptr<EpEndpoint>> EpEndpoint::Create(
   }
   if (o.num_streams < 1 || o.num_streams > 2) return InvalidArgumentError("EP: 1 or 2 streams");
   if (o.timeout_ms < 1) return InvalidArgumentError("EP: timeout_ms must be >= 1");
-  if (o.size > 1 && !transport) return InvalidArgumentError("EP: size > 1 needs a transport");
+  if (o.size > 1 && !transport && !collective) {
+    return InvalidArgumentError("EP: size > 1 needs a transport or a collective");
+  }
   if (!o.placement) {
     STRATA_ASSIGN_OR_RETURN(
         Placement p, Placement::Uniform(o.num_layers, o.num_experts, o.redundant_experts, o.size));
@@ -106,6 +109,7 @@ StatusOr<std::unique_ptr<EpEndpoint>> EpEndpoint::Create(
   im.stats.received_since_swap = im.stats.received;
   im.stats.placement_version = o.placement->version();
   im.transport = std::move(transport);
+  im.collective = std::move(collective);
   if (im.transport) {
     transport::Handlers h;
     Impl* p = &im;
@@ -117,6 +121,20 @@ StatusOr<std::unique_ptr<EpEndpoint>> EpEndpoint::Create(
     STRATA_ASSIGN_OR_RETURN(im.region, im.transport->RegisterMemory(im.buffer, im.buffer_bytes));
   }
   return ep;
+}
+
+StatusOr<std::unique_ptr<EpEndpoint>> EpEndpoint::Create(
+    EpOptions options, std::unique_ptr<transport::Transport> transport) {
+  return Build(std::move(options), std::move(transport), nullptr);
+}
+
+StatusOr<std::unique_ptr<EpEndpoint>> EpEndpoint::CreateWithCollective(
+    EpOptions options, std::unique_ptr<Collective> collective) {
+  if (!collective) return InvalidArgumentError("EP: no collective");
+  if (options.num_streams != 1) {
+    return InvalidArgumentError("EP: a collective serves one stream (num_streams = 1)");
+  }
+  return Build(std::move(options), nullptr, std::move(collective));
 }
 
 EpEndpoint::~EpEndpoint() {

@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "expert_parallel/collective.h"
 #include "expert_parallel/communicator.h"
 #include "expert_parallel/compute_gate.h"
 #include "expert_parallel/eplb.h"
@@ -103,6 +104,11 @@ class EpEndpoint {
   // `transport` may be null when size == 1. Allocates and registers the buffers.
   static StatusOr<std::unique_ptr<EpEndpoint>> Create(
       EpOptions options, std::unique_ptr<transport::Transport> transport);
+  // The same over a Collective (e.g. NCCL, nccl_collective.h) instead of a Transport: every
+  // round is one all-to-all, the rank's own share included. The collective is already
+  // connected (no Listen/Join); it needs num_streams == 1 (one ordered sequence of rounds).
+  static StatusOr<std::unique_ptr<EpEndpoint>> CreateWithCollective(
+      EpOptions options, std::unique_ptr<Collective> collective);
   ~EpEndpoint();
 
   // Listens for the other ranks ("127.0.0.1:0" over UCX, "name:0" in-process); returns the
@@ -139,6 +145,9 @@ class EpEndpoint {
 
  private:
   EpEndpoint() = default;
+  static StatusOr<std::unique_ptr<EpEndpoint>> Build(EpOptions options,
+                                                     std::unique_ptr<transport::Transport> t,
+                                                     std::unique_ptr<Collective> c);
   EpOptions options_;
   std::unique_ptr<Impl> impl_;
 };

@@ -39,6 +39,7 @@ struct EpEndpoint::Impl {
   EpOptions opt;
   WireShape shape;
   std::unique_ptr<transport::Transport> transport;
+  std::unique_ptr<Collective> collective;  // instead of the transport, when set
   transport::Mailbox bootstrap;
   std::string listen_address;
 

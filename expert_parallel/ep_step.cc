@@ -1,6 +1,7 @@
 // EpEndpoint::BeginStep: the per-step exchange and the EPLB placement swap.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "common/log.h"
 #include "expert_parallel/ep_endpoint_impl.h"
@@ -12,7 +13,23 @@ StatusOr<StepInfo> EpEndpoint::BeginStep(int64_t num_tokens, bool stop) {
   const int rank = options_.rank, size = options_.size;
   STRATA_RETURN_IF_ERROR(im.FailedStatus());
   StepMessage mine{im.step, num_tokens, im.ready_version.load(), stop ? 1u : 0u};
-  for (int r = 0; r < size; ++r) {
+  if (im.collective) {  // one all-to-all of the step records
+    std::vector<StepMessage> out(size, mine), in(size);
+    std::vector<size_t> out_bytes(size, sizeof(StepMessage)), in_bytes(size, 0);
+    int64_t wait_ns = 0;
+    Status st = im.collective->AllToAll(reinterpret_cast<const uint8_t*>(out.data()),
+                                        reinterpret_cast<uint8_t*>(in.data()), sizeof(StepMessage),
+                                        out_bytes.data(), in_bytes.data(), nullptr, &wait_ns);
+    if (!st.ok()) {
+      im.Fail(st);
+      return st;
+    }
+    std::lock_guard<std::mutex> lock(im.mu);
+    for (int r = 0; r < size; ++r) {
+      if (r != rank && in_bytes[r] == sizeof(StepMessage)) im.step_messages[r].push_back(in[r]);
+    }
+  }
+  for (int r = 0; r < size && !im.collective; ++r) {
     if (r == rank) continue;
     Status st = im.transport->Send(im.peers[r], kEpStep,
                                    std::string(reinterpret_cast<const char*>(&mine), sizeof(mine)));
