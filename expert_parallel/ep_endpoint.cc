@@ -361,6 +361,7 @@ void EpEndpoint::Impl::PutAndNotify(int stream, Phase phase, int dst, size_t loc
 
 Status EpEndpoint::Impl::WaitRound(int stream, Phase phase, int64_t round, ComputeGate* gate,
                                    int64_t* wait_ns) {
+  if (opt.size == 1) return FailedStatus();  // nothing to wait for: keep the gate
   const int64_t start = MonotonicNanos();
   if (gate) gate->BeginWait();
   const auto deadline = transport::DeadlineAfterMillis(opt.timeout_ms);
@@ -394,8 +395,8 @@ Status EpEndpoint::Impl::WaitRound(int stream, Phase phase, int64_t round, Compu
     if (result.ok() && !done()) result = failed;
   }
   if (!result.ok()) Fail(result);
+  *wait_ns += MonotonicNanos() - start;  // the peers' part, not the wait for the gate after it
   if (gate) gate->EndWait();
-  *wait_ns += MonotonicNanos() - start;
   return result;
 }
 

@@ -164,8 +164,8 @@ class NcclCollective final : public Collective {
       }
       std::this_thread::yield();
     }
-    if (gate) gate->EndWait();
     *wait_ns += MonotonicNanos() - start;
+    if (gate) gate->EndWait();
     return st;
   }
 
