@@ -97,8 +97,8 @@ class RunnerImpl final : public ModelRunner {
   RunnerOptions options_;
   LoadStats stats_;
   std::unique_ptr<ops::Backend> backend_;
-  std::shared_ptr<WeightLoader> weights_;          // shared with forks
-  std::shared_ptr<kvcache::PagedKvCache> cache_;   // shared with forks
+  std::shared_ptr<WeightLoader> weights_;                      // shared with forks
+  std::shared_ptr<kvcache::PagedKvCache> cache_;               // shared with forks
   std::unique_ptr<expert_parallel::Communicator> owned_comm_;  // the local one, if used
   expert_parallel::Communicator* comm_ = nullptr;
   ops::RopeTable rope_;
