@@ -22,8 +22,14 @@ build: setup $(BUILD_DIR)/build.ninja
 test: build
 	ctest --test-dir $(BUILD_DIR) -LE gpu --output-on-failure -j$(CTEST_JOBS)
 
+DEMO_MODEL ?= models/demo-deepseek-v3-tiny
+PORT ?= 8000
+
+# Builds, creates the tiny demo checkpoint once, and serves it on 127.0.0.1:$(PORT).
 serve: build
-	$(STRATA) info
+	@test -f $(DEMO_MODEL)/config.json || $(STRATA) gen-model --arch deepseek_v3 --preset tiny \
+	  --tokenizer .cache/test-assets/tokenizers/deepseek_v3 --out $(DEMO_MODEL) --seed 0
+	$(STRATA) serve --model $(DEMO_MODEL) --host 127.0.0.1 --port $(PORT)
 
 format:
 	git ls-files '*.h' '*.cc' '*.cu' '*.cuh' | xargs clang-format -i

@@ -52,9 +52,9 @@ struct GeneratedToken {
 struct TokenEvent {
   std::vector<GeneratedToken> tokens;
   FinishReason finish = FinishReason::kNone;
-  Status error;             // set when finish == kError
-  int prompt_tokens = 0;    // set on the first event
-  int cached_tokens = 0;    // prompt tokens served from the prefix cache (first event)
+  Status error;           // set when finish == kError
+  int prompt_tokens = 0;  // set on the first event
+  int cached_tokens = 0;  // prompt tokens served from the prefix cache (first event)
 };
 
 struct GenerationStats {

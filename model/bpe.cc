@@ -15,32 +15,34 @@ std::string OptionalString(const nlohmann::json& spec, const char* name) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(const nlohmann::json& spec) {
+StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(const nlohmann::json& spec, BpeTables tables) {
   auto model = std::unique_ptr<BpeModel>(new BpeModel());
-  auto vocab_it = spec.find("vocab");
-  if (vocab_it == spec.end() || !vocab_it->is_object()) {
-    return InvalidArgumentError("model BPE: missing object \"vocab\"");
-  }
-  model->vocab_.reserve(vocab_it->size());
+  model->vocab_.Reserve(tables.vocab.size());
   int32_t max_id = -1;
-  for (auto it = vocab_it->begin(); it != vocab_it->end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
-        it.value().get<int64_t>() > INT32_MAX - 1) {
-      return InvalidArgumentError("model BPE: vocab entry \"" + it.key() + "\" has no valid id");
+  for (auto& [token, id64] : tables.vocab) {
+    if (id64 < 0 || id64 >= INT32_MAX) {
+      return InvalidArgumentError("model BPE: vocab entry \"" + token + "\" has no valid id");
     }
-    int32_t id = it.value().get<int32_t>();
-    model->vocab_.emplace(it.key(), id);
+    int32_t id = static_cast<int32_t>(id64);
     max_id = std::max(max_id, id);
+    model->vocab_.Set(std::move(token), id);  // a later duplicate wins, as in JSON
   }
+  tables.vocab = {};
   if (max_id >= 0 && static_cast<size_t>(max_id) >= 4 * model->vocab_.size() + 1024) {
     return InvalidArgumentError("model BPE: vocab ids are too sparse (max id " +
                                 std::to_string(max_id) + ")");
   }
-  model->id_to_token_.resize(static_cast<size_t>(max_id + 1));
-  model->has_id_.assign(static_cast<size_t>(max_id + 1), false);
-  for (const auto& [token, id] : model->vocab_) {
-    model->id_to_token_[id] = token;
-    model->has_id_[id] = true;
+  model->id_to_key_.assign(static_cast<size_t>(max_id + 1), -1);
+  model->char_ids_.assign(0x800, -1);
+  for (size_t k = 0; k < model->vocab_.size(); ++k) {
+    const std::string& token = model->vocab_.key(k);
+    int32_t id = *model->vocab_.Find(token);
+    if (model->id_to_key_[id] < 0) model->id_to_key_[id] = static_cast<int32_t>(k);
+    size_t pos = 0;
+    if (!token.empty() && ValidUtf8SequenceLength(token, 0) == token.size()) {
+      char32_t cp = NextCodePoint(token, pos);
+      if (cp < 0x800) model->char_ids_[cp] = id;
+    }
   }
 
   if (auto dropout = spec.find("dropout");
@@ -65,56 +67,36 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(const nlohmann::json& spec)
     model->byte_fallback_ids_[b] = id ? *id : -1;
   }
 
-  auto merges_it = spec.find("merges");
-  if (merges_it == spec.end() || !merges_it->is_array()) {
-    return InvalidArgumentError("model BPE: missing array \"merges\"");
-  }
   const size_t prefix_len = model->continuing_subword_prefix_.size();
-  model->merges_.reserve(merges_it->size());
+  model->merges_.Reserve(tables.merges.size());
   std::string merged;
-  for (size_t rank = 0; rank < merges_it->size(); ++rank) {
-    const auto& m = (*merges_it)[rank];
-    std::string_view a, b;
-    if (m.is_string()) {
-      const std::string& s = m.get_ref<const std::string&>();
-      size_t space = s.find(' ');
-      if (space == std::string::npos) {
-        return InvalidArgumentError("model BPE: merge " + std::to_string(rank) + " \"" + s +
-                                    "\" is not two tokens separated by a space");
-      }
-      a = std::string_view(s).substr(0, space);
-      b = std::string_view(s).substr(space + 1);
-    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      a = m[0].get_ref<const std::string&>();
-      b = m[1].get_ref<const std::string&>();
-    } else {
-      return InvalidArgumentError("model BPE: merge " + std::to_string(rank) +
-                                  " is neither \"a b\" nor [\"a\", \"b\"]");
-    }
+  for (size_t rank = 0; rank < tables.merges.size(); ++rank) {
+    std::string_view a = tables.merges.first(rank), b = tables.merges.second(rank);
     auto a_id = model->TokenToId(a);
     auto b_id = model->TokenToId(b);
     merged.assign(a);
-    merged.append(b.substr(std::min(prefix_len, b.size())));
+    merged.append(std::string_view(b).substr(std::min(prefix_len, b.size())));
     auto new_id = model->TokenToId(merged);
     if (!a_id || !b_id || !new_id) {
       return InvalidArgumentError("model BPE: merge " + std::to_string(rank) + " (\"" +
                                   std::string(a) + "\", \"" + std::string(b) +
                                   "\") uses a token that is not in vocab");
     }
-    model->merges_[PairKey(*a_id, *b_id)] = {static_cast<int32_t>(rank), *new_id};
+    // A later duplicate of a pair overwrites the earlier rank, as HF's map does.
+    model->merges_.Set(PairKey(*a_id, *b_id), {static_cast<int32_t>(rank), *new_id});
   }
   return model;
 }
 
 std::optional<int32_t> BpeModel::TokenToId(std::string_view token) const {
-  auto it = vocab_.find(token);
-  if (it == vocab_.end()) return std::nullopt;
-  return it->second;
+  return vocab_.Find(token);
 }
 
 const std::string* BpeModel::IdToToken(int32_t id) const {
-  if (id < 0 || static_cast<size_t>(id) >= id_to_token_.size() || !has_id_[id]) return nullptr;
-  return &id_to_token_[id];
+  if (id < 0 || static_cast<size_t>(id) >= id_to_key_.size() || id_to_key_[id] < 0) {
+    return nullptr;
+  }
+  return &vocab_.key(static_cast<size_t>(id_to_key_[id]));
 }
 
 void BpeModel::Encode(std::string_view word, std::vector<int32_t>& out) const {
@@ -178,6 +160,10 @@ void BpeModel::EncodeUncached(std::string_view word, std::vector<int32_t>& out) 
       piece.append(ch);
       if (pos == word.size()) piece.append(end_of_word_suffix_);
       id = TokenToId(piece);
+    } else if (pos - start <= 2) {
+      size_t at = start;
+      char32_t cp = NextCodePoint(word, at);
+      if (char_ids_[cp] >= 0) id = char_ids_[cp];
     } else {
       id = TokenToId(ch);
     }
@@ -218,8 +204,9 @@ void BpeModel::EncodeUncached(std::string_view word, std::vector<int32_t>& out) 
   auto consider = [&](int32_t left) {
     int32_t right = symbols[left].next;
     if (right < 0) return;
-    auto it = merges_.find(PairKey(symbols[left].id, symbols[right].id));
-    if (it != merges_.end()) queue.push({it->second.rank, left, it->second.new_id});
+    if (const FlatPairMap::Value* m = merges_.Find(PairKey(symbols[left].id, symbols[right].id))) {
+      queue.push({m->rank, left, m->new_id});
+    }
   };
   for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) consider(i);
 
@@ -229,8 +216,8 @@ void BpeModel::EncodeUncached(std::string_view word, std::vector<int32_t>& out) 
     Symbol& left = symbols[top.pos];
     if (!left.alive || left.next < 0) continue;
     Symbol& right = symbols[left.next];
-    auto it = merges_.find(PairKey(left.id, right.id));
-    if (it == merges_.end() || it->second.new_id != top.new_id) continue;  // stale
+    const FlatPairMap::Value* m = merges_.Find(PairKey(left.id, right.id));
+    if (m == nullptr || m->new_id != top.new_id) continue;  // stale
     left.id = top.new_id;
     right.alive = false;
     left.next = right.next;

@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "common/status.h"
+#include "model/tokenizer_flat_map.h"
+#include "model/tokenizer_json.h"
 
 namespace strata::model::tok {
 
@@ -27,12 +29,12 @@ struct StringHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
-using StringIdMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
 
 class BpeModel {
  public:
-  // `spec` is tokenizer.json's "model" object. Errors name the field at fault.
-  static StatusOr<std::unique_ptr<BpeModel>> Create(const nlohmann::json& spec);
+  // `spec` is tokenizer.json's "model" object (its options); `tables` its vocab and merges.
+  // Errors name the field at fault.
+  static StatusOr<std::unique_ptr<BpeModel>> Create(const nlohmann::json& spec, BpeTables tables);
 
   // Appends the ids of one pre-token (valid UTF-8).
   void Encode(std::string_view word, std::vector<int32_t>& out) const;
@@ -40,22 +42,19 @@ class BpeModel {
   std::optional<int32_t> TokenToId(std::string_view token) const;
   // The token of `id`, or nullptr when the vocabulary has no such id.
   const std::string* IdToToken(int32_t id) const;
-  int32_t max_id() const { return static_cast<int32_t>(id_to_token_.size()) - 1; }
+  int32_t max_id() const { return static_cast<int32_t>(id_to_key_.size()) - 1; }
 
  private:
-  struct MergeTarget {
-    int32_t rank;
-    int32_t new_id;
-  };
   static uint64_t PairKey(int32_t a, int32_t b) {
     return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
   }
   void EncodeUncached(std::string_view word, std::vector<int32_t>& out) const;
 
-  StringIdMap vocab_;
-  std::vector<std::string> id_to_token_;
-  std::vector<bool> has_id_;
-  std::unordered_map<uint64_t, MergeTarget> merges_;
+  FlatStringIndex vocab_;
+  std::vector<int32_t> id_to_key_;  // id -> index of its token in vocab_, -1 for holes
+  FlatPairMap merges_;
+  // Ids of one-character tokens below U+0800 (all of the byte-level alphabet), -1 if none.
+  std::vector<int32_t> char_ids_;
   std::optional<int32_t> unk_id_;
   bool fuse_unk_ = false;
   bool byte_fallback_ = false;

@@ -1,30 +1,46 @@
 #include "model/tokenizer.h"
 
-#include <fstream>
-#include <sstream>
+#include <cstdio>
 
 #include "model/bpe.h"
 #include "model/decoder.h"
 #include "model/normalizer.h"
 #include "model/pre_tokenizer.h"
 #include "model/tokenizer_added_vocab.h"
+#include "model/tokenizer_flat_map.h"
+#include "model/tokenizer_json.h"
 #include "model/tokenizer_post_processor.h"
 #include "model/tokenizer_unicode.h"
 
 namespace strata::model {
 namespace {
 
-StatusOr<nlohmann::json> ReadJsonFile(const std::string& path, bool required, bool* present) {
-  std::ifstream in(path, std::ios::binary);
-  *present = static_cast<bool>(in);
-  if (!in) {
-    if (required) return NotFoundError(path + ": cannot open (missing or unreadable)");
+// The whole file; NotFound when it cannot be opened.
+StatusOr<std::string> ReadFile(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return NotFoundError(path + ": cannot open (missing or unreadable)");
+  std::string data;
+  char buffer[1 << 16];
+  size_t n;
+  if (std::fseek(f, 0, SEEK_END) == 0) {
+    long size = std::ftell(f);
+    if (size > 0) data.reserve(static_cast<size_t>(size));
+    std::rewind(f);
+  }
+  while ((n = std::fread(buffer, 1, sizeof(buffer), f)) > 0) data.append(buffer, n);
+  bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed) return DataLossError(path + ": read error");
+  return data;
+}
+
+StatusOr<nlohmann::json> ReadJsonFile(const std::string& path, bool required) {
+  auto data = ReadFile(path);
+  if (!data.ok()) {
+    if (required || data.status().code() != StatusCode::kNotFound) return data.status();
     return nlohmann::json::object();
   }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return DataLossError(path + ": read error");
-  nlohmann::json parsed = nlohmann::json::parse(buffer.str(), nullptr, /*allow_exceptions=*/false);
+  nlohmann::json parsed = nlohmann::json::parse(*data, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded()) return DataLossError(path + ": not valid JSON");
   if (!parsed.is_object()) return DataLossError(path + ": expected a JSON object at the top");
   return parsed;
@@ -85,13 +101,16 @@ Tokenizer::~Tokenizer() = default;
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::LoadFromDir(const std::string& dir) {
   const std::string json_path = dir + "/tokenizer.json";
   const std::string config_path = dir + "/tokenizer_config.json";
-  bool present = false;
-  STRATA_ASSIGN_OR_RETURN(nlohmann::json spec, ReadJsonFile(json_path, true, &present));
+  STRATA_ASSIGN_OR_RETURN(std::string text, ReadFile(json_path));
+  auto parsed = tok::ParseTokenizerJson(text);
+  if (!parsed.ok()) return parsed.status().WithContext(json_path);
+  text = std::string();
+  if (!parsed->spec.is_object()) return DataLossError(json_path + ": expected a JSON object");
   auto tokenizer = std::unique_ptr<Tokenizer>(new Tokenizer());
-  STRATA_ASSIGN_OR_RETURN(tokenizer->config_, ReadJsonFile(config_path, false, &present));
+  STRATA_ASSIGN_OR_RETURN(tokenizer->config_, ReadJsonFile(config_path, false));
   Status status;
   try {
-    status = tokenizer->Init(spec);
+    status = tokenizer->Init(*parsed);
   } catch (const nlohmann::json::exception& e) {
     // A field of the wrong JSON type (e.g. "add_prefix_space": "yes") deep in a component.
     status = InvalidArgumentError(std::string("unexpected field type: ") + e.what());
@@ -100,7 +119,8 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::LoadFromDir(const std::string& d
   return tokenizer;
 }
 
-Status Tokenizer::Init(const nlohmann::json& spec) {
+Status Tokenizer::Init(tok::ParsedTokenizerJson& parsed) {
+  const nlohmann::json& spec = parsed.spec;
   STRATA_ASSIGN_OR_RETURN(normalizer_, tok::MakeNormalizer(FieldOrNull(spec, "normalizer")));
   STRATA_ASSIGN_OR_RETURN(pre_tokenizer_,
                           tok::MakePreTokenizer(FieldOrNull(spec, "pre_tokenizer")));
@@ -116,7 +136,11 @@ Status Tokenizer::Init(const nlohmann::json& spec) {
   if (model_type != "BPE") {
     return UnimplementedError("unsupported model type \"" + model_type + "\" (only BPE)");
   }
-  STRATA_ASSIGN_OR_RETURN(model_, tok::BpeModel::Create(*model_it));
+  if (!parsed.vocab_captured || !parsed.merges_captured) {
+    STRATA_RETURN_IF_ERROR(tok::BpeTablesFromJson(*model_it, !parsed.vocab_captured,
+                                                  !parsed.merges_captured, parsed.tables));
+  }
+  STRATA_ASSIGN_OR_RETURN(model_, tok::BpeModel::Create(*model_it, std::move(parsed.tables)));
   int32_t max_id = model_->max_id();
 
   if (auto it = spec.find("added_tokens"); it != spec.end() && !it->is_null()) {
@@ -150,10 +174,11 @@ Status Tokenizer::Init(const nlohmann::json& spec) {
                                 std::to_string(max_id) + ")");
   }
   added_index_by_id_.assign(static_cast<size_t>(vocab_size_), -1);
+  added_by_content_ = std::make_unique<tok::FlatStringIndex>();
   for (size_t i = 0; i < added_tokens_.size(); ++i) {
     added_index_by_id_[added_tokens_[i].id] = static_cast<int32_t>(i);
     // Later duplicates win, as in a map keyed by content.
-    added_by_content_[added_tokens_[i].content] = added_tokens_[i].id;
+    added_by_content_->Set(added_tokens_[i].content, added_tokens_[i].id);
   }
   raw_matcher_ = std::make_unique<tok::AddedTokenMatcher>(added_tokens_, false);
   normalized_matcher_ = std::make_unique<tok::AddedTokenMatcher>(added_tokens_, true);
@@ -200,7 +225,7 @@ const tok::AddedToken* Tokenizer::FindAdded(int32_t id) const {
 }
 
 std::optional<int32_t> Tokenizer::TokenToId(std::string_view token) const {
-  if (auto it = added_by_content_.find(token); it != added_by_content_.end()) return it->second;
+  if (auto id = added_by_content_->Find(token)) return id;
   return model_->TokenToId(token);
 }
 

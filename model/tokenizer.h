@@ -26,21 +26,22 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "common/status.h"
-#include "model/bpe.h"
 
 namespace strata::model {
 
 namespace tok {
 class AddedTokenMatcher;
+class BpeModel;
+class FlatStringIndex;
 class Decoder;
 class Normalizer;
 class PostProcessor;
 class PreTokenizer;
 struct AddedToken;
+struct ParsedTokenizerJson;
 }  // namespace tok
 
 class Tokenizer {
@@ -83,7 +84,7 @@ class Tokenizer {
  private:
   friend class IncrementalDetokenizer;
   Tokenizer();
-  Status Init(const nlohmann::json& spec);
+  Status Init(tok::ParsedTokenizerJson& parsed);
   // Decode without the clean-up of tokenization spaces (what streaming uses).
   std::string DecodeRaw(std::span<const int32_t> ids, bool skip_special_tokens) const;
   const tok::AddedToken* FindAdded(int32_t id) const;
@@ -95,8 +96,8 @@ class Tokenizer {
   std::unique_ptr<tok::PostProcessor> post_processor_;
   std::unique_ptr<tok::Decoder> decoder_;
   std::vector<tok::AddedToken> added_tokens_;
-  std::vector<int32_t> added_index_by_id_;  // id -> index into added_tokens_, or -1
-  std::unordered_map<std::string, int32_t, tok::StringHash, std::equal_to<>> added_by_content_;
+  std::vector<int32_t> added_index_by_id_;                  // id -> index into added_tokens_, or -1
+  std::unique_ptr<tok::FlatStringIndex> added_by_content_;  // content -> id
   std::unique_ptr<tok::AddedTokenMatcher> raw_matcher_;
   std::unique_ptr<tok::AddedTokenMatcher> normalized_matcher_;
   nlohmann::json config_ = nlohmann::json::object();

@@ -3,6 +3,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <cstdio>
+
 #include "model/tokenizer_unicode.h"
 
 namespace strata::model::tok {
@@ -12,6 +14,19 @@ namespace {
 constexpr std::string_view kSpaceClass =
     "\\t\\n\\x{0B}\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}"
     "\\x{205F}\\x{3000}\\x{FEFF}";
+
+// "\x{A}-\x{B}..." for the code points of `major` added since Unicode 14 (see
+// AddedSinceUnicode14), so PCRE2 10.42 classifies them as current engines do.
+std::string DeltaRanges(char major) {
+  std::string out;
+  char buffer[40];
+  for (const CodeRange& r : AddedSinceUnicode14(major)) {
+    std::snprintf(buffer, sizeof(buffer), "\\x{%X}-\\x{%X}", static_cast<unsigned>(r.first),
+                  static_cast<unsigned>(r.last));
+    out += buffer;
+  }
+  return out;
+}
 
 std::string Pcre2Error(int code) {
   PCRE2_UCHAR buffer[256];
@@ -121,6 +136,18 @@ std::string TranslateRegex(std::string_view pattern) {
         }
       } else if (e == 'S' && !in_class) {
         out.append("[^").append(kSpaceClass).append("]");
+      } else if ((e == 'p' || (e == 'P' && !in_class)) && i + 4 < pattern.size() &&
+                 pattern[i + 2] == '{' && pattern[i + 4] == '}' &&
+                 !AddedSinceUnicode14(pattern[i + 3]).empty()) {
+        // \p{L} -> [\p{L}<added ranges>]; \P{L} -> [^\p{L}<added ranges>].
+        std::string body = std::string("\\p{") + pattern[i + 3] + "}" + DeltaRanges(pattern[i + 3]);
+        if (in_class) {
+          out.append(body);
+        } else {
+          out.append(e == 'p' ? "[" : "[^").append(body).append("]");
+        }
+        i += 4;
+        continue;
       } else {
         out.push_back(c);
         out.push_back(e);

@@ -160,17 +160,20 @@ bool IsWhitespace(char32_t cp) {
 
 bool IsLetter(char32_t cp) {
   auto c = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
-  return c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO;
+  return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
+         (c == UTF8PROC_CATEGORY_CN && InRanges(AddedSinceUnicode14('L'), cp));
 }
 
 bool IsNumeric(char32_t cp) {
   auto c = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
-  return c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO;
+  return (c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO) ||
+         (c == UTF8PROC_CATEGORY_CN && InRanges(AddedSinceUnicode14('N'), cp));
 }
 
 bool IsMark(char32_t cp) {
   auto c = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
-  return c >= UTF8PROC_CATEGORY_MN && c <= UTF8PROC_CATEGORY_ME;
+  return (c >= UTF8PROC_CATEGORY_MN && c <= UTF8PROC_CATEGORY_ME) ||
+         (c == UTF8PROC_CATEGORY_CN && InRanges(AddedSinceUnicode14('M'), cp));
 }
 
 namespace {

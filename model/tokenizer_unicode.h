@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -25,9 +26,17 @@ void AppendUtf8(char32_t cp, std::string& out);
 // from_utf8_lossy rule), so decoders emit the same text as the reference implementations.
 std::string Utf8Lossy(std::string_view bytes);
 
+struct CodeRange {
+  char32_t first, last;  // inclusive
+};
+// Code points added to major category 'L', 'M', 'N', 'P' or 'S' after Unicode 14.0 (PCRE2 10.42's
+// tables; utf8proc 2.8 knows 15.0) up to 17.0, sorted; empty for other letters.
+std::span<const CodeRange> AddedSinceUnicode14(char major_category);
+bool InRanges(std::span<const CodeRange> ranges, char32_t cp);
+
 // Unicode White_Space (what Rust's char::is_whitespace tests).
 bool IsWhitespace(char32_t cp);
-// General category letter (L*), number (N*), or mark (M*).
+// General category letter (L*), number (N*), or mark (M*), as of Unicode 17.0.
 bool IsLetter(char32_t cp);
 bool IsNumeric(char32_t cp);
 bool IsMark(char32_t cp);

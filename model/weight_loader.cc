@@ -1,9 +1,18 @@
 #include "model/weight_loader.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 
 namespace strata::model {
 namespace {
+
+#ifdef MADV_POPULATE_READ
+constexpr int kMadvPopulateRead = MADV_POPULATE_READ;
+#else
+constexpr int kMadvPopulateRead = 22;  // Linux 5.14+
+#endif
 
 std::string ShapeString(const std::vector<int64_t>& s) {
   std::string out = "[";
@@ -73,16 +82,16 @@ std::vector<bf16>& WeightLoader::OwnBf16(std::vector<bf16> data) {
   return owned_bf16_.back();
 }
 
-std::vector<float>& WeightLoader::OwnF32(std::vector<float> data) {
-  owned_f32_.push_back(std::move(data));
-  return owned_f32_.back();
-}
-
 void WeightLoader::Prefault() const {
   volatile uint8_t sink = 0;
   uint8_t acc = 0;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   for (const TensorView* t : mapped_) {
-    for (size_t off = 0; off < t->bytes; off += 4096) acc ^= t->data[off];
+    // One call maps the whole range (no fault per page); touch pages where it is unsupported.
+    uintptr_t begin = reinterpret_cast<uintptr_t>(t->data) & ~(page - 1);
+    uintptr_t end = reinterpret_cast<uintptr_t>(t->data) + t->bytes;
+    if (madvise(reinterpret_cast<void*>(begin), end - begin, kMadvPopulateRead) == 0) continue;
+    for (size_t off = 0; off < t->bytes; off += page) acc ^= t->data[off];
   }
   sink = acc;
   (void)sink;

@@ -30,7 +30,6 @@ class WeightLoader {
   StatusOr<std::vector<float>> Vector(const std::string& name, int64_t n);
   // Owns a bf16 buffer for derived weights (MLA absorption).
   std::vector<bf16>& OwnBf16(std::vector<bf16> data);
-  std::vector<float>& OwnF32(std::vector<float> data);
 
   // Reads every page of the tensors used in place, so the first forward does not fault.
   void Prefault() const;

@@ -6,9 +6,11 @@ std::vector<Command> AllCommands() {
   return {
       InfoCommand(),
       GenModelCommand(),
+      BenchCommand(),
       TokenizeCommand(),
       GenerateCommand(),
       EpWorkerCommand(),
+      ServeCommand(),
   };
 }
 

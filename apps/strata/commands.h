@@ -28,8 +28,10 @@ std::vector<Command> AllCommands();
 // One subcommand per file.
 Command InfoCommand();
 Command GenModelCommand();
+Command BenchCommand();
 Command TokenizeCommand();
 Command GenerateCommand();
 Command EpWorkerCommand();
+Command ServeCommand();
 
 }  // namespace strata::apps

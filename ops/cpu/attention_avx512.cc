@@ -38,16 +38,37 @@ inline __m512 Exp(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-inline float Dot(const float* q, const bf16* k, int dim) {
-  __m512 acc = _mm512_setzero_ps();
-  int d = 0;
-  for (; d + 16 <= dim; d += 16)
-    acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), LoadBf16x16(k + d), acc);
-  if (d < dim) {
-    __mmask16 mask = static_cast<__mmask16>((1u << (dim - d)) - 1);
-    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, q + d), LoadBf16x16Masked(k + d, mask), acc);
+// The 16 lane-sums of v[0..15] in one vector, in a fixed permuted order (a fixed add tree per
+// vector: each sum only ever involves its own vector's lanes).
+inline __m512 ReduceTree(const __m512* v) {
+  __m512 a[8], b[4], c[2];
+  for (int i = 0; i < 8; ++i) {
+    a[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xee));
   }
-  return _mm512_reduce_add_ps(acc);
+  for (int i = 0; i < 4; ++i) {
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xdd));
+  }
+  for (int i = 0; i < 2; ++i) {
+    c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0x44),
+                         _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0xee));
+  }
+  return _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], 0x88), _mm512_shuffle_ps(c[0], c[1], 0xdd));
+}
+
+// Lane i of the result is the sum of the lanes of v[i].
+inline __m512 Reduce16(const __m512* v) {
+  static const __m512i order = [] {
+    __m512 probe[16];
+    for (int i = 0; i < 16; ++i) probe[i] = _mm512_set1_ps(static_cast<float>(i));
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, ReduceTree(probe));
+    alignas(64) int idx[16];
+    for (int l = 0; l < 16; ++l) idx[static_cast<int>(lanes[l] / 16.0f)] = l;
+    return _mm512_load_si512(idx);
+  }();
+  return _mm512_permutexvar_ps(order, ReduceTree(v));
 }
 
 }  // namespace
@@ -63,10 +84,34 @@ void AttentionUnit(const AttentionArgs& a, int64_t t, int h0, int nh, float* s) 
            static_cast<int64_t>(j % kv.block_size) * kv.token_stride + kvh_offset;
   };
   const float* q0 = a.q + t * a.q_token_stride + static_cast<int64_t>(h0) * a.q_head_stride;
-  for (int j = 0; j < n; ++j) {
-    const bf16* k = kv.k + offset(j);
-    for (int h = 0; h < nh; ++h)
-      s[h * n + j] = Dot(q0 + h * a.q_head_stride, k, kv.k_dim) * a.scale;
+  // Scores, 16 keys at a time: one accumulator per key, reduced together.
+  const __m512 vscale = _mm512_set1_ps(a.scale);
+  const int full = kv.k_dim / 16;
+  const __mmask16 tail_mask = static_cast<__mmask16>((1u << (kv.k_dim % 16)) - 1);
+  for (int j0 = 0; j0 < n; j0 += 16) {
+    const int cnt = std::min(16, n - j0);
+    const bf16* keys[16];
+    for (int jj = 0; jj < cnt; ++jj) keys[jj] = kv.k + offset(j0 + jj);
+    for (int h = 0; h < nh; ++h) {
+      const float* q = q0 + h * a.q_head_stride;
+      __m512 acc[16];
+      for (int jj = 0; jj < 16; ++jj) acc[jj] = _mm512_setzero_ps();
+      for (int c = 0; c < full; ++c) {
+        __m512 qv = _mm512_loadu_ps(q + 16 * c);
+        for (int jj = 0; jj < cnt; ++jj) {
+          acc[jj] = _mm512_fmadd_ps(qv, LoadBf16x16(keys[jj] + 16 * c), acc[jj]);
+        }
+      }
+      if (tail_mask != 0) {
+        __m512 qv = _mm512_maskz_loadu_ps(tail_mask, q + 16 * full);
+        for (int jj = 0; jj < cnt; ++jj) {
+          acc[jj] =
+              _mm512_fmadd_ps(qv, LoadBf16x16Masked(keys[jj] + 16 * full, tail_mask), acc[jj]);
+        }
+      }
+      __m512 sums = _mm512_mul_ps(Reduce16(acc), vscale);
+      _mm512_mask_storeu_ps(s + h * n + j0, static_cast<__mmask16>((1u << cnt) - 1), sums);
+    }
   }
   for (int h = 0; h < nh; ++h) {
     float* sh = s + h * n;

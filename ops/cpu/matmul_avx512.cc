@@ -51,6 +51,12 @@ void TileBf16(const bf16* x, int64_t ldx, const bf16* w, int64_t ldw, int64_t k,
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], xv[r], wv);
     }
+    if constexpr (R <= 2) {  // memory-bound (decode): fetch the next tile's rows early
+#pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + (c + C) * ldw + kk), _MM_HINT_T0);
+      }
+    }
   }
   if (kk < k) {
     __mmask32 mask = _cvtu32_mask32(static_cast<uint32_t>((1ull << (k - kk)) - 1));

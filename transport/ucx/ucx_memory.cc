@@ -1,6 +1,7 @@
 #include "transport/ucx/ucx_memory.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace strata::transport::ucx {
 
@@ -23,7 +24,36 @@ bool RegionTable::Contains(uint64_t address, uint64_t length) const {
   return false;
 }
 
-StatusOr<std::shared_ptr<UcxContext>> UcxContext::Create(const std::string& tls) {
+namespace {
+
+// UCX 1.13 aborts the process (ucs_fatal_error) when a CMA copy hits a peer that has died, and
+// our shared-memory data endpoints run without UCX error handling (see ucx_transport_impl.h).
+// So CMA is left out unless asked for by name: "sm"/"shm" become posix and sysv shared memory,
+// and the default ("all") becomes "all but cma". Peer death then fails transfers cleanly.
+std::string WithoutCma(std::string tls) {
+  if (tls.empty()) {
+    const char* env = std::getenv("UCX_TLS");
+    tls = env ? env : "all";
+  }
+  if (tls == "all") return "^cma";
+  if (tls[0] == '^') return tls.find("cma") == std::string::npos ? tls + ",cma" : tls;
+  std::string out;
+  size_t begin = 0;
+  while (begin <= tls.size()) {
+    size_t end = tls.find(',', begin);
+    if (end == std::string::npos) end = tls.size();
+    std::string item = tls.substr(begin, end - begin);
+    if (item == "sm" || item == "shm") item = "posix,sysv,self";
+    if (!item.empty()) out += (out.empty() ? "" : ",") + item;
+    begin = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<std::shared_ptr<UcxContext>> UcxContext::Create(const std::string& requested_tls) {
+  const std::string tls = WithoutCma(requested_tls);
   ucp_config_t* config = nullptr;
   ucs_status_t status = ucp_config_read(nullptr, nullptr, &config);
   if (status != UCS_OK) {

@@ -95,6 +95,27 @@ TEST(TokenizerRegexTest, RewritesWhitespaceClassesLikeJavaScript) {
   EXPECT_THAT(found, ElementsAre(std::make_pair(size_t{1}, size_t{4})));
 }
 
+TEST(TokenizerRegexTest, LettersAddedAfterUnicode14AreLetters) {
+  // U+11F06 KAWI LETTER (Unicode 15) and U+31350 (CJK Extension H) are \p{L} in current engines;
+  // PCRE2 10.42's tables predate them, so the translation adds them.
+  auto re = CompileRegex("\\p{L}+|[^\\s\\p{L}]+");
+  ASSERT_TRUE(re.ok());
+  std::vector<std::string> found;
+  std::string text =
+      "a\xF0\x91\xBC\x86"
+      "b\xF0\xB1\x8D\x90'";
+  ASSERT_TRUE(
+      (*re)
+          ->FindAll(text, [&](size_t b, size_t e) { found.push_back(text.substr(b, e - b)); })
+          .ok());
+  EXPECT_THAT(found, ElementsAre("a\xF0\x91\xBC\x86"
+                                 "b\xF0\xB1\x8D\x90",
+                                 "'"));
+  EXPECT_TRUE(IsLetter(0x11F06));
+  EXPECT_TRUE(IsNumeric(0x11F50));  // KAWI DIGIT ZERO
+  EXPECT_FALSE(IsLetter(0x11F50));
+}
+
 TEST(TokenizerRegexTest, CaseInsensitiveGroupAndLookahead) {
   auto re = CompileRegex("(?i:'s|'ll)|\\s+(?!\\S)|\\s+|\\p{L}+");
   ASSERT_TRUE(re.ok());

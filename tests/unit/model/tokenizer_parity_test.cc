@@ -144,6 +144,32 @@ std::vector<std::string> GeneratedTexts() {
   return texts;
 }
 
+// Random id sequences valid in all three vocabularies (< 128256), special ids included: decoding
+// must agree on partial UTF-8 sequences, byte tokens next to added tokens, and skipping.
+std::vector<std::vector<int32_t>> RandomIdLists() {
+  std::mt19937 rng(99);
+  std::vector<std::vector<int32_t>> lists;
+  for (int i = 0; i < 300; ++i) {
+    std::vector<int32_t> ids;
+    int len = 1 + static_cast<int>(rng() % 12);
+    for (int j = 0; j < len; ++j) {
+      switch (rng() % 4) {
+        case 0:
+          ids.push_back(static_cast<int32_t>(rng() % 256));
+          break;  // byte-ish tokens
+        case 1:
+          ids.push_back(static_cast<int32_t>(127990 + rng() % 266));
+          break;  // specials
+        default:
+          ids.push_back(static_cast<int32_t>(rng() % 128256));
+          break;
+      }
+    }
+    lists.push_back(std::move(ids));
+  }
+  return lists;
+}
+
 class TokenizerParityTest : public ::testing::TestWithParam<const char*> {
  protected:
   static void SetUpTestSuite() {
@@ -168,7 +194,11 @@ class TokenizerParityTest : public ::testing::TestWithParam<const char*> {
         fs::path(::testing::TempDir()) / ("tok_parity_" + std::to_string(::getpid()));
     fs::create_directories(dir);
     const fs::path in_path = dir / "in.json", out_path = dir / "out.json";
-    std::ofstream(in_path) << json{{"models", kModels}, {"texts", texts_}}.dump();
+    id_lists_ = RandomIdLists();
+    std::ofstream(in_path) << json{
+        {"models", kModels},
+        {"texts", texts_},
+        {"id_lists", id_lists_}}.dump();
     std::string command = "node '" + (source / "tests/unit/model/tokenizer_reference.js").string() +
                           "' '" + assets_ + "' '" + in_path.string() + "' '" + out_path.string() +
                           "' 2>&1";
@@ -198,6 +228,7 @@ class TokenizerParityTest : public ::testing::TestWithParam<const char*> {
 
   static inline std::string assets_, skip_reason_, setup_error_;
   static inline std::vector<std::string> texts_;
+  static inline std::vector<std::vector<int32_t>> id_lists_;
   static inline json reference_;
   static inline std::map<std::string, std::unique_ptr<Tokenizer>> tokenizers_;
   const Tokenizer* tokenizer_ = nullptr;
@@ -258,6 +289,22 @@ TEST_P(TokenizerParityTest, DecodeMatchesReferenceAndRoundTrips) {
       auto ours = tokenizer_->Encode(texts_[i], false);
       ASSERT_TRUE(ours.ok());
       EXPECT_EQ(tokenizer_->Decode(*ours), texts_[i]) << "round trip of " << Show(texts_[i]);
+    }
+  }
+  EXPECT_EQ(mismatches, 0);
+}
+
+TEST_P(TokenizerParityTest, DecodeOfRandomIdsMatchesReference) {
+  int mismatches = 0;
+  for (size_t i = 0; i < id_lists_.size(); ++i) {
+    const std::string want = (*ref_)["id_lists_decoded"][i].get<std::string>();
+    const std::string want_skip = (*ref_)["id_lists_decoded_skip_special"][i].get<std::string>();
+    std::string got = tokenizer_->Decode(id_lists_[i], false);
+    std::string got_skip = tokenizer_->Decode(id_lists_[i], true);
+    if ((got != want || got_skip != want_skip) && ++mismatches <= 5) {
+      ADD_FAILURE() << GetParam() << " ids " << json(id_lists_[i]).dump() << "\n  got  "
+                    << Show(got) << " / " << Show(got_skip) << "\n  want " << Show(want) << " / "
+                    << Show(want_skip);
     }
   }
   EXPECT_EQ(mismatches, 0);

@@ -1,9 +1,10 @@
 // Reference tokenization with transformers.js (@lenml/tokenizers), for tokenizer_parity_test.
 // Usage: node tokenizer_reference.js ASSETS_DIR INPUT.json OUTPUT.json
-//   INPUT:  {"models": ["qwen3", ...], "texts": ["...", ...]}
+//   INPUT:  {"models": ["qwen3", ...], "texts": ["...", ...], "id_lists": [[ids], ...]}
 //   OUTPUT: {"<model>": {"with_special": [[ids]], "without_special": [[ids]],
-//                        "decoded": ["..."], "decoded_skip_special": ["..."]}}
-// decoded* decode the without_special ids. The tokenizer files are read from
+//                        "decoded": ["..."], "decoded_skip_special": ["..."],
+//                        "id_lists_decoded": ["..."], "id_lists_decoded_skip_special": ["..."]}}
+// decoded* decode the without_special ids; id_lists_decoded* decode the given id lists. The tokenizer files are read from
 // ASSETS_DIR/tokenizers/<model>/, the same files the C++ tokenizer loads.
 'use strict';
 const fs = require('fs');
@@ -28,6 +29,13 @@ for (const model of input.models) {
     const decode = (skip) => (without.length ? tok.decode(without, { skip_special_tokens: skip }) : '');
     result.decoded.push(decode(false));
     result.decoded_skip_special.push(decode(true));
+  }
+  result.id_lists_decoded = [];
+  result.id_lists_decoded_skip_special = [];
+  for (const ids of input.id_lists || []) {
+    result.id_lists_decoded.push(ids.length ? tok.decode(ids, { skip_special_tokens: false }) : '');
+    result.id_lists_decoded_skip_special.push(
+        ids.length ? tok.decode(ids, { skip_special_tokens: true }) : '');
   }
   output[model] = result;
 }

@@ -1,0 +1,363 @@
+#include "decode/scheduler.h"
+
+#include <algorithm>
+#include <random>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "ops/sampling.h"
+
+namespace strata::decode {
+
+struct Scheduler::Sequence {
+  GenerateRequest request;
+  GenerationService::EventCallback on_event;
+  ops::SamplingOptions sampling;
+  uint64_t arrival = 0;
+  std::vector<int32_t> tokens;  // prompt, then output
+  int num_prompt = 0;
+  int64_t num_computed = 0;                // leading tokens whose KV is in `blocks`
+  std::vector<kvcache::BlockId> blocks;    // block table
+  std::vector<kvcache::BlockHash> hashes;  // prefix hashes of the published leading blocks
+  bool running = false;
+  bool aborted = false;
+  bool admitted_once = false;
+  bool first_event_sent = false;
+  int cached_tokens = 0;
+
+  int num_output() const { return static_cast<int>(tokens.size()) - num_prompt; }
+};
+
+namespace {
+
+ops::SamplingOptions ToOpsSampling(const SamplingParams& p, uint64_t seed) {
+  ops::SamplingOptions o;
+  o.temperature = p.temperature;
+  o.top_p = p.top_p;
+  o.top_k = p.top_k;
+  o.min_p = p.min_p;
+  o.presence_penalty = p.presence_penalty;
+  o.frequency_penalty = p.frequency_penalty;
+  o.repetition_penalty = p.repetition_penalty;
+  o.seed = seed;
+  o.num_top_logprobs = p.num_top_logprobs;
+  return o;
+}
+
+uint64_t RandomSeed() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return rng();
+}
+
+}  // namespace
+
+Scheduler::Scheduler(SchedulerOptions options, model::ModelRunner* runner)
+    : options_(std::move(options)),
+      runner_(runner),
+      block_size_(runner->block_size()),
+      vocab_size_(runner->config().vocab_size),
+      pool_(runner->num_kv_blocks()) {}
+
+Scheduler::~Scheduler() = default;
+
+Status Scheduler::Validate(const GenerateRequest& r) const {
+  if (r.prompt_token_ids.empty()) return InvalidArgumentError("'prompt': must not be empty");
+  for (int32_t id : r.prompt_token_ids) {
+    if (id < 0 || id >= vocab_size_) {
+      return InvalidArgumentError("'prompt': token id " + std::to_string(id) +
+                                  " is outside the vocabulary (size " +
+                                  std::to_string(vocab_size_) + ")");
+    }
+  }
+  const auto& s = r.sampling;
+  if (s.max_tokens < 1) return InvalidArgumentError("'max_tokens': must be at least 1");
+  int64_t total = static_cast<int64_t>(r.prompt_token_ids.size()) + s.max_tokens;
+  if (total > options_.max_model_len) {
+    return InvalidArgumentError("'max_tokens': This model's maximum context length is " +
+                                std::to_string(options_.max_model_len) +
+                                " tokens. However, you requested " + std::to_string(total) +
+                                " tokens.");
+  }
+  int64_t blocks = model::BlocksForTokens(total, block_size_);
+  if (blocks > pool_.num_blocks()) {
+    return InvalidArgumentError("the request needs " + std::to_string(blocks) +
+                                " KV blocks (context length " + std::to_string(total) +
+                                "), more than the " + std::to_string(pool_.num_blocks()) +
+                                " the KV cache has");
+  }
+  return ops::ValidateSamplingOptions(ToOpsSampling(s, 0));
+}
+
+Status Scheduler::Add(GenerateRequest request, GenerationService::EventCallback on_event) {
+  if (static_cast<int>(waiting_.size()) >= options_.max_waiting) {
+    return ResourceExhaustedError("the queue is full (" + std::to_string(options_.max_waiting) +
+                                  " requests waiting)");
+  }
+  if (sequences_.count(request.request_id)) {
+    return InvalidArgumentError("duplicate request id '" + request.request_id + "'");
+  }
+  auto seq = std::make_unique<Sequence>();
+  seq->sampling = ToOpsSampling(request.sampling, request.sampling.seed.value_or(RandomSeed()));
+  seq->arrival = next_arrival_++;
+  seq->tokens = request.prompt_token_ids;
+  seq->num_prompt = static_cast<int>(seq->tokens.size());
+  seq->request = std::move(request);
+  seq->on_event = std::move(on_event);
+  waiting_.push_back(seq.get());
+  std::string id = seq->request.request_id;
+  sequences_[id] = std::move(seq);
+  return OkStatus();
+}
+
+void Scheduler::Abort(const std::string& request_id) {
+  auto it = sequences_.find(request_id);
+  if (it != sequences_.end()) it->second->aborted = true;
+}
+
+void Scheduler::AbortAll(std::vector<PendingEvent>* events) {
+  std::vector<Sequence*> all;
+  for (auto& [id, seq] : sequences_) all.push_back(seq.get());
+  for (Sequence* s : all) Finish(s, FinishReason::kAbort, OkStatus(), events);
+}
+
+bool Scheduler::EnsureBlocks(Sequence* seq, int64_t num_tokens) {
+  int32_t need =
+      model::BlocksForTokens(num_tokens, block_size_) - static_cast<int32_t>(seq->blocks.size());
+  if (need <= 0) return true;
+  auto ids = pool_.AllocateMany(need);
+  if (!ids.ok()) return false;
+  seq->blocks.insert(seq->blocks.end(), ids->begin(), ids->end());
+  return true;
+}
+
+void Scheduler::ReleaseBlocks(Sequence* seq) {
+  pool_.ReleaseAll(seq->blocks);
+  seq->blocks.clear();
+  seq->hashes.clear();
+  seq->num_computed = 0;
+}
+
+void Scheduler::Preempt(Sequence* seq) {
+  log::Debug("preempting {} ({} tokens) to free KV blocks", seq->request.request_id,
+             seq->tokens.size());
+  ReleaseBlocks(seq);
+  std::erase(running_, seq);
+  seq->running = false;
+  auto pos = std::find_if(waiting_.begin(), waiting_.end(),
+                          [seq](Sequence* w) { return w->arrival > seq->arrival; });
+  waiting_.insert(pos, seq);
+  ++num_preemptions_;
+}
+
+void Scheduler::Finish(Sequence* seq, FinishReason reason, Status error,
+                       std::vector<PendingEvent>* events) {
+  if (events != nullptr) {
+    PendingEvent ev;
+    ev.callback = &seq->on_event;
+    ev.event.finish = reason;
+    ev.event.error = std::move(error);
+    if (!seq->first_event_sent) {
+      ev.event.prompt_tokens = seq->num_prompt;
+      ev.event.cached_tokens = seq->cached_tokens;
+      seq->first_event_sent = true;
+    }
+    events->push_back(std::move(ev));
+  }
+  ReleaseBlocks(seq);
+  if (seq->running) {
+    std::erase(running_, seq);
+  } else {
+    auto it = std::find(waiting_.begin(), waiting_.end(), seq);
+    if (it != waiting_.end()) waiting_.erase(it);
+  }
+  seq->running = false;
+  auto it = sequences_.find(seq->request.request_id);
+  finished_.push_back(std::move(it->second));
+  sequences_.erase(it);
+}
+
+void Scheduler::ExpireAndAbort(std::vector<PendingEvent>* events) {
+  const int64_t now = MonotonicNanos();
+  std::vector<std::pair<Sequence*, bool>> ended;  // (seq, deadline)
+  for (auto& [id, seq] : sequences_) {
+    if (seq->aborted) {
+      ended.emplace_back(seq.get(), false);
+    } else if (seq->request.deadline_ns > 0 && now > seq->request.deadline_ns) {
+      ended.emplace_back(seq.get(), true);
+    }
+  }
+  for (auto [seq, deadline] : ended) {
+    if (deadline) {
+      Finish(seq, FinishReason::kError,
+             DeadlineExceededError("the request ran past its deadline (--request-timeout)"),
+             events);
+    } else {
+      Finish(seq, FinishReason::kAbort, OkStatus(), events);
+    }
+  }
+}
+
+bool Scheduler::AdmitWaiting(Sequence* seq, int* budget, std::vector<Scheduled>* batch) {
+  int matched_blocks = 0;
+  if (options_.enable_prefix_caching && seq->blocks.empty()) {
+    // Leave at least one token to compute: its logits give the next token.
+    auto all = kvcache::HashFullBlocks(seq->tokens, block_size_);
+    size_t usable = std::min(all.size(), (seq->tokens.size() - 1) / block_size_);
+    all.resize(usable);
+    auto hit = pool_.MatchPrefix(all);
+    matched_blocks = static_cast<int>(hit.size());
+    seq->blocks = std::move(hit);
+    seq->hashes.assign(all.begin(), all.begin() + matched_blocks);
+    seq->num_computed = static_cast<int64_t>(matched_blocks) * block_size_;
+  }
+  int64_t remaining = static_cast<int64_t>(seq->tokens.size()) - seq->num_computed;
+  int n = static_cast<int>(std::min<int64_t>(remaining, *budget));
+  if (!EnsureBlocks(seq, seq->num_computed + n)) {
+    ReleaseBlocks(seq);  // gives the prefix hit back; admission waits for blocks (FIFO)
+    return false;
+  }
+  if (!seq->admitted_once) {
+    seq->admitted_once = true;
+    seq->cached_tokens = matched_blocks * block_size_;
+    prefix_query_tokens_ += seq->num_prompt;
+    prefix_hit_tokens_ += seq->cached_tokens;
+  }
+  waiting_.pop_front();
+  seq->running = true;
+  auto pos = std::find_if(running_.begin(), running_.end(),
+                          [seq](Sequence* r) { return r->arrival > seq->arrival; });
+  running_.insert(pos, seq);
+  batch->push_back({seq, n, n == remaining});
+  *budget -= n;
+  return true;
+}
+
+void Scheduler::Schedule(std::vector<Scheduled>* batch) {
+  int budget = options_.max_num_batched_tokens;
+  // Running sequences, oldest first. Preemption takes the youngest, which has not been
+  // scheduled yet in this step (or is the current one).
+  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+    Sequence* seq = running_[i];
+    int64_t remaining = static_cast<int64_t>(seq->tokens.size()) - seq->num_computed;
+    int n = static_cast<int>(std::min<int64_t>(remaining, budget));
+    bool preempted_self = false;
+    while (!EnsureBlocks(seq, seq->num_computed + n)) {
+      Sequence* victim = running_.back();
+      Preempt(victim);
+      if (victim == seq) {
+        preempted_self = true;
+        break;
+      }
+    }
+    if (preempted_self) break;
+    batch->push_back({seq, n, n == remaining});
+    budget -= n;
+  }
+  while (!waiting_.empty() && budget > 0 &&
+         static_cast<int>(running_.size()) < options_.max_num_seqs) {
+    if (!AdmitWaiting(waiting_.front(), &budget, batch)) break;  // FIFO: nobody jumps the queue
+  }
+}
+
+void Scheduler::PublishFullBlocks(Sequence* seq) {
+  if (!options_.enable_prefix_caching) return;
+  size_t full = static_cast<size_t>(seq->num_computed / block_size_);
+  while (seq->hashes.size() < full) {
+    size_t b = seq->hashes.size();
+    kvcache::BlockHash parent = b == 0 ? 0 : seq->hashes[b - 1];
+    auto hash = kvcache::HashBlock(
+        parent, std::span<const int32_t>(seq->tokens.data() + b * block_size_, block_size_));
+    pool_.Publish(seq->blocks[b], hash);  // false: an equal block is already cached; fine
+    seq->hashes.push_back(hash);
+  }
+}
+
+void Scheduler::Sample(Sequence* seq, std::span<const float> logits,
+                       std::vector<PendingEvent>* events) {
+  std::span<const int32_t> prompt(seq->tokens.data(), seq->num_prompt);
+  std::span<const int32_t> output(seq->tokens.data() + seq->num_prompt, seq->num_output());
+  ops::SampledToken t = ops::SampleToken(logits, seq->sampling, prompt, output,
+                                         static_cast<uint64_t>(seq->num_output()));
+  seq->tokens.push_back(t.token_id);
+  PendingEvent ev;
+  ev.callback = &seq->on_event;
+  GeneratedToken g;
+  g.token_id = t.token_id;
+  g.logprob = t.logprob;
+  for (const auto& e : t.top_logprobs) g.top_logprobs.push_back({e.token_id, e.logprob});
+  ev.event.tokens.push_back(std::move(g));
+  if (!seq->first_event_sent) {
+    ev.event.prompt_tokens = seq->num_prompt;
+    ev.event.cached_tokens = seq->cached_tokens;
+    seq->first_event_sent = true;
+  }
+  const auto& sp = seq->request.sampling;
+  bool stop = std::find(sp.stop_token_ids.begin(), sp.stop_token_ids.end(), t.token_id) !=
+              sp.stop_token_ids.end();
+  if (!sp.ignore_eos) {
+    stop = stop || std::find(options_.eos_token_ids.begin(), options_.eos_token_ids.end(),
+                             t.token_id) != options_.eos_token_ids.end();
+  }
+  if (stop) {
+    ev.event.finish = FinishReason::kStop;
+  } else if (seq->num_output() >= sp.max_tokens ||
+             static_cast<int64_t>(seq->tokens.size()) >= options_.max_model_len) {
+    ev.event.finish = FinishReason::kLength;
+  }
+  events->push_back(std::move(ev));
+  if (events->back().event.finish != FinishReason::kNone)
+    Finish(seq, FinishReason::kNone, {}, nullptr);
+}
+
+Status Scheduler::Step(std::vector<PendingEvent>* events) {
+  finished_.clear();
+  ExpireAndAbort(events);
+  std::vector<Scheduled> batch;
+  Schedule(&batch);
+  if (batch.empty()) return OkStatus();
+  model::ForwardBatch fb;
+  fb.sequences.reserve(batch.size());
+  for (const auto& s : batch) {
+    model::SequenceChunk chunk;
+    chunk.token_ids = std::span<const int32_t>(s.seq->tokens.data() + s.seq->num_computed,
+                                               static_cast<size_t>(s.num_tokens));
+    chunk.start_position = static_cast<int32_t>(s.seq->num_computed);
+    chunk.block_table = s.seq->blocks;
+    chunk.logits = s.sample ? model::LogitsMode::kLast : model::LogitsMode::kNone;
+    fb.sequences.push_back(chunk);
+  }
+  model::ForwardResult result;
+  Status st = runner_->Forward(fb, &result);
+  ++num_steps_;
+  if (!st.ok()) {
+    log::Error("forward failed: {}", st.ToString());
+    for (const auto& s : batch) {
+      if (sequences_.count(s.seq->request.request_id)) {
+        Finish(s.seq, FinishReason::kError, InternalError("forward failed: " + st.message()),
+               events);
+      }
+    }
+    return st;
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Sequence* seq = batch[i].seq;
+    seq->num_computed += batch[i].num_tokens;
+    PublishFullBlocks(seq);
+    if (batch[i].sample) Sample(seq, result.Row(i), events);
+  }
+  return OkStatus();
+}
+
+GenerationStats Scheduler::Stats() const {
+  GenerationStats s;
+  s.num_running = static_cast<int>(running_.size());
+  s.num_waiting = static_cast<int>(waiting_.size());
+  auto counts = pool_.counts();
+  s.kv_blocks_total = counts.total;
+  s.kv_blocks_used = counts.used;
+  s.prefix_cache_hit_tokens = prefix_hit_tokens_;
+  s.prefix_cache_query_tokens = prefix_query_tokens_;
+  return s;
+}
+
+}  // namespace strata::decode

@@ -1,0 +1,111 @@
+// Continuous batching over a paged KV cache: the step loop of the embedded engine.
+//
+// Each Step() builds one ForwardBatch under a token budget: running sequences first (in arrival
+// order; a decode needs one token, a sequence still in prefill takes a chunk of its prompt),
+// then waiting sequences in FIFO order while the budget, max_num_seqs and the KV blocks allow
+// (chunked prefill: a long prompt is spread over several steps). A waiting sequence first looks
+// its full prompt blocks up in the prefix index and reuses the cached ones (reported as
+// cached_tokens). When the running set needs a block and none is free, the most recently
+// arrived running sequence is preempted: its blocks are released (full ones stay cached) and it
+// goes back to the head of the queue to be recomputed (prompt + what it generated so far).
+// After the forward, each sequence whose chunk reached its last known token samples one token
+// (ops::SampleToken; its uniform draw depends only on seed and position, so preemption and
+// batching do not change outputs), and the new full blocks are published for reuse.
+//
+// Every block is released on every path: finish, stop, abort, deadline, error. Thread-safety:
+// none; the Engine calls it from its step thread only.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "decode/generation.h"
+#include "kvcache/block_pool.h"
+#include "model/model_runner.h"
+
+namespace strata::decode {
+
+struct SchedulerOptions {
+  int max_num_seqs = 64;             // running sequences at most
+  int max_num_batched_tokens = 512;  // tokens per step (decode tokens + prefill chunks)
+  int max_model_len = 4096;          // prompt + output
+  int max_waiting = 1024;            // queue bound (Submit answers kResourceExhausted beyond)
+  bool enable_prefix_caching = true;
+  std::vector<int32_t> eos_token_ids;  // the model's EOS ids
+};
+
+// One event to deliver, produced by a step. Delivered by the caller without locks held.
+struct PendingEvent {
+  GenerationService::EventCallback* callback = nullptr;  // valid until the next Step()
+  TokenEvent event;
+};
+
+class Scheduler {
+ public:
+  // `runner` must outlive the scheduler; its KV blocks are managed here.
+  Scheduler(SchedulerOptions options, model::ModelRunner* runner);
+  ~Scheduler();
+
+  // Checks a request against the model (vocabulary, context, sampling ranges). Pure.
+  Status Validate(const GenerateRequest& request) const;
+  // Queues a validated request. kResourceExhausted when max_waiting is reached.
+  Status Add(GenerateRequest request, GenerationService::EventCallback on_event);
+  // Marks a request aborted; it is finished (kAbort) at the start of the next step.
+  void Abort(const std::string& request_id);
+  // Ends every request with `finish` (shutdown).
+  void AbortAll(std::vector<PendingEvent>* events);
+
+  // Runs one step. Appends the events to deliver; returns the forward's error if it failed
+  // (the sequences of that batch then end with kError).
+  Status Step(std::vector<PendingEvent>* events);
+
+  bool HasWork() const { return !running_.empty() || !waiting_.empty(); }
+  GenerationStats Stats() const;
+  const kvcache::BlockPool& block_pool() const { return pool_; }
+  // Steps run and sequences preempted so far (tests, benchmarks).
+  int64_t num_steps() const { return num_steps_; }
+  int64_t num_preemptions() const { return num_preemptions_; }
+
+ private:
+  struct Sequence;
+  struct Scheduled {
+    Sequence* seq;
+    int num_tokens;
+    bool sample;  // the chunk reaches the last known token: sample after it
+  };
+
+  // Grows `seq`'s block table to hold `num_tokens`; false when the pool is out of blocks.
+  bool EnsureBlocks(Sequence* seq, int64_t num_tokens);
+  void ReleaseBlocks(Sequence* seq);
+  void Preempt(Sequence* seq);
+  // Finishes a sequence: frees its blocks, queues its final event, drops it from the sets.
+  void Finish(Sequence* seq, FinishReason reason, Status error, std::vector<PendingEvent>* events);
+  void PublishFullBlocks(Sequence* seq);
+  void Schedule(std::vector<Scheduled>* batch);
+  bool AdmitWaiting(Sequence* seq, int* budget, std::vector<Scheduled>* batch);
+  void ExpireAndAbort(std::vector<PendingEvent>* events);
+  void Sample(Sequence* seq, std::span<const float> logits, std::vector<PendingEvent>* events);
+  void Reap();
+
+  SchedulerOptions options_;
+  model::ModelRunner* runner_;
+  int block_size_;
+  int64_t vocab_size_;
+  kvcache::BlockPool pool_;
+  std::map<std::string, std::unique_ptr<Sequence>> sequences_;  // by request id
+  std::vector<Sequence*> running_;                              // arrival order
+  std::deque<Sequence*> waiting_;  // arrival order (preempted ones go back in order)
+  std::vector<std::unique_ptr<Sequence>> finished_;  // freed at the start of the next step
+  uint64_t next_arrival_ = 0;
+  int64_t num_steps_ = 0;
+  int64_t num_preemptions_ = 0;
+  int64_t prefix_hit_tokens_ = 0;
+  int64_t prefix_query_tokens_ = 0;
+};
+
+}  // namespace strata::decode

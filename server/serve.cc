@@ -1,0 +1,170 @@
+#include "server/serve.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "decode/engine.h"
+#include "model/model_runner.h"
+#include "server/api_server.h"
+#include "server/http_server.h"
+#include "server/model_text_codec.h"
+
+namespace strata::server {
+namespace {
+
+std::string DefaultModelName(const std::string& dir) {
+  std::filesystem::path p(dir);
+  while (!p.empty() && p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
+struct Loaded {
+  std::unique_ptr<ModelTextCodec> codec;
+  std::unique_ptr<decode::Engine> engine;
+};
+
+StatusOr<Loaded> LoadModel(const ServeConfig& cfg, int* max_model_len) {
+  Stopwatch watch;
+  Loaded out;
+  STRATA_ASSIGN_OR_RETURN(out.codec, ModelTextCodec::Load(cfg.model_dir));
+  model::RunnerOptions ro;
+  ro.num_threads =
+      cfg.threads > 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+  ro.kv_block_size = cfg.block_size;
+  ro.kv_cache_bytes = cfg.kv_cache_bytes;
+  STRATA_ASSIGN_OR_RETURN(auto runner, model::ModelRunner::Load(cfg.model_dir, ro));
+  const auto& mc = runner->config();
+  int model_len = static_cast<int>(mc.max_position_embeddings);
+  if (cfg.max_model_len > model_len) {
+    return FlagError("max-model-len", "is " + std::to_string(cfg.max_model_len) +
+                                          ", over the model's max_position_embeddings " +
+                                          std::to_string(model_len));
+  }
+  *max_model_len = cfg.max_model_len > 0 ? cfg.max_model_len : model_len;
+  decode::SchedulerOptions so;
+  so.max_num_seqs = cfg.max_num_seqs;
+  so.max_num_batched_tokens = cfg.max_num_batched_tokens;
+  so.max_model_len = *max_model_len;
+  so.max_waiting = cfg.max_waiting;
+  so.enable_prefix_caching = cfg.enable_prefix_caching;
+  for (int64_t id : mc.eos_token_ids) so.eos_token_ids.push_back(static_cast<int32_t>(id));
+  if (auto eos = out.codec->tokenizer().eos_token_id()) so.eos_token_ids.push_back(*eos);
+  log::Info("model {} loaded in {:.0f} ms: {} KV blocks of {} tokens, {} threads, context {}",
+            cfg.model_dir, watch.ElapsedMillis(), runner->num_kv_blocks(), runner->block_size(),
+            ro.num_threads, *max_model_len);
+  out.engine = std::make_unique<decode::Engine>(so, std::move(runner));
+  return out;
+}
+
+}  // namespace
+
+Status ValidateServeConfig(const ServeConfig& c) {
+  if (c.model_dir.empty()) return FlagError("model", "is required");
+  if (!std::filesystem::is_directory(c.model_dir)) {
+    return FlagError("model", "'" + c.model_dir + "' is not a directory");
+  }
+  if (c.port < 0 || c.port > 65535) return FlagError("port", "must be in [0, 65535]");
+  if (c.max_num_seqs < 1) return FlagError("max-num-seqs", "must be at least 1");
+  if (c.max_model_len < 0) return FlagError("max-model-len", "must be >= 0 (0: the model's)");
+  if (c.max_num_batched_tokens < 1) return FlagError("max-num-batched-tokens", "must be >= 1");
+  if (c.max_waiting < 1) return FlagError("max-waiting", "must be at least 1");
+  if (c.kv_cache_bytes < (1 << 20)) return FlagError("kv-cache-bytes", "must be at least 1 MiB");
+  if (c.block_size < 1 || c.block_size > 1024) {
+    return FlagError("block-size", "must be in [1, 1024]");
+  }
+  if (c.threads < 0) return FlagError("threads", "must be >= 0 (0: every core)");
+  if (c.http_threads < 1) return FlagError("http-threads", "must be at least 1");
+  if (c.request_timeout_s < 0) return FlagError("request-timeout", "must be >= 0 (0: none)");
+  if (c.max_body_bytes < 1024) return FlagError("max-body-bytes", "must be at least 1024");
+  return OkStatus();
+}
+
+int RunServe(const ServeConfig& cfg) {
+  if (Status st = ValidateServeConfig(cfg); !st.ok()) {
+    log::Error("{}", st.message());
+    return 2;
+  }
+  // Signals are taken by sigwait() on this thread only; every thread started below inherits
+  // the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);  // the loader's "failed" notice
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  MetricsRegistry registry;
+  ApiServerOptions api_opt;
+  api_opt.served_model_name =
+      cfg.served_model_name.empty() ? DefaultModelName(cfg.model_dir) : cfg.served_model_name;
+  api_opt.api_key = cfg.api_key;
+  api_opt.request_timeout_ms = static_cast<int64_t>(cfg.request_timeout_s * 1000.0);
+  ApiServer api(api_opt, &registry);
+  HttpServerOptions http_opt;
+  http_opt.host = cfg.host;
+  http_opt.port = cfg.port;
+  http_opt.num_threads = cfg.http_threads;
+  http_opt.max_body_bytes = cfg.max_body_bytes;
+  HttpServer http(http_opt, [&api](HttpRequest r, std::shared_ptr<Exchange> e) {
+    api.Handle(std::move(r), std::move(e));
+  });
+  if (Status st = http.Start(); !st.ok()) {
+    log::Error("{}", st.message());
+    return 1;
+  }
+
+  Loaded loaded;
+  Status load_status;
+  std::mutex load_mu;
+  pthread_t main_thread = pthread_self();
+  std::thread loader([&] {
+    int max_model_len = 0;
+    auto result = LoadModel(cfg, &max_model_len);
+    std::lock_guard lock(load_mu);
+    if (!result.ok()) {
+      load_status = result.status();
+      pthread_kill(main_thread, SIGUSR1);
+      return;
+    }
+    loaded = std::move(*result);
+    api.SetMaxModelLen(max_model_len);
+    api.SetBackend(loaded.engine.get(), loaded.codec.get());
+    log::Info("ready: serving '{}' on http://{}:{}", api_opt.served_model_name, cfg.host,
+              http.port());
+  });
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  loader.join();
+  int exit_code = 0;
+  if (sig == SIGUSR1) {
+    log::Error("cannot load the model: {}", load_status.ToString());
+    exit_code = 1;
+  } else {
+    log::Info("signal {}: draining", sig);
+  }
+  api.StartDraining();
+  http.StopAccepting();
+  if (loaded.engine) {
+    loaded.engine->Drain(static_cast<int64_t>(cfg.drain_timeout_s * 1000.0));
+    loaded.engine->Shutdown();
+    // Let the last responses reach their sockets.
+    for (int i = 0; i < 200 && http.num_active_exchanges() > 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    loaded.engine.reset();
+  }
+  http.Stop();
+  log::Info("stopped");
+  return exit_code;
+}
+
+}  // namespace strata::server

@@ -1,0 +1,40 @@
+// `strata serve` in embedded mode: the HTTP server, the OpenAI API and the generation engine
+// in one process (DESIGN.md §3). The HTTP port opens first (/health answers 503 while the model
+// loads); SIGTERM or SIGINT drains: stop accepting, let requests in flight finish (up to
+// drain_timeout_s), abort the rest, exit 0.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+
+namespace strata::server {
+
+struct ServeConfig {
+  std::string model_dir;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string served_model_name;  // default: the model directory's last component
+  int max_num_seqs = 64;
+  int max_model_len = 0;  // 0: the model's max_position_embeddings
+  int max_num_batched_tokens = 512;
+  int max_waiting = 1024;
+  int64_t kv_cache_bytes = int64_t{1} << 30;
+  int block_size = 16;
+  int threads = 0;       // model threads; 0: every core
+  int http_threads = 2;  // I/O threads
+  std::string api_key;
+  double request_timeout_s = 0;  // 0: none
+  int64_t max_body_bytes = 32 << 20;
+  double drain_timeout_s = 30;
+  bool enable_prefix_caching = true;
+};
+
+// Checks the settings (errors name the flag).
+Status ValidateServeConfig(const ServeConfig& config);
+
+// Runs until SIGTERM/SIGINT (returns 0) or a start-up failure (prints it, returns 1).
+int RunServe(const ServeConfig& config);
+
+}  // namespace strata::server

@@ -1,0 +1,56 @@
+// The server's Prometheus metrics (names per STYLE.md habit 11: strata_ prefix, units in the
+// name). Request-level figures are recorded as requests finish; engine gauges (running,
+// waiting, KV usage, prefix-cache hits) are refreshed from GenerationService::Stats() on each
+// scrape. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "common/metrics.h"
+#include "decode/generation.h"
+
+namespace strata::server {
+
+class ServerMetrics {
+ public:
+  explicit ServerMetrics(MetricsRegistry* registry);
+
+  // One finished HTTP request on a generation or other endpoint, by status code.
+  void RecordRequest(const std::string& endpoint, int http_status);
+  void RecordTimeToFirstToken(double seconds);
+  void RecordTimePerOutputToken(double seconds);
+  void RecordEndToEnd(double seconds);
+  void RecordQueueTime(double seconds);
+  void AddPromptTokens(int64_t n);
+  void AddGenerationTokens(int64_t n);
+  void AddCachedPromptTokens(int64_t n);
+  void SetInFlightRequests(int n);
+
+  // Refreshes engine gauges from `stats` and serializes the registry.
+  std::string Scrape(const decode::GenerationStats* stats);
+
+ private:
+  MetricsRegistry* registry_;
+  prometheus::Histogram& ttft_;
+  prometheus::Histogram& tpot_;
+  prometheus::Histogram& e2e_;
+  prometheus::Histogram& queue_;
+  prometheus::Counter& prompt_tokens_;
+  prometheus::Counter& generation_tokens_;
+  prometheus::Counter& cached_prompt_tokens_;
+  prometheus::Gauge& in_flight_;
+  prometheus::Gauge& running_;
+  prometheus::Gauge& waiting_;
+  prometheus::Gauge& kv_blocks_total_;
+  prometheus::Gauge& kv_blocks_used_;
+  prometheus::Gauge& kv_usage_;
+  prometheus::Counter& prefix_hit_tokens_;
+  prometheus::Counter& prefix_query_tokens_;
+  std::mutex mu_;
+  int64_t last_hit_tokens_ = 0;
+  int64_t last_query_tokens_ = 0;
+};
+
+}  // namespace strata::server

@@ -1,0 +1,248 @@
+#include "decode/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+
+#include "common/clock.h"
+#include "tests/unit/decode/fake_runner.h"
+
+namespace strata::decode {
+namespace {
+
+using testing::FakeRunner;
+using testing::ReferenceGreedy;
+
+struct Outcome {
+  std::vector<int32_t> tokens;
+  FinishReason finish = FinishReason::kNone;
+  Status error;
+  int prompt_tokens = -1;
+  int cached_tokens = -1;
+  int num_final_events = 0;
+};
+
+class SchedulerHarness {
+ public:
+  SchedulerHarness(SchedulerOptions options, int block_size, int32_t num_blocks)
+      : runner_(block_size, num_blocks), scheduler_(options, &runner_) {}
+
+  Status Add(const std::string& id, std::vector<int32_t> prompt, SamplingParams sp,
+             int64_t deadline_ns = 0) {
+    GenerateRequest r;
+    r.request_id = id;
+    r.prompt_token_ids = std::move(prompt);
+    r.sampling = sp;
+    r.deadline_ns = deadline_ns;
+    STRATA_RETURN_IF_ERROR(scheduler_.Validate(r));
+    return scheduler_.Add(std::move(r), [this, id](TokenEvent ev) {
+      Outcome& o = outcomes_[id];
+      if (o.prompt_tokens < 0 && (ev.prompt_tokens > 0 || !ev.tokens.empty())) {
+        o.prompt_tokens = ev.prompt_tokens;
+        o.cached_tokens = ev.cached_tokens;
+      }
+      for (const auto& t : ev.tokens) o.tokens.push_back(t.token_id);
+      if (ev.finish != FinishReason::kNone) {
+        o.finish = ev.finish;
+        o.error = ev.error;
+        ++o.num_final_events;
+      }
+    });
+  }
+
+  void Step() {
+    std::vector<PendingEvent> events;
+    EXPECT_TRUE(scheduler_.Step(&events).ok());
+    for (auto& e : events) (*e.callback)(std::move(e.event));
+  }
+  void RunToCompletion(int max_steps = 100000) {
+    for (int i = 0; i < max_steps && scheduler_.HasWork(); ++i) Step();
+    EXPECT_FALSE(scheduler_.HasWork());
+  }
+
+  FakeRunner runner_;
+  Scheduler scheduler_;
+  std::map<std::string, Outcome> outcomes_;
+};
+
+SamplingParams Greedy(int max_tokens) {
+  SamplingParams sp;
+  sp.temperature = 0.0f;
+  sp.max_tokens = max_tokens;
+  return sp;
+}
+
+std::vector<int32_t> RandomPrompt(std::mt19937& rng, int len) {
+  std::uniform_int_distribution<int> tok(1, FakeRunner::kVocab - 1);
+  std::vector<int32_t> p(len);
+  for (auto& t : p) t = tok(rng);
+  return p;
+}
+
+TEST(Scheduler, GreedyOutputsMatchTheReferenceUnderChunkingAndPreemption) {
+  SchedulerOptions opt;
+  opt.max_num_seqs = 8;
+  opt.max_num_batched_tokens = 16;
+  SchedulerHarness h(opt, /*block_size=*/4, /*num_blocks=*/40);
+  std::mt19937 rng(1);
+  std::map<std::string, std::vector<int32_t>> prompts;
+  for (int i = 0; i < 16; ++i) {
+    std::string id = "r" + std::to_string(i);
+    prompts[id] = RandomPrompt(rng, 3 + (i * 7) % 40);
+    ASSERT_TRUE(h.Add(id, prompts[id], Greedy(24)).ok());
+  }
+  h.RunToCompletion();
+  for (const auto& [id, prompt] : prompts) {
+    const Outcome& o = h.outcomes_[id];
+    EXPECT_EQ(o.tokens, ReferenceGreedy(prompt, 24)) << id;
+    EXPECT_EQ(o.finish, FinishReason::kLength) << id;
+    EXPECT_EQ(o.num_final_events, 1) << id;
+    EXPECT_EQ(o.prompt_tokens, static_cast<int>(prompt.size()));
+  }
+  EXPECT_GT(h.scheduler_.num_preemptions(), 0);  // the pool is too small for all at once
+  EXPECT_LE(h.runner_.max_batch_tokens(), 16);
+  EXPECT_LE(h.runner_.max_batch_size(), 8);
+  EXPECT_GT(h.runner_.max_batch_size(), 1);  // continuous batching did batch
+  EXPECT_EQ(h.scheduler_.block_pool().counts().used, 0);
+  EXPECT_EQ(h.scheduler_.Stats().num_running, 0);
+}
+
+TEST(Scheduler, PrefixCacheReusesFullBlocks) {
+  SchedulerOptions opt;
+  SchedulerHarness h(opt, 4, 64);
+  std::mt19937 rng(2);
+  auto prompt = RandomPrompt(rng, 20);
+  ASSERT_TRUE(h.Add("a", prompt, Greedy(5)).ok());
+  h.RunToCompletion();
+  auto longer = prompt;
+  longer.push_back(7);
+  longer.push_back(9);
+  ASSERT_TRUE(h.Add("b", longer, Greedy(5)).ok());
+  ASSERT_TRUE(h.Add("c", prompt, Greedy(5)).ok());  // the whole prompt is cached
+  h.RunToCompletion();
+  EXPECT_EQ(h.outcomes_["a"].cached_tokens, 0);
+  EXPECT_EQ(h.outcomes_["b"].cached_tokens, 20);
+  EXPECT_EQ(h.outcomes_["c"].cached_tokens, 16);  // the last token is always computed
+  EXPECT_EQ(h.outcomes_["b"].tokens, ReferenceGreedy(longer, 5));
+  EXPECT_EQ(h.outcomes_["c"].tokens, ReferenceGreedy(prompt, 5));
+  auto stats = h.scheduler_.Stats();
+  EXPECT_EQ(stats.prefix_cache_hit_tokens, 36);
+  EXPECT_EQ(stats.prefix_cache_query_tokens, 20 + 22 + 20);
+  EXPECT_EQ(h.scheduler_.block_pool().counts().used, 0);
+}
+
+TEST(Scheduler, StopsOnEosAndStopIdsUnlessIgnoreEos) {
+  std::mt19937 rng(3);
+  auto prompt = RandomPrompt(rng, 5);
+  auto ref = ReferenceGreedy(prompt, 10);
+  SchedulerOptions opt;
+  opt.eos_token_ids = {ref[3]};
+  SchedulerHarness h(opt, 4, 64);
+  ASSERT_TRUE(h.Add("eos", prompt, Greedy(10)).ok());
+  SamplingParams ignore = Greedy(10);
+  ignore.ignore_eos = true;
+  ASSERT_TRUE(h.Add("ignore", prompt, ignore).ok());
+  SamplingParams stop_id = Greedy(10);
+  stop_id.stop_token_ids = {ref[1]};
+  ASSERT_TRUE(h.Add("stopid", prompt, stop_id).ok());
+  h.RunToCompletion();
+  auto first = [&](size_t n) { return std::vector<int32_t>(ref.begin(), ref.begin() + n); };
+  // ref[3] may also appear earlier; the scheduler stops at its first occurrence.
+  size_t eos_at = std::find(ref.begin(), ref.end(), ref[3]) - ref.begin();
+  EXPECT_EQ(h.outcomes_["eos"].tokens, first(eos_at + 1));
+  EXPECT_EQ(h.outcomes_["eos"].finish, FinishReason::kStop);
+  EXPECT_EQ(h.outcomes_["ignore"].tokens, ref);
+  EXPECT_EQ(h.outcomes_["ignore"].finish, FinishReason::kLength);
+  EXPECT_EQ(h.outcomes_["stopid"].finish, FinishReason::kStop);
+  EXPECT_EQ(h.outcomes_["stopid"].tokens.back(), ref[1]);
+}
+
+TEST(Scheduler, AbortAndDeadlineFreeTheirBlocks) {
+  SchedulerOptions opt;
+  SchedulerHarness h(opt, 4, 64);
+  std::mt19937 rng(4);
+  ASSERT_TRUE(h.Add("abort", RandomPrompt(rng, 30), Greedy(100)).ok());
+  ASSERT_TRUE(
+      h.Add("late", RandomPrompt(rng, 30), Greedy(100), MonotonicNanos() + 20'000'000).ok());
+  ASSERT_TRUE(h.Add("keep", RandomPrompt(rng, 10), Greedy(3)).ok());
+  for (int i = 0; i < 3; ++i) h.Step();
+  EXPECT_GT(h.scheduler_.block_pool().counts().used, 0);
+  h.scheduler_.Abort("abort");
+  h.scheduler_.Abort("no-such-request");  // ignored
+  h.Step();
+  EXPECT_EQ(h.outcomes_["abort"].finish, FinishReason::kAbort);
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  h.RunToCompletion();
+  EXPECT_EQ(h.outcomes_["late"].finish, FinishReason::kError);
+  EXPECT_EQ(h.outcomes_["late"].error.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(h.outcomes_["keep"].finish, FinishReason::kLength);
+  for (const auto& [id, o] : h.outcomes_) EXPECT_EQ(o.num_final_events, 1) << id;
+  EXPECT_EQ(h.scheduler_.block_pool().counts().used, 0);
+}
+
+TEST(Scheduler, SeededSamplingDoesNotDependOnTheBatch) {
+  std::mt19937 rng(5);
+  auto prompt = RandomPrompt(rng, 9);
+  SamplingParams sp;
+  sp.temperature = 1.0f;
+  sp.seed = 1234;
+  sp.max_tokens = 20;
+  SchedulerOptions opt;
+  SchedulerHarness alone(opt, 4, 64);
+  ASSERT_TRUE(alone.Add("x", prompt, sp).ok());
+  alone.RunToCompletion();
+  SchedulerOptions small = opt;
+  small.max_num_batched_tokens = 8;
+  SchedulerHarness crowded(small, 4, 24);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(crowded.Add("o" + std::to_string(i), RandomPrompt(rng, 15), sp).ok());
+  }
+  ASSERT_TRUE(crowded.Add("x", prompt, sp).ok());
+  crowded.RunToCompletion();
+  EXPECT_EQ(alone.outcomes_["x"].tokens, crowded.outcomes_["x"].tokens);
+  EXPECT_EQ(alone.outcomes_["x"].tokens.size(), 20u);
+}
+
+TEST(Scheduler, ValidationAndQueueBound) {
+  SchedulerOptions opt;
+  opt.max_model_len = 64;
+  opt.max_waiting = 2;
+  SchedulerHarness h(opt, 4, 8);  // 32 token slots
+  EXPECT_EQ(h.Add("v", {1, 2, 999}, Greedy(4)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(h.Add("e", {}, Greedy(4)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(h.Add("ctx", {1, 2, 3}, Greedy(62)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(h.Add("kv", {1, 2, 3}, Greedy(40)).code(), StatusCode::kInvalidArgument);
+  SamplingParams bad = Greedy(4);
+  bad.top_p = 0.0f;
+  EXPECT_EQ(h.Add("top_p", {1, 2}, bad).code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(h.Add("q1", {1, 2}, Greedy(2)).ok());
+  ASSERT_TRUE(h.Add("q2", {1, 2}, Greedy(2)).ok());
+  EXPECT_EQ(h.Add("q3", {1, 2}, Greedy(2)).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(h.Add("q1", {1, 2}, Greedy(2)).code(), StatusCode::kResourceExhausted);
+  h.RunToCompletion();
+  EXPECT_EQ(h.outcomes_.size(), 2u);
+}
+
+TEST(Scheduler, FifoAdmission) {
+  SchedulerOptions opt;
+  opt.max_num_seqs = 1;
+  SchedulerHarness h(opt, 4, 64);
+  std::vector<std::string> finish_order;
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(h.Add("f" + std::to_string(i), {1, 2, 3}, Greedy(3)).ok());
+  }
+  while (h.scheduler_.HasWork()) {
+    h.Step();
+    for (const auto& [id, o] : h.outcomes_) {
+      if (o.finish != FinishReason::kNone &&
+          std::find(finish_order.begin(), finish_order.end(), id) == finish_order.end()) {
+        finish_order.push_back(id);
+      }
+    }
+  }
+  EXPECT_EQ(finish_order, (std::vector<std::string>{"f0", "f1", "f2", "f3"}));
+}
+
+}  // namespace
+}  // namespace strata::decode
