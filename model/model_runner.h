@@ -123,11 +123,18 @@ class ModelRunner {
   // `communicator` (not owned; null: local): a second microbatch stream. The two may run Forward
   // at the same time on disjoint sequences (disjoint KV blocks) provided only one of them runs
   // backend ops at a time (the communicators hand over an expert_parallel::ComputeGate while
-  // they wait). The fork must not outlive this runner.
-  virtual StatusOr<std::unique_ptr<ModelRunner>> Fork(
-      expert_parallel::Communicator* communicator) = 0;
-  // Routed experts' weights of `layer`, by expert id (empty for a dense layer).
-  virtual std::span<const ops::MlpWeights> ExpertWeights(int layer) const = 0;
+  // they wait). The fork must not outlive this runner. Runners that cannot share their state
+  // this way (test doubles) keep the default: kFailedPrecondition.
+  virtual StatusOr<std::unique_ptr<ModelRunner>> Fork(expert_parallel::Communicator* communicator) {
+    (void)communicator;
+    return FailedPreconditionError("this ModelRunner cannot be forked (microbatching needs it)");
+  }
+  // Routed experts' weights of `layer`, by expert id (empty for a dense layer, and by default:
+  // a runner that exposes none).
+  virtual std::span<const ops::MlpWeights> ExpertWeights(int layer) const {
+    (void)layer;
+    return {};
+  }
 };
 
 // Blocks needed to hold `num_tokens` tokens.
