@@ -29,6 +29,7 @@ struct DispatchInput {
   const int32_t* expert_ids = nullptr;  // [num_tokens, top_k], best first
   const float* weights = nullptr;       // [num_tokens, top_k]
   int top_k = 0;
+  int layer = 0;  // the model layer index (placement and load statistics are per layer)
 };
 
 // What this rank computes. Filled by Dispatch; read by the caller and by Combine.
@@ -54,6 +55,10 @@ class Communicator {
   virtual Status Combine(const DispatchInput& in, const Dispatched& dispatched,
                          const float* expert_out, float* combined) = 0;
 };
+
+// Other implementations: EpEndpoint::NewCommunicator (ep_endpoint.h: any EP size over a
+// transport::Transport, INT8/BF16 dispatch, BF16 combine) and, with CUDA, the NCCL communicator
+// (nccl_communicator.h).
 
 // EP = 1: every expert is local; dispatch is a gather sorted by expert (tokens in order within
 // an expert), combine a weighted sum on `backend` (not owned, must outlive the communicator).

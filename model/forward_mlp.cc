@@ -21,8 +21,10 @@ Status RunnerImpl::MlpForward(int layer, int64_t T, float* out) {
   route_ids_.resize(T * k);
   route_weights_.resize(T * k);
   ops::MatmulOutput ro{m.router, router_logits_.data(), e};
-  be.Matmul(x_.data(), T, hidden, std::span<const ops::MatmulOutput>(&ro, 1));
-  be.MoeRoute(router_logits_.data(), T, m.spec, route_ids_.data(), route_weights_.data());
+  if (T > 0) {  // T == 0: an EP rank with no tokens joining the layer's dispatch/combine
+    be.Matmul(x_.data(), T, hidden, std::span<const ops::MatmulOutput>(&ro, 1));
+    be.MoeRoute(router_logits_.data(), T, m.spec, route_ids_.data(), route_weights_.data());
+  }
   expert_parallel::DispatchInput in;
   in.hidden = x_.data();
   in.num_tokens = T;
@@ -30,12 +32,15 @@ Status RunnerImpl::MlpForward(int layer, int64_t T, float* out) {
   in.expert_ids = route_ids_.data();
   in.weights = route_weights_.data();
   in.top_k = k;
+  in.layer = layer;
   STRATA_RETURN_IF_ERROR(comm_->Dispatch(in, &dispatched_));
   expert_out_.resize(dispatched_.num_rows() * hidden);
-  be.GroupedExpertMlp(dispatched_.rows.data(), hidden, dispatched_.groups, m.experts,
-                      expert_out_.data());
+  if (!dispatched_.groups.empty()) {
+    be.GroupedExpertMlp(dispatched_.rows.data(), hidden, dispatched_.groups, m.experts,
+                        expert_out_.data());
+  }
   STRATA_RETURN_IF_ERROR(comm_->Combine(in, dispatched_, expert_out_.data(), out));
-  if (m.has_shared) {
+  if (m.has_shared && T > 0) {
     tmp_.resize(T * hidden);
     be.GroupedExpertMlp(x_.data(), hidden, std::span<const ops::ExpertGroup>(&all, 1),
                         std::span<const ops::MlpWeights>(&m.shared, 1), tmp_.data());

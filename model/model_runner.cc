@@ -95,9 +95,16 @@ StatusOr<std::unique_ptr<ModelRunner>> RunnerImpl::Create(const std::string& dir
   if (r->cuda_ == nullptr) {
     STRATA_ASSIGN_OR_RETURN(r->cache_,
                             kvcache::PagedKvCache::Create(spec, static_cast<int32_t>(blocks)));
-    r->comm_ = expert_parallel::CreateLocalCommunicator(r->backend_.get(),
-                                                        static_cast<int>(c.num_experts));
+    r->comm_ = options.communicator;
+    if (!r->comm_) {
+      r->owned_comm_ = expert_parallel::CreateLocalCommunicator(r->backend_.get(),
+                                                                static_cast<int>(c.num_experts));
+      r->comm_ = r->owned_comm_.get();
+    }
   } else {
+    if (options.communicator != nullptr) {
+      return InvalidArgumentError("expert parallelism (--ep) runs on the CPU only for now");
+    }
     STRATA_RETURN_IF_ERROR(r->InitDevice());
   }
   r->rope_ = MakeRopeTable(c);
@@ -254,6 +261,7 @@ Status RunnerImpl::Validate(const ForwardBatch& batch) const {
 }
 
 Status RunnerImpl::Forward(const ForwardBatch& batch, ForwardResult* result) {
+  if (batch.sequences.empty() && options_.communicator) return JoinMoeLayers(result);
   STRATA_RETURN_IF_ERROR(Validate(batch));
   const ModelConfig& c = config_;
   const int64_t hidden = c.hidden_size;

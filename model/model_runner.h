@@ -31,6 +31,10 @@
 #include "model/model_config.h"
 #include "ops/backend.h"
 
+namespace strata::expert_parallel {
+class Communicator;
+}
+
 namespace strata::model {
 
 // Test-only deliberate layout mistakes (DESIGN.md §5 sensitivity tests). Never set in serving.
@@ -55,6 +59,11 @@ struct RunnerOptions {
   // Touch every mmap'd weight page at load so the first forward does not fault them in.
   bool prefault_weights = true;
   ForwardMistake mistake = ForwardMistake::kNone;
+  // Expert parallelism (expert_parallel/, DESIGN.md §4): the MoE layers' communicator (not
+  // owned; must outlive the runner). Null: a local EP=1 communicator (exact f32). With one set,
+  // Forward also takes an empty batch: the rank then joins every MoE layer's dispatch and
+  // combine with no tokens (EP ranks run in lock-step) and returns no logits.
+  expert_parallel::Communicator* communicator = nullptr;
 };
 
 enum class LogitsMode { kNone, kLast, kAll };
@@ -112,6 +121,24 @@ class ModelRunner {
   // the vocabulary, a position past max_position_embeddings, a block table too short or with ids
   // outside [0, num_kv_blocks()). On error nothing was written to the KV cache.
   virtual Status Forward(const ForwardBatch& batch, ForwardResult* result) = 0;
+
+  // --- Expert parallelism hooks (used by expert_parallel/group; implemented in runner_ep.cc).
+  // A runner that shares this one's weights and KV cache but has its own workspace, backend and
+  // `communicator` (not owned; null: local): a second microbatch stream. The two may run Forward
+  // at the same time on disjoint sequences (disjoint KV blocks) provided only one of them runs
+  // backend ops at a time (the communicators hand over an expert_parallel::ComputeGate while
+  // they wait). The fork must not outlive this runner. Runners that cannot share their state
+  // this way (test doubles) keep the default: kFailedPrecondition.
+  virtual StatusOr<std::unique_ptr<ModelRunner>> Fork(expert_parallel::Communicator* communicator) {
+    (void)communicator;
+    return FailedPreconditionError("this ModelRunner cannot be forked (microbatching needs it)");
+  }
+  // Routed experts' weights of `layer`, by expert id (empty for a dense layer, and by default:
+  // a runner that exposes none).
+  virtual std::span<const ops::MlpWeights> ExpertWeights(int layer) const {
+    (void)layer;
+    return {};
+  }
 };
 
 // Blocks needed to hold `num_tokens` tokens.

@@ -76,6 +76,8 @@ class RunnerImpl final : public ModelRunner {
   const LoadStats& load_stats() const override { return stats_; }
   ops::Backend& backend() override { return *backend_; }
   Status Forward(const ForwardBatch& batch, ForwardResult* result) override;
+  StatusOr<std::unique_ptr<ModelRunner>> Fork(expert_parallel::Communicator* communicator) override;
+  std::span<const ops::MlpWeights> ExpertWeights(int layer) const override;
 
  private:
   RunnerImpl() = default;
@@ -113,16 +115,19 @@ class RunnerImpl final : public ModelRunner {
   void GqaForward(int layer, const BatchTokens& bt, float* out);
   void MlaForward(int layer, const ForwardBatch& batch, const BatchTokens& bt, float* out);
   Status MlpForward(int layer, int64_t num_tokens, float* out);
+  // An empty batch under expert parallelism: every MoE layer's dispatch/combine with no tokens.
+  Status JoinMoeLayers(ForwardResult* result);
 
   ModelConfig config_;
   RunnerOptions options_;
   LoadStats stats_;
   std::unique_ptr<ops::Backend> backend_;
-  std::unique_ptr<WeightLoader> weights_;
-  std::unique_ptr<kvcache::PagedKvCache> cache_;  // CPU only
+  std::shared_ptr<WeightLoader> weights_;         // shared with forks
+  std::shared_ptr<kvcache::PagedKvCache> cache_;  // CPU only; shared with forks
   kvcache::KvCacheSpec kv_spec_;
   int32_t num_kv_blocks_ = 0;
-  std::unique_ptr<expert_parallel::Communicator> comm_;
+  std::unique_ptr<expert_parallel::Communicator> owned_comm_;  // the local one, if used
+  expert_parallel::Communicator* comm_ = nullptr;
   ops::RopeTable rope_;
   float attention_scale_ = 1.0f;
 

@@ -8,6 +8,7 @@
 #include "apps/strata/commands.h"
 #include "common/config.h"
 #include "common/thread_pool.h"
+#include "expert_parallel/group/ep_generate.h"
 #include "model/chat_template.h"
 #include "model/generate_loop.h"
 #include "model/model_runner.h"
@@ -35,6 +36,7 @@ struct GenerateFlags {
   std::string device = "cpu";
   int kv_block_size = 16;
   bool json = false;
+  expert_parallel::EpFlags ep;  // --ep N and friends (expert parallelism inside this instance)
 };
 
 int Fail(const Status& s) {
@@ -77,14 +79,12 @@ int RunGenerate(const GenerateFlags& f) {
   ro.device = f.device;
   ro.num_kv_blocks =
       model::BlocksForTokens(static_cast<int64_t>(prompt.size()) + f.max_tokens, f.kv_block_size);
-  auto runner = model::ModelRunner::Load(f.model, ro);
-  if (!runner.ok()) return Fail(runner.status());  // kUnavailable (no device): exit 1
-
   model::GenerateOptions go;
   go.max_tokens = f.max_tokens;
   go.ignore_eos = f.ignore_eos;
-  for (int64_t id : (*runner)->config().eos_token_ids)
-    go.eos_token_ids.push_back(static_cast<int32_t>(id));
+  auto config = model::LoadModelConfig(f.model);
+  if (!config.ok()) return Fail(config.status());
+  for (int64_t id : config->eos_token_ids) go.eos_token_ids.push_back(static_cast<int32_t>(id));
   if (auto eos = (*tokenizer)->eos_token_id()) go.eos_token_ids.push_back(*eos);
   ops::SamplingOptions& s = go.sampling;
   s.temperature = f.temperature;
@@ -96,7 +96,21 @@ int RunGenerate(const GenerateFlags& f) {
   s.repetition_penalty = f.repetition_penalty;
   s.seed = f.seed;
   s.num_top_logprobs = f.logprobs;
-  auto out = model::GenerateOne(**runner, prompt, go);
+  StatusOr<model::GenerateOutput> out = InternalError("not run");
+  double load_ms = 0;
+  nlohmann::json ep_stats;
+  if (f.ep.ep > 0) {  // an EP group inside this instance (expert_parallel/group)
+    auto r = expert_parallel::GenerateWithEp(f.model, prompt, ro, go, f.ep, "/proc/self/exe");
+    if (!r.ok()) return Fail(r.status());
+    out = std::move(r->output);
+    load_ms = r->load_ms;
+    ep_stats = std::move(r->stats);
+  } else {
+    auto runner = model::ModelRunner::Load(f.model, ro);
+    if (!runner.ok()) return Fail(runner.status());
+    load_ms = (*runner)->load_stats().load_ms;
+    out = model::GenerateOne(**runner, prompt, go);
+  }
   if (!out.ok()) return Fail(out.status());
 
   const std::string text = (*tokenizer)->Decode(out->token_ids, /*skip_special_tokens=*/true);
@@ -114,7 +128,8 @@ int RunGenerate(const GenerateFlags& f) {
   j["prefill_ms"] = out->prefill_ms;
   j["decode_ms"] = out->decode_ms;
   j["decode_tokens_per_s"] = n > 1 && out->decode_ms > 0 ? (n - 1) * 1000.0 / out->decode_ms : 0.0;
-  j["load_ms"] = (*runner)->load_stats().load_ms;
+  j["load_ms"] = load_ms;
+  if (!ep_stats.is_null()) j["ep"] = ep_stats;
   j["threads"] = ro.num_threads;
   j["device"] = ro.device;
   if (f.logprobs >= 0) {
@@ -158,6 +173,7 @@ Command GenerateCommand() {
         AddFlag(app, "device", &f->device, "Where the forward runs: cpu, cuda or cuda:N");
         AddFlag(app, "kv-block-size", &f->kv_block_size, "Tokens per KV block");
         AddSwitch(app, "json", &f->json, "Print one JSON object with ids and timings");
+        expert_parallel::AddEpFlags(app, &f->ep);
         return [f] { return RunGenerate(*f); };
       }};
 }

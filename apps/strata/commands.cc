@@ -9,6 +9,7 @@ std::vector<Command> AllCommands() {
       BenchCommand(),
       TokenizeCommand(),
       GenerateCommand(),
+      EpWorkerCommand(),
       ServeCommand(),
   };
 }

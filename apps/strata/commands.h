@@ -31,6 +31,7 @@ Command GenModelCommand();
 Command BenchCommand();
 Command TokenizeCommand();
 Command GenerateCommand();
+Command EpWorkerCommand();
 Command ServeCommand();
 
 }  // namespace strata::apps

@@ -1,0 +1,233 @@
+#include "expert_parallel/group/ep_group.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/config.h"
+#include "transport/ucx/ucx_transport.h"
+
+extern char** environ;
+
+namespace strata::expert_parallel {
+
+Status ValidateGroupOptions(const EpGroupOptions& o) {
+  if (o.size < 1 || o.size > 64) return FlagError("ep", "must be in [1, 64]");
+  if (o.transport != "inproc" && o.transport != "ucx") {
+    return FlagError("ep-transport", "must be inproc or ucx");
+  }
+  if (o.redundant_experts < 0) return FlagError("ep-redundant-experts", "must be >= 0");
+  if (o.eplb_window_steps < 0) return FlagError("ep-eplb-window", "must be >= 0 (0: off)");
+  if (o.max_tokens_per_rank < 1) return FlagError("ep-max-tokens", "must be >= 1");
+  if (o.timeout_ms < 1) return FlagError("ep-timeout-ms", "must be >= 1");
+  if (o.runner.microbatch_min_tokens < 1) return FlagError("microbatch-min-tokens", "must be >= 1");
+  return OkStatus();
+}
+
+StatusOr<EpOptions> MakeEpOptions(const model::ModelConfig& c, const EpGroupOptions& g, int rank) {
+  STRATA_RETURN_IF_ERROR(ValidateGroupOptions(g));
+  if (!c.IsMoe()) return InvalidArgumentError("--ep: the model has no MoE layers");
+  EpOptions o;
+  o.rank = rank;
+  o.size = g.size;
+  o.num_layers = static_cast<int>(c.NumLayers());
+  o.num_experts = static_cast<int>(c.num_experts);
+  o.top_k = static_cast<int>(c.num_experts_per_tok);
+  o.hidden = c.hidden_size;
+  o.max_tokens_per_rank = g.max_tokens_per_rank;
+  o.dispatch_dtype = g.dispatch_dtype;
+  o.num_streams = g.runner.microbatch ? 2 : 1;
+  o.timeout_ms = g.timeout_ms;
+  o.redundant_experts = g.redundant_experts;
+  o.eplb_window_steps = g.eplb_window_steps;
+  if ((o.num_experts + o.redundant_experts) % o.size != 0) {
+    return FlagError("ep-redundant-experts", std::to_string(o.num_experts) + " experts + " +
+                                                 std::to_string(o.redundant_experts) +
+                                                 " redundant slots must be a multiple of --ep " +
+                                                 std::to_string(o.size));
+  }
+  if (!g.placement_file.empty()) {
+    STRATA_ASSIGN_OR_RETURN(Placement p, Placement::LoadFile(g.placement_file));
+    o.placement = std::make_shared<const Placement>(std::move(p));
+  }
+  return o;
+}
+
+StatusOr<std::unique_ptr<transport::Transport>> MakeTransport(
+    const EpGroupOptions& options, std::shared_ptr<transport::InprocFabric> fabric) {
+  if (options.size == 1) return std::unique_ptr<transport::Transport>();
+  if (options.transport == "inproc") return transport::NewInprocTransport(std::move(fabric));
+  transport::UcxOptions uo;
+  uo.tls = options.ucx_tls;
+  STRATA_ASSIGN_OR_RETURN(auto t, transport::UcxTransport::Create(uo));
+  return std::unique_ptr<transport::Transport>(std::move(t));
+}
+
+namespace {
+
+std::string ListenAddress(const EpGroupOptions& o, int rank) {
+  return o.transport == "inproc" ? "ep-rank" + std::to_string(rank) + ":0" : "127.0.0.1:0";
+}
+
+}  // namespace
+
+StatusOr<std::vector<std::unique_ptr<EpRunner>>> CreateThreadGroup(
+    const std::string& model_dir, const model::RunnerOptions& runner_options,
+    const EpGroupOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
+  auto fabric = transport::NewInprocFabric();
+  std::vector<std::unique_ptr<EpEndpoint>> eps;
+  std::string leader;
+  for (int r = 0; r < options.size; ++r) {
+    STRATA_ASSIGN_OR_RETURN(EpOptions eo, MakeEpOptions(config, options, r));
+    STRATA_ASSIGN_OR_RETURN(auto t, MakeTransport(options, fabric));
+    STRATA_ASSIGN_OR_RETURN(auto ep, EpEndpoint::Create(eo, std::move(t)));
+    if (options.size > 1) {
+      STRATA_ASSIGN_OR_RETURN(std::string address, ep->Listen(ListenAddress(options, r)));
+      if (r == 0) leader = address;
+    }
+    eps.push_back(std::move(ep));
+  }
+  std::vector<Status> st(options.size);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < options.size; ++r) {
+    threads.emplace_back([&, r] { st[r] = eps[r]->Join(leader); });
+  }
+  for (auto& t : threads) t.join();
+  for (const Status& s : st) STRATA_RETURN_IF_ERROR(s);
+  std::vector<std::unique_ptr<EpRunner>> runners;
+  for (int r = 0; r < options.size; ++r) {
+    STRATA_ASSIGN_OR_RETURN(auto runner, EpRunner::Create(model_dir, runner_options,
+                                                          std::move(eps[r]), options.runner));
+    runners.push_back(std::move(runner));
+  }
+  return runners;
+}
+
+StatusOr<LeaderGroup> StartLeader(const std::string& model_dir,
+                                  const model::RunnerOptions& runner_options,
+                                  const EpGroupOptions& options,
+                                  const std::vector<std::string>& worker_argv_prefix) {
+  STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
+  STRATA_ASSIGN_OR_RETURN(EpOptions eo, MakeEpOptions(config, options, 0));
+  if (options.transport != "ucx") {
+    return FlagError("ep-transport", "worker processes need ucx (inproc runs ranks as threads)");
+  }
+  STRATA_ASSIGN_OR_RETURN(auto t, MakeTransport(options, nullptr));
+  STRATA_ASSIGN_OR_RETURN(auto ep, EpEndpoint::Create(eo, std::move(t)));
+  LeaderGroup group;
+  std::string leader;
+  if (options.size > 1) {
+    STRATA_ASSIGN_OR_RETURN(leader, ep->Listen(ListenAddress(options, 0)));
+  }
+  for (int r = 1; r < options.size; ++r) {
+    std::vector<std::string> args = worker_argv_prefix;
+    args.insert(args.end(), {"--ep-rank", std::to_string(r), "--ep-leader", leader});
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    int rc = posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ);
+    if (rc != 0) {
+      for (pid_t p : group.workers) kill(p, SIGKILL);
+      (void)WaitForWorkers(group.workers, 1000);
+      return InternalError("--ep: cannot start worker " + args[0] + ": " + std::strerror(rc));
+    }
+    group.workers.push_back(pid);
+  }
+  Status joined = ep->Join(leader);
+  if (joined.ok()) {
+    auto runner = EpRunner::Create(model_dir, runner_options, std::move(ep), options.runner);
+    if (runner.ok()) {
+      group.runner = std::move(*runner);
+      return group;
+    }
+    joined = runner.status();
+  }
+  for (pid_t p : group.workers) kill(p, SIGKILL);
+  (void)WaitForWorkers(group.workers, 1000);
+  return joined;
+}
+
+StatusOr<std::unique_ptr<EpRunner>> JoinAsWorker(const std::string& model_dir,
+                                                 const model::RunnerOptions& runner_options,
+                                                 const EpGroupOptions& options, int rank,
+                                                 const std::string& leader_address) {
+  if (rank < 1 || rank >= options.size) return FlagError("ep-rank", "must be in [1, --ep)");
+  STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
+  STRATA_ASSIGN_OR_RETURN(EpOptions eo, MakeEpOptions(config, options, rank));
+  STRATA_ASSIGN_OR_RETURN(auto t, MakeTransport(options, nullptr));
+  STRATA_ASSIGN_OR_RETURN(auto ep, EpEndpoint::Create(eo, std::move(t)));
+  STRATA_RETURN_IF_ERROR(ep->Listen(ListenAddress(options, rank)).status());
+  STRATA_RETURN_IF_ERROR(ep->Join(leader_address));
+  return EpRunner::Create(model_dir, runner_options, std::move(ep), options.runner);
+}
+
+Status WaitForWorkers(const std::vector<pid_t>& workers, int64_t timeout_ms) {
+  const auto deadline = MonoClock::now() + std::chrono::milliseconds(timeout_ms);
+  std::string failed;
+  for (pid_t pid : workers) {
+    int status = 0;
+    while (true) {
+      pid_t r = waitpid(pid, &status, WNOHANG);
+      if (r == pid) break;
+      if (r < 0) {
+        status = -1;
+        break;
+      }
+      if (MonoClock::now() > deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        failed += " " + std::to_string(pid) + " (killed after the timeout)";
+        status = 0;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (status != 0)
+      failed += " " + std::to_string(pid) + " (status " + std::to_string(status) + ")";
+  }
+  return failed.empty() ? OkStatus() : InternalError("EP worker(s) failed:" + failed);
+}
+
+nlohmann::json StatsJson(const EpRunnerStats& s, const EpOptions& o) {
+  nlohmann::json layers = nlohmann::json::array();
+  double worst = 1.0;
+  for (int l = 0; l < o.num_layers; ++l) {
+    std::vector<double> loads(o.size);
+    int64_t sum = 0;
+    for (int r = 0; r < o.size; ++r) {
+      loads[r] = static_cast<double>(s.ep.Received(l, r, o.size));
+      sum += s.ep.Received(l, r, o.size);
+    }
+    if (sum == 0) continue;
+    double ratio = MaxMeanRatio(loads);
+    worst = std::max(worst, ratio);
+    layers.push_back({{"layer", l}, {"received_per_rank", loads}, {"max_mean_ratio", ratio}});
+  }
+  const double rounds = std::max<int64_t>(1, s.ep.rounds);
+  return {{"ep", o.size},
+          {"dispatch_dtype", std::string(WireDTypeName(o.dispatch_dtype))},
+          {"steps", s.steps},
+          {"microbatched_steps", s.microbatched_steps},
+          {"moe_rounds", s.ep.rounds},
+          {"dispatch_us_per_round", s.ep.dispatch_ns / rounds / 1e3},
+          {"combine_us_per_round", s.ep.combine_ns / rounds / 1e3},
+          {"wait_us_per_round", s.ep.wait_ns / rounds / 1e3},
+          {"dispatch_bytes", s.ep.dispatch_bytes},
+          {"combine_bytes", s.ep.combine_bytes},
+          {"local_bytes", s.ep.local_bytes},
+          {"max_mean_load_ratio", worst},
+          {"overlap_fraction", s.overlap.overlap()},
+          {"comm_wait_ms", s.overlap.waiting_ns / 1e6},
+          {"exposed_wait_ms", s.overlap.exposed_ns / 1e6},
+          {"layers", layers}};
+}
+
+}  // namespace strata::expert_parallel

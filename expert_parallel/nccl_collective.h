@@ -1,0 +1,38 @@
+// NCCL all-to-all for EP dispatch/combine (compiled when STRATA_WITH_CUDA): each round's host
+// slots are copied into pre-allocated device buffers, their sizes exchanged and then the data,
+// both as grouped ncclSend/ncclRecv (ncclGroupStart/End) with every rank, itself included, and
+// copied back. The routing metadata travels inside the messages; only the byte counts need the
+// extra (8-byte) exchange, since NCCL receives must know their size.
+//
+// Every wait polls the stream against a deadline; past it the communicator is aborted
+// (ncclCommAbort) and the call fails with kDeadlineExceeded -- a dead peer never hangs a rank.
+// Thread-safety: one call at a time (the endpoint serializes the streams' rounds per
+// collective: give each microbatch stream its own NcclCollective, or use num_streams = 1).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "expert_parallel/collective.h"
+
+namespace strata::expert_parallel {
+
+struct NcclCollectiveOptions {
+  int rank = 0;
+  int size = 1;
+  int device = 0;
+  size_t max_slot_bytes = 0;  // the endpoint's largest slot (dispatch or combine capacity)
+  int64_t timeout_ms = 30000;
+  // 128 bytes of ncclUniqueId from rank 0 (ncclGetUniqueId), carried out of band; empty with
+  // size 1 (made here).
+  std::string unique_id;
+};
+
+// kUnavailable when there is no CUDA device or NCCL fails to initialize.
+StatusOr<std::unique_ptr<Collective>> CreateNcclCollective(const NcclCollectiveOptions& options);
+// A fresh ncclUniqueId for rank 0 to hand to the others.
+StatusOr<std::string> NewNcclUniqueId();
+// Number of CUDA devices (0 without a GPU or a driver).
+int CudaDeviceCount();
+
+}  // namespace strata::expert_parallel
