@@ -4,6 +4,8 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 CMAKE_FLAGS ?=
 CTEST_JOBS ?= 2
+# ccache keys on paths relative to the checkout, so clones share cache entries.
+export CCACHE_BASEDIR := $(CURDIR)
 STRATA := $(BUILD_DIR)/apps/strata/strata
 
 .PHONY: setup build test serve clean format
