@@ -11,8 +11,9 @@ void AddEpFlags(CLI::App& app, EpFlags* f) {
   AddFlag(app, "ep-transport", &f->transport,
           "ucx: one process per rank over UCX on 127.0.0.1; inproc: ranks as threads");
   AddFlag(app, "ep-ucx-tls", &f->ucx_tls, "UCX_TLS for the EP transport (e.g. sm,tcp or tcp)");
-  AddFlag(app, "ep-dispatch", &f->dispatch, "Dispatch dtype: int8 (per-token scales) or bf16");
-  AddFlag(app, "ep-redundant-experts", &f->redundant_experts,
+  AddFlag(app, "ep-dispatch-dtype", &f->dispatch,
+          "Dispatch dtype: int8 (per-token scales) or bf16");
+  AddFlag(app, "redundant-experts", &f->redundant_experts,
           "Extra expert slots for copies of hot experts");
   AddFlag(app, "ep-placement", &f->placement, "Initial expert placement (JSON file)");
   AddFlag(app, "ep-eplb-window", &f->eplb_window, "EPLB: re-plan every N steps (0: off)");
@@ -30,7 +31,7 @@ StatusOr<EpGroupOptions> ToGroupOptions(const EpFlags& f) {
   g.transport = f.transport;
   g.ucx_tls = f.ucx_tls;
   auto dtype = ParseWireDType(f.dispatch);
-  if (!dtype.ok()) return FlagError("ep-dispatch", dtype.status().message());
+  if (!dtype.ok()) return FlagError("ep-dispatch-dtype", dtype.status().message());
   g.dispatch_dtype = *dtype;
   g.redundant_experts = f.redundant_experts;
   g.placement_file = f.placement;
@@ -48,9 +49,9 @@ std::vector<std::string> EpFlagArgs(const EpFlags& f) {
                                 std::to_string(f.ep),
                                 "--ep-transport",
                                 f.transport,
-                                "--ep-dispatch",
+                                "--ep-dispatch-dtype",
                                 f.dispatch,
-                                "--ep-redundant-experts",
+                                "--redundant-experts",
                                 std::to_string(f.redundant_experts),
                                 "--ep-eplb-window",
                                 std::to_string(f.eplb_window),

@@ -22,7 +22,7 @@ Status ValidateGroupOptions(const EpGroupOptions& o) {
   if (o.transport != "inproc" && o.transport != "ucx") {
     return FlagError("ep-transport", "must be inproc or ucx");
   }
-  if (o.redundant_experts < 0) return FlagError("ep-redundant-experts", "must be >= 0");
+  if (o.redundant_experts < 0) return FlagError("redundant-experts", "must be >= 0");
   if (o.eplb_window_steps < 0) return FlagError("ep-eplb-window", "must be >= 0 (0: off)");
   if (o.max_tokens_per_rank < 1) return FlagError("ep-max-tokens", "must be >= 1");
   if (o.timeout_ms < 1) return FlagError("ep-timeout-ms", "must be >= 1");
@@ -47,10 +47,10 @@ StatusOr<EpOptions> MakeEpOptions(const model::ModelConfig& c, const EpGroupOpti
   o.redundant_experts = g.redundant_experts;
   o.eplb_window_steps = g.eplb_window_steps;
   if ((o.num_experts + o.redundant_experts) % o.size != 0) {
-    return FlagError("ep-redundant-experts", std::to_string(o.num_experts) + " experts + " +
-                                                 std::to_string(o.redundant_experts) +
-                                                 " redundant slots must be a multiple of --ep " +
-                                                 std::to_string(o.size));
+    return FlagError("redundant-experts", std::to_string(o.num_experts) + " experts + " +
+                                              std::to_string(o.redundant_experts) +
+                                              " redundant slots must be a multiple of --ep " +
+                                              std::to_string(o.size));
   }
   if (!g.placement_file.empty()) {
     STRATA_ASSIGN_OR_RETURN(Placement p, Placement::LoadFile(g.placement_file));

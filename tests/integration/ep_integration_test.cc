@@ -114,23 +114,23 @@ class EpIntegrationTest : public ::testing::Test {
 fs::path* EpIntegrationTest::root_ = nullptr;
 
 TEST_F(EpIntegrationTest, Bf16GreedyOutputsMatchAcrossEpSizesAndTransports) {
-  auto ref = Json(Run(Generate({"--ep", "1", "--ep-dispatch", "bf16"}, 12), ""));
+  auto ref = Json(Run(Generate({"--ep", "1", "--ep-dispatch-dtype", "bf16"}, 12), ""));
   ASSERT_TRUE(ref.contains("token_ids"));
   struct Case {
     std::string ep, tls;
   };
   for (const Case& c : {Case{"2", "tcp"}, Case{"2", "sm,tcp"}, Case{"4", "sm,tcp"}}) {
     SCOPED_TRACE("EP " + c.ep + " over " + c.tls);
-    auto j = Json(
-        Run(Generate({"--ep", c.ep, "--ep-dispatch", "bf16", "--ep-ucx-tls", c.tls}, 12), c.tls));
+    auto j = Json(Run(
+        Generate({"--ep", c.ep, "--ep-dispatch-dtype", "bf16", "--ep-ucx-tls", c.tls}, 12), c.tls));
     EXPECT_EQ(j["token_ids"], ref["token_ids"]);
     ASSERT_TRUE(j.contains("ep"));
     EXPECT_GT(j["ep"]["dispatch_bytes"].get<int64_t>(), 0);
     EXPECT_FALSE(j["ep"]["layers"].empty());
   }
   // The in-process transport (ranks as threads) agrees too.
-  auto inproc = Json(
-      Run(Generate({"--ep", "2", "--ep-dispatch", "bf16", "--ep-transport", "inproc"}, 12), ""));
+  auto inproc = Json(Run(
+      Generate({"--ep", "2", "--ep-dispatch-dtype", "bf16", "--ep-transport", "inproc"}, 12), ""));
   EXPECT_EQ(inproc["token_ids"], ref["token_ids"]);
 }
 
