@@ -62,7 +62,9 @@ class NcclCollective final : public Collective {
     }
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;  // non-blocking: init and collectives can be bounded by our deadline
-    STRATA_NCCL_OK(ncclCommInitRankConfig(&comm_, o.size, id, o.rank, &config), "init");
+    // A non-blocking init returns ncclInProgress; WaitComm polls it to ready (or the deadline).
+    ncclResult_t r = ncclCommInitRankConfig(&comm_, o.size, id, o.rank, &config);
+    if (r != ncclSuccess && r != ncclInProgress) return NcclError(r, "init");
     return WaitComm();
   }
 
