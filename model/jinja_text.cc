@@ -1,5 +1,7 @@
 #include "model/jinja_text.h"
 
+#include "model/tokenizer_unicode.h"
+
 #include <utf8proc.h>
 
 #include <charconv>
@@ -67,21 +69,9 @@ std::u32string DecodeUtf8(std::string_view text) {
 
 void AppendUtf8(char32_t cp, std::string& out) {
   if (IsEscapedByte(cp)) {
-    out.push_back(static_cast<char>(cp - kEscapeBase));
-  } else if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    out.push_back(static_cast<char>(cp - kEscapeBase));  // a raw byte of invalid input
   } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    tok::AppendUtf8(cp, out);
   }
 }
 

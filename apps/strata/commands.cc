@@ -4,13 +4,8 @@ namespace strata::apps {
 
 std::vector<Command> AllCommands() {
   return {
-      InfoCommand(),
-      GenModelCommand(),
-      BenchCommand(),
-      TokenizeCommand(),
-      GenerateCommand(),
-      EpWorkerCommand(),
-      ServeCommand(),
+      InfoCommand(),     GenModelCommand(), BenchCommand(), TokenizeCommand(),
+      GenerateCommand(), EpWorkerCommand(), ServeCommand(),
   };
 }
 
