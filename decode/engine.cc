@@ -92,6 +92,12 @@ void Engine::Loop() {
       if (!st.ok()) log::Error("engine step failed: {}", st.ToString());
       idle = scheduler_.num_steps() == steps_before && events.empty();
     }
+    // Publish the step's stats before the events: a caller told "finished" must already see
+    // that request's KV blocks freed and it no longer running.
+    {
+      std::lock_guard lock(mu_);
+      stats_ = scheduler_.Stats();
+    }
     int finished = 0;
     for (auto& ev : events) {
       if (ev.event.finish != FinishReason::kNone) ++finished;
@@ -99,7 +105,6 @@ void Engine::Loop() {
     }
     {
       std::lock_guard lock(mu_);
-      stats_ = scheduler_.Stats();
       num_active_ -= finished;
     }
     num_steps_.store(scheduler_.num_steps());
