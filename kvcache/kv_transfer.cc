@@ -36,10 +36,10 @@ StatusOr<std::unique_ptr<RegisteredKv>> RegisteredKv::Register(PagedKvCache* cac
   return out;
 }
 
-proto::v1::KvLocation RegisteredKv::Describe(std::span<const BlockId> blocks,
+v1::KvLocation RegisteredKv::Describe(std::span<const BlockId> blocks,
                                              const std::string& instance_id,
                                              const std::string& address) const {
-  proto::v1::KvLocation loc;
+  v1::KvLocation loc;
   loc.set_owner_instance_id(instance_id);
   loc.set_owner_address(address);
   for (const auto& r : regions_) {
@@ -64,7 +64,7 @@ proto::v1::KvLocation RegisteredKv::Describe(std::span<const BlockId> blocks,
 
 namespace {
 
-transport::RemoteRegion ToRemote(const proto::v1::RemoteMemory& m) {
+transport::RemoteRegion ToRemote(const v1::RemoteMemory& m) {
   transport::RemoteRegion r;
   r.address = m.address();
   r.length = m.length();
@@ -76,7 +76,7 @@ transport::RemoteRegion ToRemote(const proto::v1::RemoteMemory& m) {
 
 StatusOr<std::vector<transport::Transfer>> PlanKvTransfers(const RegisteredKv& local,
                                                            std::span<const BlockId> local_blocks,
-                                                           const proto::v1::KvLocation& remote,
+                                                           const v1::KvLocation& remote,
                                                            transport::PeerId peer,
                                                            const KvTransferRange& range,
                                                            transport::Deadline deadline) {

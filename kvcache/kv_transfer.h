@@ -42,7 +42,7 @@ class RegisteredKv {
   const transport::Region& region(int segment) const { return *regions_[segment]; }
 
   // Where `blocks` (in token order) are, for a peer to read or write them.
-  proto::v1::KvLocation Describe(std::span<const BlockId> blocks, const std::string& instance_id,
+  v1::KvLocation Describe(std::span<const BlockId> blocks, const std::string& instance_id,
                                  const std::string& address) const;
 
  private:
@@ -64,7 +64,7 @@ struct KvTransferRange {
 // too short for the range, or a block ref names a region the location does not have.
 StatusOr<std::vector<transport::Transfer>> PlanKvTransfers(const RegisteredKv& local,
                                                            std::span<const BlockId> local_blocks,
-                                                           const proto::v1::KvLocation& remote,
+                                                           const v1::KvLocation& remote,
                                                            transport::PeerId peer,
                                                            const KvTransferRange& range,
                                                            transport::Deadline deadline);

@@ -171,7 +171,7 @@ void RpcNode::OnMessage(transport::Message message) {
       std::vector<PendingCall> matched = TakeCalls(
           [id, from](uint64_t cid, const PendingCall& c) { return cid == id && c.peer == from; });
       if (matched.empty()) return;  // late: the deadline already answered it
-      if (envelope.has_error() && envelope.error().code() != proto::v1::STATUS_CODE_OK) {
+      if (envelope.has_error() && envelope.error().code() != v1::STATUS_CODE_OK) {
         matched[0].done(proto::FromProto(envelope.error()));
       } else {
         matched[0].done(std::move(envelope));

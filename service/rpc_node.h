@@ -33,7 +33,7 @@
 
 namespace strata::service {
 
-using proto::v1::Envelope;
+using v1::Envelope;
 using transport::Deadline;
 using transport::PeerId;
 
