@@ -141,11 +141,11 @@ class ClusterRouter::Impl {
     }
     return best;
   }
-  Instance* PickPrefill(const Request& r) {
+  Instance* PickPrefill(const Request& r, const std::string& avoid) {
     Instance* best = nullptr;
     auto aff = affinity.find(PrefixKey(r.request.prompt_token_ids));
     for (auto& [id, in] : instances) {
-      if (in.role != v1::ROLE_PREFILL) continue;
+      if (in.role != v1::ROLE_PREFILL || id == avoid) continue;
       auto better = [&](const Instance& a, const Instance& b) {
         if (a.assigned_tokens != b.assigned_tokens) return a.assigned_tokens < b.assigned_tokens;
         // Cache-aware tie-break: the instance that last ran this prefix.
@@ -251,8 +251,9 @@ class ClusterRouter::Impl {
     Run(out);
   }
 
-  void StartPrefill(std::vector<Delivery>* out, const std::string& id, Request& r) {
-    Instance* p = PickPrefill(r);
+  void StartPrefill(std::vector<Delivery>* out, const std::string& id, Request& r,
+                    const std::string& avoid = "") {
+    Instance* p = PickPrefill(r, avoid);
     Instance* d = Find(r.decode_id);
     if (p == nullptr || d == nullptr) {
       Finish(out, id, FinishReason::kError,
@@ -365,7 +366,22 @@ class ClusterRouter::Impl {
       if (it == requests.end() || it->second.phase != Phase::kPrefilling) return;
       Request& r = it->second;
       if (ft.has_error() && ft.error().code() != v1::STATUS_CODE_OK) {
-        Finish(&out, ft.request_id(), FinishReason::kError, proto::FromProto(ft.error()));
+        Status why = proto::FromProto(ft.error());
+        const bool instance_trouble = why.code() == StatusCode::kCancelled ||
+                                      why.code() == StatusCode::kUnavailable;
+        if (instance_trouble && r.attempts < options.max_attempts) {
+          // That prefill instance is stopping or cannot reach decode: another one tries.
+          std::string failed = r.prefill_id;
+          if (Instance* p = Find(failed)) {
+            --p->assigned;
+            p->assigned_tokens -= static_cast<int64_t>(r.request.prompt_token_ids.size());
+          }
+          r.prefill_id.clear();
+          ++r.attempts;
+          StartPrefill(&out, ft.request_id(), r, failed);
+        } else {
+          Finish(&out, ft.request_id(), FinishReason::kError, why);
+        }
       } else {
         if (Instance* p = Find(r.prefill_id)) {
           --p->assigned;
@@ -417,6 +433,12 @@ class ClusterRouter::Impl {
     if (finish == FinishReason::kNone) return true;
     Status error = finish == FinishReason::kError ? proto::FromProto(rt.error()) : OkStatus();
     if (finish == FinishReason::kError && error.ok()) error = InternalError("decode failed");
+    if (finish == FinishReason::kAbort) {
+      // The router's own aborts remove the request first: this one is the instance's (it is
+      // shutting down or lost its router connection).
+      finish = FinishReason::kError;
+      error = UnavailableError("the decode instance stopped the request (shutting down?)");
+    }
     Finish(out, rt.request_id(), finish, error);
     return false;
   }

@@ -173,9 +173,13 @@ std::unique_ptr<Cluster> StartCluster(Kind kind, const std::string& dir, int num
 
 class ClusterTest : public ::testing::TestWithParam<model::Arch> {
  protected:
+  // The checkpoints are made once for every suite of this file (removed at exit).
   static void SetUpTestSuite() {
     const char* assets = std::getenv("STRATA_TEST_ASSETS");
-    if (!assets || !fs::exists(fs::path(assets) / "tokenizers")) return;
+    if (root_ != nullptr || !assets || !fs::exists(fs::path(assets) / "tokenizers")) return;
+    std::atexit([] {
+      if (root_) fs::remove_all(*root_);
+    });
     root_ = new fs::path(fs::temp_directory_path() / ("strata_cluster_" + std::to_string(getpid())));
     for (model::Arch a : {model::Arch::kDeepseekV3, model::Arch::kQwen3Moe, model::Arch::kMixtral,
                           model::Arch::kLlama, model::Arch::kQwen3}) {
@@ -191,11 +195,6 @@ class ClusterTest : public ::testing::TestWithParam<model::Arch> {
       Status st = model::GenerateModel(o);
       if (!st.ok()) ADD_FAILURE() << st.message();
     }
-  }
-  static void TearDownTestSuite() {
-    if (root_) fs::remove_all(*root_);
-    delete root_;
-    root_ = nullptr;
   }
   void SetUp() override {
     if (!root_) GTEST_SKIP() << "STRATA_TEST_ASSETS/tokenizers missing (run scripts/fetch-test-assets)";
@@ -254,10 +253,121 @@ TEST_P(ClusterTest, GreedyOutputsEqualEmbeddedOverInproc) {
   ExpectBaseline(*c);
 }
 
+// UCX tcp between the roles, and prefill and decode with different block sizes (the KV handoff
+// follows token runs, not blocks).
+class ClusterUcxTest : public ClusterTest {};
+TEST_P(ClusterUcxTest, GreedyOutputsEqualEmbeddedWithDifferentBlockSizes) {
+  const std::string dir = Dir(GetParam());
+  auto probe = LoadRunner(dir, 16);
+  const int64_t vocab = probe->config().vocab_size;
+  std::vector<GenerateRequest> reqs;
+  for (int i = 0; i < 4; ++i) reqs.push_back(Greedy("u" + std::to_string(i), Prompt(9 + 31 * i, i + 7, vocab), 10));
+  auto expected = Embedded(dir, reqs);
+  auto c = StartCluster(Kind::kUcxTcp, dir, 1, 2, /*p_block=*/16, /*d_block=*/8);
+  ASSERT_NE(c, nullptr);
+  Collector col;
+  for (const auto& r : reqs) ASSERT_TRUE(c->router->Submit(r, col.Callback(r.request_id)).ok());
+  ASSERT_TRUE(col.WaitFor(static_cast<int>(reqs.size())));
+  for (const auto& r : reqs) {
+    Result got = col.Get(r.request_id);
+    EXPECT_EQ(got.finish, FinishReason::kLength) << r.request_id << ": " << got.error.ToString();
+    EXPECT_EQ(got.tokens, expected[r.request_id]) << r.request_id;
+  }
+  EXPECT_GT(c->prefills[0]->Stats().kv_bytes_pushed, 0);
+  ExpectBaseline(*c);
+}
+
+// Aborts at every stage, a decode instance that goes away and a prefill instance that goes
+// away: every request ends (none hangs) and no KV block stays taken.
+class ClusterFaultTest : public ClusterTest {};
+TEST_P(ClusterFaultTest, AbortsAndLostInstancesEndEveryRequest) {
+  const std::string dir = Dir(GetParam());
+  auto probe = LoadRunner(dir, 16);
+  const int64_t vocab = probe->config().vocab_size;
+  auto c = StartCluster(Kind::kInproc, dir, 2, 2);
+  ASSERT_NE(c, nullptr);
+  Collector col;
+  // Aborts right away and mid-generation.
+  for (int i = 0; i < 8; ++i) {
+    std::string id = "a" + std::to_string(i);
+    ASSERT_TRUE(c->router->Submit(Greedy(id, Prompt(20 + i, i, vocab), 200), col.Callback(id)).ok());
+    if (i % 2 == 0) c->router->Abort(id);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 1; i < 8; i += 2) c->router->Abort("a" + std::to_string(i));
+  ASSERT_TRUE(col.WaitFor(8));
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(col.Get("a" + std::to_string(i)).finish, FinishReason::kAbort);
+  ExpectBaseline(*c);
+
+  // A decode instance goes away under load: its requests end (error or retried), none hangs.
+  for (int i = 0; i < 6; ++i) {
+    std::string id = "d" + std::to_string(i);
+    ASSERT_TRUE(c->router->Submit(Greedy(id, Prompt(30 + i, i, vocab), 120), col.Callback(id)).ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  c->decodes[0]->Shutdown();
+  ASSERT_TRUE(col.WaitFor(14));
+  int ok = 0;
+  for (int i = 0; i < 6; ++i) {
+    Result r = col.Get("d" + std::to_string(i));
+    if (r.finish == FinishReason::kLength) {
+      ++ok;
+      EXPECT_EQ(r.tokens.size(), 120u);
+    } else {
+      EXPECT_EQ(r.finish, FinishReason::kError);
+      EXPECT_EQ(r.error.code(), StatusCode::kUnavailable) << r.error.ToString();
+    }
+  }
+  EXPECT_GT(ok, 0) << "the surviving decode instance served nothing";
+
+  // A prefill instance goes away: requests not yet prefilled move to the other one.
+  for (int i = 0; i < 6; ++i) {
+    std::string id = "p" + std::to_string(i);
+    ASSERT_TRUE(c->router->Submit(Greedy(id, Prompt(200 + i, i, vocab), 4), col.Callback(id)).ok());
+  }
+  c->prefills[0]->Shutdown();
+  ASSERT_TRUE(col.WaitFor(20));
+  for (int i = 0; i < 6; ++i) {
+    Result r = col.Get("p" + std::to_string(i));
+    EXPECT_TRUE(r.finish == FinishReason::kLength || r.error.code() == StatusCode::kUnavailable)
+        << r.error.ToString();
+  }
+  // What is left of the cluster still serves, and holds no block.
+  ASSERT_TRUE(c->router->Submit(Greedy("after", Prompt(17, 3, vocab), 5), col.Callback("after")).ok());
+  ASSERT_TRUE(col.WaitFor(21));
+  EXPECT_EQ(col.Get("after").finish, FinishReason::kLength) << col.Get("after").error.ToString();
+  c->decodes.erase(c->decodes.begin());
+  c->prefills.erase(c->prefills.begin());
+  ExpectBaseline(*c);
+}
+
+// A request whose deadline passes while it decodes ends with kDeadlineExceeded and frees its KV.
+TEST_P(ClusterFaultTest, DeadlineEndsARequest) {
+  const std::string dir = Dir(GetParam());
+  auto probe = LoadRunner(dir, 16);
+  auto c = StartCluster(Kind::kInproc, dir, 1, 1);
+  ASSERT_NE(c, nullptr);
+  Collector col;
+  GenerateRequest r = Greedy("late", Prompt(12, 1, probe->config().vocab_size), 400);
+  r.deadline_ns = MonotonicNanos() + 30 * 1000000;
+  ASSERT_TRUE(c->router->Submit(r, col.Callback("late")).ok());
+  ASSERT_TRUE(col.WaitFor(1));
+  Result got = col.Get("late");
+  EXPECT_EQ(got.finish, FinishReason::kError);
+  EXPECT_EQ(got.error.code(), StatusCode::kDeadlineExceeded) << got.error.ToString();
+  ExpectBaseline(*c);
+}
+
 INSTANTIATE_TEST_SUITE_P(Archs, ClusterTest,
                          ::testing::Values(model::Arch::kDeepseekV3, model::Arch::kQwen3Moe,
                                            model::Arch::kMixtral, model::Arch::kLlama,
                                            model::Arch::kQwen3),
+                         [](const auto& info) { return std::string(model::ModelTypeName(info.param)); });
+// UCX covers one MLA and one GQA architecture; the fault paths one architecture.
+INSTANTIATE_TEST_SUITE_P(Archs, ClusterUcxTest,
+                         ::testing::Values(model::Arch::kDeepseekV3, model::Arch::kQwen3Moe),
+                         [](const auto& info) { return std::string(model::ModelTypeName(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Archs, ClusterFaultTest, ::testing::Values(model::Arch::kLlama),
                          [](const auto& info) { return std::string(model::ModelTypeName(info.param)); });
 
 }  // namespace
