@@ -234,6 +234,10 @@ Status Supervisor::SpawnChild(Child& child) {
   }
   child.pid = spawned->pid;
   child.pidfd = spawned->pidfd;
+  if (!options_.use_pidfds && child.pidfd >= 0) {
+    ::close(child.pidfd);
+    child.pidfd = -1;
+  }
   child.started_at = MonoClock::now();
   child.phase = ChildPhase::kRunning;
   Publish(child);

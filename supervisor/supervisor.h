@@ -80,6 +80,9 @@ struct SupervisorOptions {
   int64_t grace_period_ms = 10'000;  // SIGTERM -> SIGKILL
   int64_t kill_wait_ms = 5'000;      // SIGKILL -> give up waiting (logged as an error)
   int64_t ready_poll_ms = 50;
+  // Wake on a child's exit through its pidfd. Off (or where pidfd_open is unavailable), exits
+  // are polled for every 20 ms instead; tests turn it off to cover that path.
+  bool use_pidfds = true;
 };
 
 // How a child process ended.

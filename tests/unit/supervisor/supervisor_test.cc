@@ -66,6 +66,17 @@ bool NotRunning(pid_t pid) {
   return paren == std::string::npos || content.substr(paren + 2, 1) == "Z";
 }
 
+// How many of this process's descriptors are pidfds.
+int CountPidfds() {
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code error;
+    fs::path target = fs::read_symlink(entry.path(), error);
+    if (!error && target.string() == "anon_inode:[pidfd]") ++count;
+  }
+  return count;
+}
+
 std::string ReadFile(const fs::path& path) {
   std::ifstream in(path);
   std::stringstream ss;
@@ -85,6 +96,21 @@ class SupervisorTest : public ::testing::Test {
 
   fs::path dir_;
 };
+
+// The tests that depend on noticing exits run both with pidfds and with the polling fallback.
+class SupervisorReapingTest : public SupervisorTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  SupervisorOptions Options() const {
+    SupervisorOptions options = FastOptions();
+    options.use_pidfds = GetParam();
+    return options;
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Reaping, SupervisorReapingTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? std::string("Pidfd") : std::string("Polling");
+                         });
 
 const ChildState& Find(const std::vector<ChildState>& states, const std::string& name) {
   for (const ChildState& s : states) {
@@ -119,8 +145,8 @@ TEST_F(SupervisorTest, StartsChildrenInOrderGatedByReadiness) {
   EXPECT_TRUE(Gone(states[1].pid));
 }
 
-TEST_F(SupervisorTest, RestartsAChildThatExitsAndCountsRestarts) {
-  Supervisor supervisor(FastOptions());
+TEST_P(SupervisorReapingTest, RestartsAChildThatExitsAndCountsRestarts) {
+  Supervisor supervisor(Options());
   ASSERT_TRUE(supervisor.Start({Sh("flaky", "exit 3"), Sh("steady", "exec sleep 30")}).ok());
   pid_t steady_pid = Find(supervisor.Children(), "steady").pid;
   Status run_status;
@@ -171,8 +197,8 @@ TEST_F(SupervisorTest, BackoffDoublesToItsMaximumAndResetsAfterAStableRun) {
   }
 }
 
-TEST_F(SupervisorTest, GivesUpOnACrashLoopAndStopsEverything) {
-  SupervisorOptions options = FastOptions();
+TEST_P(SupervisorReapingTest, GivesUpOnACrashLoopAndStopsEverything) {
+  SupervisorOptions options = Options();
   options.initial_backoff_ms = 50;
   options.max_backoff_ms = 1'000;
   options.max_restarts = 3;
@@ -210,19 +236,20 @@ TEST_F(SupervisorTest, RestartsOutsideTheWindowDoNotCountTowardsACrashLoop) {
   EXPECT_TRUE(run_status.ok()) << run_status.ToString();
 }
 
-TEST_F(SupervisorTest, StopTerminatesAllAndKillsAChildThatIgnoresSigterm) {
+TEST_P(SupervisorReapingTest, StopTerminatesAllAndKillsAChildThatIgnoresSigterm) {
   ChildSpec polite = Sh("polite", "exec sleep 30");
   // SIG_IGN survives exec, so `sleep` itself ignores SIGTERM (no grandchild to chase).
   ChildSpec stubborn = Sh("stubborn", "trap '' TERM; touch " + P("trapped") + "; exec sleep 30");
   std::string trapped = P("trapped");
   stubborn.ready = [trapped] { return fs::exists(trapped); };
-  Supervisor supervisor(FastOptions());  // grace 300 ms
+  Supervisor supervisor(Options());  // grace 300 ms
   ASSERT_TRUE(supervisor.Start({polite, stubborn}).ok());
   auto before = supervisor.Children();
   pid_t polite_pid = Find(before, "polite").pid;
   pid_t stubborn_pid = Find(before, "stubborn").pid;
   ASSERT_FALSE(Gone(polite_pid));
   ASSERT_FALSE(Gone(stubborn_pid));
+  EXPECT_EQ(CountPidfds(), GetParam() ? 2 : 0);  // the path under test is the one taken
 
   Stopwatch watch;
   EXPECT_TRUE(supervisor.Stop().ok());
@@ -239,6 +266,7 @@ TEST_F(SupervisorTest, StopTerminatesAllAndKillsAChildThatIgnoresSigterm) {
   EXPECT_EQ(Find(after, "stubborn").phase, ChildPhase::kStopped);
   EXPECT_EQ(Find(after, "stubborn").pid, 0);
   EXPECT_TRUE(supervisor.Stop().ok());  // idempotent
+  EXPECT_EQ(CountPidfds(), 0);
 }
 
 TEST_F(SupervisorTest, StopReachesWhatAChildForked) {
@@ -254,8 +282,8 @@ TEST_F(SupervisorTest, StopReachesWhatAChildForked) {
   EXPECT_TRUE(WaitUntil([&] { return NotRunning(grandchild); }, 2'000));
 }
 
-TEST_F(SupervisorTest, AChildWithRestartOffIsNotRestarted) {
-  Supervisor supervisor(FastOptions());
+TEST_P(SupervisorReapingTest, AChildWithRestartOffIsNotRestarted) {
+  Supervisor supervisor(Options());
   ASSERT_TRUE(
       supervisor.Start({Sh("once", "exit 7", /*restart=*/false), Sh("steady", "exec sleep 30")})
           .ok());
@@ -279,9 +307,9 @@ TEST_F(SupervisorTest, AChildWithRestartOffIsNotRestarted) {
   EXPECT_TRUE(Gone(steady_pid));
 }
 
-TEST_F(SupervisorTest, RunReturnsWhenNoChildIsLeft) {
+TEST_P(SupervisorReapingTest, RunReturnsWhenNoChildIsLeft) {
   {
-    Supervisor supervisor(FastOptions());
+    Supervisor supervisor(Options());
     ASSERT_TRUE(
         supervisor
             .Start({Sh("a", "exit 0", /*restart=*/false), Sh("b", "sleep 0.05", /*restart=*/false)})
@@ -289,7 +317,7 @@ TEST_F(SupervisorTest, RunReturnsWhenNoChildIsLeft) {
     EXPECT_TRUE(supervisor.Run().ok());
   }
   {
-    Supervisor supervisor(FastOptions());
+    Supervisor supervisor(Options());
     ASSERT_TRUE(supervisor
                     .Start({Sh("good", "exit 0", /*restart=*/false),
                             Sh("bad", "exit 2", /*restart=*/false)})
@@ -487,11 +515,11 @@ TEST_F(SupervisorTest, ReadinessTimesOutAndStopsTheChild) {
   EXPECT_EQ(supervisor.Children()[0].last_exit->ToString(), "signal SIGTERM");
 }
 
-TEST_F(SupervisorTest, AChildThatDiesBeforeItIsReadyFailsStartAtOnce) {
+TEST_P(SupervisorReapingTest, AChildThatDiesBeforeItIsReadyFailsStartAtOnce) {
   ChildSpec dies = Sh("dies", "exit 4");
   dies.ready = [] { return false; };
   dies.ready_timeout_ms = 10'000;
-  Supervisor supervisor(FastOptions());
+  Supervisor supervisor(Options());
   Stopwatch watch;
   Status status = supervisor.Start({dies, Sh("never_started", "exec sleep 30")});
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
