@@ -18,8 +18,9 @@
 // - Run(stop_fd) reaps children and restarts one that exited for any reason while not stopping
 //   (when its spec says restart): after an exponential backoff (initial_backoff_ms doubling to
 //   max_backoff_ms; back to the initial value once a child stayed up backoff_reset_after_ms).
-//   A child that would need more than max_restarts restarts within restart_window_ms is a crash
-//   loop: Run logs it, stops every child and returns kAborted. Readiness checks run only at Start.
+//   A child that dies when it has already been restarted max_restarts times within the last
+//   restart_window_ms is crash-looping: Run logs it, stops every child and returns kAborted (a
+//   respawn whose exec fails counts as a death). Readiness checks run only at Start.
 // - Run returns when stop_fd becomes readable (a signalfd, pipe or eventfd; it is polled, never
 //   read) or RequestStop() is called: it then stops every child (below) and returns OK. It also
 //   returns when no child is running or waiting to restart (all had restart=false and exited):
@@ -30,9 +31,18 @@
 // - The library installs no signal handlers. The caller turns SIGTERM/SIGINT into a stop either
 //   with StopSignalFd (a signalfd; create it in main before any thread starts) passed to Run, or
 //   by calling RequestStop() from its own handler (it is async-signal-safe).
-// - Threads: Start, Run and Stop are called from one thread, which must outlive the children
-//   (PR_SET_PDEATHSIG fires when the *thread* that spawned a child exits; use the main thread).
-//   RequestStop() and Children() may be called from any thread, at any time.
+// - Threads: Start, Run and Stop are never called concurrently, and Start and Run from a thread
+//   that outlives the children they spawn (PR_SET_PDEATHSIG fires when the *thread* that forked
+//   a child exits; use the main thread). RequestStop() and Children() may be called from any
+//   thread, at any time.
+// - Usage (a `strata serve --disaggregated` main):
+//     auto signals = StopSignalFd::Create();  // first thing in main, before any thread starts
+//     Supervisor supervisor(options);
+//     ChildSpec server{.name = "server", .argv = {exe, "server", "--listen", "127.0.0.1:8000"}};
+//     server.ready = TcpPortReady("127.0.0.1", 8000);
+//     STRATA_RETURN_IF_ERROR(supervisor.Start({server, kvcache0, prefill0, decode0},
+//                                             (*signals)->fd()));
+//     Status result = supervisor.Run((*signals)->fd());  // exit code: result.ok() ? 0 : 1
 // - Only the supervisor's own children are waited for (waitpid by pid, never -1), so it can run
 //   in a process that has other children.
 #pragma once
