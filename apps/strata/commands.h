@@ -33,5 +33,8 @@ Command TokenizeCommand();
 Command GenerateCommand();
 Command EpWorkerCommand();
 Command ServeCommand();
+Command ServerCommand();
+Command PrefillCommand();
+Command DecodeCommand();
 
 }  // namespace strata::apps
