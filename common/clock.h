@@ -9,8 +9,7 @@ namespace strata {
 using MonoClock = std::chrono::steady_clock;
 
 inline int64_t MonotonicNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             MonoClock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(MonoClock::now().time_since_epoch())
       .count();
 }
 inline double MonotonicSeconds() { return static_cast<double>(MonotonicNanos()) * 1e-9; }

@@ -56,9 +56,9 @@ class DecodeInstance {
   int32_t num_kv_blocks_ = 0;
 
   std::mutex mu_;
-  std::map<std::string, transport::PeerId> owners_;         // request -> its router's peer
-  std::map<transport::PeerId, v1::TokenBatch> outbox_;      // step thread
-  uint64_t step_ = 0;                                       // step thread
+  std::map<std::string, transport::PeerId> owners_;     // request -> its router's peer
+  std::map<transport::PeerId, v1::TokenBatch> outbox_;  // step thread
+  uint64_t step_ = 0;                                   // step thread
 };
 
 }  // namespace strata::decode

@@ -10,8 +10,8 @@
 namespace strata::decode {
 
 struct InstanceConfig {
-  std::string instance_id;  // unique in the cluster
-  std::string model_name;   // the model directory's name (the router checks it matches)
+  std::string instance_id;             // unique in the cluster
+  std::string model_name;              // the model directory's name (the router checks it matches)
   std::string listen = "127.0.0.1:0";  // transport address for peers
   std::string router;                  // the router's transport address
   SchedulerOptions scheduler;

@@ -71,8 +71,8 @@ Status ValidateGenerateRequest(const GenerateRequest& r, int64_t vocab_size, int
   for (int32_t id : r.prompt_token_ids) {
     if (id < 0 || id >= vocab_size) {
       return InvalidArgumentError("'prompt': token id " + std::to_string(id) +
-                                  " is outside the vocabulary (size " +
-                                  std::to_string(vocab_size) + ")");
+                                  " is outside the vocabulary (size " + std::to_string(vocab_size) +
+                                  ")");
     }
   }
   const auto& s = r.sampling;
@@ -80,9 +80,8 @@ Status ValidateGenerateRequest(const GenerateRequest& r, int64_t vocab_size, int
   int64_t total = static_cast<int64_t>(r.prompt_token_ids.size()) + s.max_tokens;
   if (total > max_model_len) {
     return InvalidArgumentError("'max_tokens': This model's maximum context length is " +
-                                std::to_string(max_model_len) +
-                                " tokens. However, you requested " + std::to_string(total) +
-                                " tokens.");
+                                std::to_string(max_model_len) + " tokens. However, you requested " +
+                                std::to_string(total) + " tokens.");
   }
   return ops::ValidateSamplingOptions(ToOpsSampling(s, 0));
 }
@@ -141,8 +140,7 @@ void Scheduler::Abort(const std::string& request_id) {
 }
 
 StatusOr<std::vector<kvcache::BlockId>> Scheduler::Reserve(
-    GenerateRequest request, GenerationService::EventCallback on_event,
-    int64_t lease_deadline_ns) {
+    GenerateRequest request, GenerationService::EventCallback on_event, int64_t lease_deadline_ns) {
   if (sequences_.count(request.request_id)) {
     return InvalidArgumentError("duplicate request id '" + request.request_id + "'");
   }
@@ -201,7 +199,9 @@ Status Scheduler::Activate(const std::string& request_id, int32_t first_token) {
   return OkStatus();
 }
 
-void Scheduler::ReleaseBlocks(std::span<const kvcache::BlockId> blocks) { pool_.ReleaseAll(blocks); }
+void Scheduler::ReleaseBlocks(std::span<const kvcache::BlockId> blocks) {
+  pool_.ReleaseAll(blocks);
+}
 
 StatusOr<std::vector<kvcache::BlockId>> Scheduler::AllocateBlocks(int32_t n) {
   return pool_.AllocateMany(n);

@@ -20,8 +20,8 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <span>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -150,7 +150,7 @@ class Scheduler {
   kvcache::BlockPool pool_;
   std::map<std::string, std::unique_ptr<Sequence>> sequences_;  // by request id
   std::vector<Sequence*> running_;                              // arrival order
-  std::deque<Sequence*> waiting_;  // arrival order (preempted ones go back in order)
+  std::deque<Sequence*> waiting_;    // arrival order (preempted ones go back in order)
   std::vector<Sequence*> reserved_;  // decode: blocks reserved, waiting for Activate()
   std::vector<std::unique_ptr<Sequence>> finished_;  // freed at the start of the next step
   uint64_t next_arrival_ = 0;

@@ -40,22 +40,32 @@ SamplingParams FromProto(const v1::SamplingParams& p) {
 
 v1::FinishReason ToProto(FinishReason r) {
   switch (r) {
-    case FinishReason::kNone: return v1::FINISH_REASON_UNSPECIFIED;
-    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
-    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
-    case FinishReason::kAbort: return v1::FINISH_REASON_ABORT;
-    case FinishReason::kError: return v1::FINISH_REASON_ERROR;
+    case FinishReason::kNone:
+      return v1::FINISH_REASON_UNSPECIFIED;
+    case FinishReason::kStop:
+      return v1::FINISH_REASON_STOP;
+    case FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kAbort:
+      return v1::FINISH_REASON_ABORT;
+    case FinishReason::kError:
+      return v1::FINISH_REASON_ERROR;
   }
   return v1::FINISH_REASON_ERROR;
 }
 
 FinishReason FromProto(v1::FinishReason r) {
   switch (r) {
-    case v1::FINISH_REASON_UNSPECIFIED: return FinishReason::kNone;
-    case v1::FINISH_REASON_STOP: return FinishReason::kStop;
-    case v1::FINISH_REASON_LENGTH: return FinishReason::kLength;
-    case v1::FINISH_REASON_ABORT: return FinishReason::kAbort;
-    default: return FinishReason::kError;
+    case v1::FINISH_REASON_UNSPECIFIED:
+      return FinishReason::kNone;
+    case v1::FINISH_REASON_STOP:
+      return FinishReason::kStop;
+    case v1::FINISH_REASON_LENGTH:
+      return FinishReason::kLength;
+    case v1::FINISH_REASON_ABORT:
+      return FinishReason::kAbort;
+    default:
+      return FinishReason::kError;
   }
 }
 
@@ -75,7 +85,8 @@ GeneratedToken TokenAt(const v1::RequestTokens& in, int i) {
   t.token_id = in.token_ids(i);
   if (i < in.logprobs_size()) t.logprob = in.logprobs(i);
   if (i < in.top_logprobs_size()) {
-    for (const auto& e : in.top_logprobs(i).top()) t.top_logprobs.push_back({e.token_id(), e.logprob()});
+    for (const auto& e : in.top_logprobs(i).top())
+      t.top_logprobs.push_back({e.token_id(), e.logprob()});
   }
   return t;
 }

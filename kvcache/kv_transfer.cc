@@ -37,8 +37,8 @@ StatusOr<std::unique_ptr<RegisteredKv>> RegisteredKv::Register(PagedKvCache* cac
 }
 
 v1::KvLocation RegisteredKv::Describe(std::span<const BlockId> blocks,
-                                             const std::string& instance_id,
-                                             const std::string& address) const {
+                                      const std::string& instance_id,
+                                      const std::string& address) const {
   v1::KvLocation loc;
   loc.set_owner_instance_id(instance_id);
   loc.set_owner_address(address);
@@ -74,12 +74,9 @@ transport::RemoteRegion ToRemote(const v1::RemoteMemory& m) {
 
 }  // namespace
 
-StatusOr<std::vector<transport::Transfer>> PlanKvTransfers(const RegisteredKv& local,
-                                                           std::span<const BlockId> local_blocks,
-                                                           const v1::KvLocation& remote,
-                                                           transport::PeerId peer,
-                                                           const KvTransferRange& range,
-                                                           transport::Deadline deadline) {
+StatusOr<std::vector<transport::Transfer>> PlanKvTransfers(
+    const RegisteredKv& local, std::span<const BlockId> local_blocks, const v1::KvLocation& remote,
+    transport::PeerId peer, const KvTransferRange& range, transport::Deadline deadline) {
   const int segments = local.num_segments();
   const int64_t local_bs = local.spec().block_size;
   const uint64_t token_bytes = local.segment_bytes() / static_cast<uint64_t>(local_bs);
@@ -91,11 +88,10 @@ StatusOr<std::vector<transport::Transfer>> PlanKvTransfers(const RegisteredKv& l
   }
   if (remote_bs < 1 || remote.segment_bytes() % remote_bs != 0 ||
       remote.segment_bytes() / remote_bs != token_bytes) {
-    return InvalidArgumentError("KV layout mismatch: the peer stores " +
-                                std::to_string(remote_bs < 1 ? 0 : remote.segment_bytes() /
-                                                                       remote_bs) +
-                                " bytes per token and array, this side " +
-                                std::to_string(token_bytes));
+    return InvalidArgumentError(
+        "KV layout mismatch: the peer stores " +
+        std::to_string(remote_bs < 1 ? 0 : remote.segment_bytes() / remote_bs) +
+        " bytes per token and array, this side " + std::to_string(token_bytes));
   }
   if (range.num_tokens < 0 || range.first_token < 0) {
     return InvalidArgumentError("negative KV transfer range");
@@ -126,7 +122,8 @@ StatusOr<std::vector<transport::Transfer>> PlanKvTransfers(const RegisteredKv& l
     const int64_t rb = t / remote_bs, rs = t % remote_bs;
     const int64_t run = std::min({local_bs - ls, remote_bs - rs, end - t});
     const auto& ref = remote.blocks(static_cast<int>(rb));
-    if (!remote.segments_in_regions() && static_cast<int>(ref.region_index()) >= remote.regions_size()) {
+    if (!remote.segments_in_regions() &&
+        static_cast<int>(ref.region_index()) >= remote.regions_size()) {
       return InvalidArgumentError("KV block ref names region " +
                                   std::to_string(ref.region_index()) + " of " +
                                   std::to_string(remote.regions_size()));

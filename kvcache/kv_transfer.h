@@ -43,7 +43,7 @@ class RegisteredKv {
 
   // Where `blocks` (in token order) are, for a peer to read or write them.
   v1::KvLocation Describe(std::span<const BlockId> blocks, const std::string& instance_id,
-                                 const std::string& address) const;
+                          const std::string& address) const;
 
  private:
   PagedKvCache* cache_ = nullptr;
@@ -62,11 +62,8 @@ struct KvTransferRange {
 // The transfers for `range` (use them with Put to write the remote side, with Get to read it).
 // kInvalidArgument when the layouts do not match (segments, bytes per token), a block list is
 // too short for the range, or a block ref names a region the location does not have.
-StatusOr<std::vector<transport::Transfer>> PlanKvTransfers(const RegisteredKv& local,
-                                                           std::span<const BlockId> local_blocks,
-                                                           const v1::KvLocation& remote,
-                                                           transport::PeerId peer,
-                                                           const KvTransferRange& range,
-                                                           transport::Deadline deadline);
+StatusOr<std::vector<transport::Transfer>> PlanKvTransfers(
+    const RegisteredKv& local, std::span<const BlockId> local_blocks, const v1::KvLocation& remote,
+    transport::PeerId peer, const KvTransferRange& range, transport::Deadline deadline);
 
 }  // namespace strata::kvcache

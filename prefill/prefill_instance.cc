@@ -35,13 +35,12 @@ StatusOr<std::unique_ptr<PrefillInstance>> PrefillInstance::Start(
   const int32_t num_blocks = runner->num_kv_blocks();
   self->block_size_ = runner->block_size();
   decode::SchedulerOptions so = self->config_.scheduler;
-  so.prefill_hooks.on_layer_kv_written = [raw](const std::string& id,
-                                               std::span<const kvcache::BlockId> blocks,
-                                               int64_t n, int layer) {
-    raw->OnLayerWritten(id, blocks, n, layer);
-  };
-  so.prefill_hooks.on_prefilled = [raw](const std::string& id,
-                                        std::vector<kvcache::BlockId> blocks, int32_t first) {
+  so.prefill_hooks.on_layer_kv_written =
+      [raw](const std::string& id, std::span<const kvcache::BlockId> blocks, int64_t n, int layer) {
+        raw->OnLayerWritten(id, blocks, n, layer);
+      };
+  so.prefill_hooks.on_prefilled = [raw](const std::string& id, std::vector<kvcache::BlockId> blocks,
+                                        int32_t first) {
     raw->OnPrefilled(id, std::move(blocks), first);
   };
   self->engine_ = std::make_unique<decode::Engine>(so, std::move(runner));
@@ -239,8 +238,7 @@ void PrefillInstance::Admit(transport::PeerId from, v1::PrefillRequest r) {
   }
   engine_->Post([this, request = std::move(request), on_event, preloaded = std::move(preloaded),
                  job](decode::Scheduler& s) mutable {
-    if (Status st = s.AddPreloaded(std::move(request), on_event, std::move(preloaded));
-        !st.ok()) {
+    if (Status st = s.AddPreloaded(std::move(request), on_event, std::move(preloaded)); !st.ok()) {
       {
         std::lock_guard lock(mu_);
         jobs_.erase(job->id);
@@ -264,9 +262,9 @@ void PrefillInstance::OnLayerWritten(const std::string& id,
   range.first_token = 0;
   range.num_tokens = num_tokens;
   range.segments = kvcache::SegmentsOfLayer(kv_->spec(), layer);
-  auto transfers = kvcache::PlanKvTransfers(
-      *kv_, blocks, job->destination, job->decode, range,
-      transport::DeadlineAfterMillis(config_.transfer_timeout_ms));
+  auto transfers =
+      kvcache::PlanKvTransfers(*kv_, blocks, job->destination, job->decode, range,
+                               transport::DeadlineAfterMillis(config_.transfer_timeout_ms));
   {
     std::lock_guard lock(mu_);
     if (!transfers.ok()) {

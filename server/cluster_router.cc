@@ -45,9 +45,9 @@ class ClusterRouter::Impl {
     v1::Capacity capacity;
     v1::Load load;
     int64_t last_seen_ns = 0;
-    int assigned = 0;               // requests on it now
-    int64_t assigned_tokens = 0;    // prefill: prompt tokens sent and not answered yet
-    int64_t full_until_ns = 0;      // decode: said RESOURCE_EXHAUSTED recently
+    int assigned = 0;             // requests on it now
+    int64_t assigned_tokens = 0;  // prefill: prompt tokens sent and not answered yet
+    int64_t full_until_ns = 0;    // decode: said RESOURCE_EXHAUSTED recently
   };
   enum class Phase { kWaiting, kAdmitting, kPrefilling, kDecoding };
   struct Request {
@@ -124,8 +124,8 @@ class ClusterRouter::Impl {
   Instance* PickDecode(const Request& r, int64_t now) {
     Instance* best = nullptr;
     double best_score = 0;
-    const int64_t need_blocks = static_cast<int64_t>(r.request.prompt_token_ids.size()) +
-                                r.request.sampling.max_tokens;
+    const int64_t need_blocks =
+        static_cast<int64_t>(r.request.prompt_token_ids.size()) + r.request.sampling.max_tokens;
     for (auto& [id, in] : instances) {
       if (in.role != v1::ROLE_DECODE || in.full_until_ns > now) continue;
       const int64_t total = static_cast<int64_t>(in.capacity.num_kv_blocks());
@@ -210,7 +210,8 @@ class ClusterRouter::Impl {
     std::vector<Delivery> out;
     {
       std::lock_guard lock(mu);
-      Status st = reply.ok() ? proto::FromProto(reply->decode_admit_reply().error()) : reply.status();
+      Status st =
+          reply.ok() ? proto::FromProto(reply->decode_admit_reply().error()) : reply.status();
       auto it = requests.find(id);
       Instance* d = Find(decode_id);
       if (it == requests.end() || it->second.decode_id != decode_id ||
@@ -285,16 +286,20 @@ class ClusterRouter::Impl {
   // --- Messages from instances (dispatch thread).
   void OnRequest(PeerId from, v1::Envelope e) {
     switch (e.body_case()) {
-      case v1::Envelope::kRegisterInstance: return OnRegister(from, e.call_id(), e.register_instance());
-      case v1::Envelope::kHeartbeat: return OnHeartbeat(from, e.call_id(), e.heartbeat());
-      case v1::Envelope::kFirstToken: return OnFirstToken(e.first_token());
-      case v1::Envelope::kTokenBatch: return OnTokenBatch(e.token_batch());
+      case v1::Envelope::kRegisterInstance:
+        return OnRegister(from, e.call_id(), e.register_instance());
+      case v1::Envelope::kHeartbeat:
+        return OnHeartbeat(from, e.call_id(), e.heartbeat());
+      case v1::Envelope::kFirstToken:
+        return OnFirstToken(e.first_token());
+      case v1::Envelope::kTokenBatch:
+        return OnTokenBatch(e.token_batch());
       default:
         log::Warn("router: unexpected {} from peer {}", proto::BodyName(e), from);
         if (e.call_id() != 0) {
-          (void)node->ReplyError(from, e.call_id(),
-                                 InvalidArgumentError("the router does not take " +
-                                                      std::string(proto::BodyName(e))));
+          (void)node->ReplyError(
+              from, e.call_id(),
+              InvalidArgumentError("the router does not take " + std::string(proto::BodyName(e))));
         }
     }
   }
@@ -328,8 +333,8 @@ class ClusterRouter::Impl {
         in.load = reg.load();
         in.last_seen_ns = MonotonicNanos();
         by_peer[from] = in.id;
-        log::Info("registered {} instance {} at {}", reg.role() == v1::ROLE_PREFILL ? "prefill" : "decode",
-                  in.id, in.address);
+        log::Info("registered {} instance {} at {}",
+                  reg.role() == v1::ROLE_PREFILL ? "prefill" : "decode", in.id, in.address);
       }
     }
     Run(out);
@@ -367,8 +372,8 @@ class ClusterRouter::Impl {
       Request& r = it->second;
       if (ft.has_error() && ft.error().code() != v1::STATUS_CODE_OK) {
         Status why = proto::FromProto(ft.error());
-        const bool instance_trouble = why.code() == StatusCode::kCancelled ||
-                                      why.code() == StatusCode::kUnavailable;
+        const bool instance_trouble =
+            why.code() == StatusCode::kCancelled || why.code() == StatusCode::kUnavailable;
         if (instance_trouble && r.attempts < options.max_attempts) {
           // That prefill instance is stopping or cannot reach decode: another one tries.
           std::string failed = r.prefill_id;
@@ -394,7 +399,8 @@ class ClusterRouter::Impl {
         decode::GeneratedToken t;
         t.token_id = ft.token_id();
         t.logprob = ft.logprob();
-        for (const auto& x : ft.top_logprobs().top()) t.top_logprobs.push_back({x.token_id(), x.logprob()});
+        for (const auto& x : ft.top_logprobs().top())
+          t.top_logprobs.push_back({x.token_id(), x.logprob()});
         ev.tokens.push_back(std::move(t));
         ev.prompt_tokens = static_cast<int>(ft.num_prompt_tokens());
         ev.cached_tokens = static_cast<int>(ft.num_cached_tokens());
@@ -491,9 +497,10 @@ class ClusterRouter::Impl {
         continue;
       }
       if (role == v1::ROLE_DECODE) r.decode_id.clear();
-      Finish(out, id, FinishReason::kError,
-             UnavailableError("the " + std::string(role == v1::ROLE_PREFILL ? "prefill" : "decode") +
-                              " instance serving the request failed (" + why + ")"));
+      Finish(
+          out, id, FinishReason::kError,
+          UnavailableError("the " + std::string(role == v1::ROLE_PREFILL ? "prefill" : "decode") +
+                           " instance serving the request failed (" + why + ")"));
     }
     if (readmit) node->Post([this] { TryAdmit(); });
   }
@@ -543,7 +550,9 @@ StatusOr<std::unique_ptr<ClusterRouter>> ClusterRouter::Start(
   impl->options = std::move(options);
   service::RpcCallbacks callbacks;
   callbacks.on_request = [raw](PeerId from, v1::Envelope e) { raw->OnRequest(from, std::move(e)); };
-  callbacks.on_peer_failure = [raw](PeerId peer, const Status& why) { raw->OnPeerFailure(peer, why); };
+  callbacks.on_peer_failure = [raw](PeerId peer, const Status& why) {
+    raw->OnPeerFailure(peer, why);
+  };
   STRATA_ASSIGN_OR_RETURN(impl->node,
                           service::RpcNode::Create(std::move(transport), std::move(callbacks)));
   STRATA_ASSIGN_OR_RETURN(std::string bound, impl->node->Listen(impl->options.listen));

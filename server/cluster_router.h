@@ -34,8 +34,8 @@ struct RouterOptions {
   std::vector<int32_t> eos_token_ids;  // become stop tokens unless ignore_eos
   int64_t heartbeat_interval_ms = 500;
   int64_t instance_lease_ms = 3000;
-  int64_t call_timeout_ms = 5000;      // DecodeAdmit
-  int64_t kv_lease_ms = 30000;         // decode's reservation waits this long for the KV
+  int64_t call_timeout_ms = 5000;  // DecodeAdmit
+  int64_t kv_lease_ms = 30000;     // decode's reservation waits this long for the KV
   int64_t default_deadline_ms = 600000;
   int max_waiting = 1024;
   int max_attempts = 3;  // starts of one request (instance failures before its first token)

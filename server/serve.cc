@@ -14,8 +14,8 @@
 #include "decode/engine.h"
 #include "model/model_runner.h"
 #include "server/api_server.h"
-#include "server/http_server.h"
 #include "server/cluster_router.h"
+#include "server/http_server.h"
 #include "server/model_text_codec.h"
 #include "transport/ucx/ucx_transport.h"
 
@@ -30,8 +30,8 @@ std::string DefaultModelName(const std::string& dir) {
 
 struct Loaded {
   std::unique_ptr<ModelTextCodec> codec;
-  std::unique_ptr<decode::Engine> engine;         // embedded mode
-  std::unique_ptr<ClusterRouter> router;          // server role
+  std::unique_ptr<decode::Engine> engine;  // embedded mode
+  std::unique_ptr<ClusterRouter> router;   // server role
   decode::GenerationService* service() const {
     return engine ? static_cast<decode::GenerationService*>(engine.get()) : router.get();
   }
@@ -41,8 +41,7 @@ struct Loaded {
 StatusOr<Loaded> StartRouter(const ServeConfig& cfg, int* max_model_len) {
   Loaded out;
   STRATA_ASSIGN_OR_RETURN(out.codec, ModelTextCodec::Load(cfg.model_dir));
-  STRATA_ASSIGN_OR_RETURN(auto mc,
-                          model::LoadModelConfig(cfg.model_dir + "/config.json"));
+  STRATA_ASSIGN_OR_RETURN(auto mc, model::LoadModelConfig(cfg.model_dir + "/config.json"));
   int model_len = static_cast<int>(mc.max_position_embeddings);
   if (cfg.max_model_len > model_len) {
     return FlagError("max-model-len", "is " + std::to_string(cfg.max_model_len) +
@@ -161,8 +160,8 @@ int RunServe(const ServeConfig& cfg) {
   pthread_t main_thread = pthread_self();
   std::thread loader([&] {
     int max_model_len = 0;
-    auto result =
-        cfg.router_listen.empty() ? LoadModel(cfg, &max_model_len) : StartRouter(cfg, &max_model_len);
+    auto result = cfg.router_listen.empty() ? LoadModel(cfg, &max_model_len)
+                                            : StartRouter(cfg, &max_model_len);
     std::lock_guard lock(load_mu);
     if (!result.ok()) {
       load_status = result.status();

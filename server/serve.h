@@ -1,8 +1,8 @@
 // `strata serve` in embedded mode: the HTTP server, the OpenAI API and the generation engine
 // in one process (DESIGN.md §3). With `router_listen` set it is instead the server role of
 // disaggregated serving (`strata server`): the same HTTP API in front of a ClusterRouter that
-// prefill and decode instances register with. The HTTP port opens first (/health answers 503 while the model
-// loads); SIGTERM or SIGINT drains: stop accepting, let requests in flight finish (up to
+// prefill and decode instances register with. The HTTP port opens first (/health answers 503 while
+// the model loads); SIGTERM or SIGINT drains: stop accepting, let requests in flight finish (up to
 // drain_timeout_s), abort the rest, exit 0.
 #pragma once
 

@@ -29,8 +29,7 @@ bool Registration::Sleep(int64_t ms) {
 
 bool Registration::WaitRegistered(Deadline deadline) {
   std::unique_lock lock(mu_);
-  return cv_.wait_until(lock, deadline, [this] { return registered() || stop_; }) &&
-         registered();
+  return cv_.wait_until(lock, deadline, [this] { return registered() || stop_; }) && registered();
 }
 
 void Registration::Loop() {
@@ -59,8 +58,8 @@ void Registration::Loop() {
         log::Info("registered with the router at {} as {}", options_.router_address, id);
         warned = false;
       } else if (!warned) {
-        log::Warn("cannot register with the router at {}: {} (retrying)",
-                  options_.router_address, st.message());
+        log::Warn("cannot register with the router at {}: {} (retrying)", options_.router_address,
+                  st.message());
         warned = true;
       }
     } else if (!warned) {

@@ -17,7 +17,7 @@
 namespace strata::service {
 
 struct RegistrationOptions {
-  std::string router_address;  // where the server's router listens
+  std::string router_address;     // where the server's router listens
   v1::RegisterInstance instance;  // id, role, address, model, capacity (load is filled in)
   int64_t call_timeout_ms = 2000;
   int64_t retry_ms = 200;  // between attempts while the router is unreachable

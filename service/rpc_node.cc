@@ -14,7 +14,9 @@ StatusOr<std::unique_ptr<RpcNode>> RpcNode::Create(std::unique_ptr<transport::Tr
   RpcNode* raw = node.get();
   transport::Handlers handlers;
   handlers.on_message = [raw](transport::Message m) { raw->OnMessage(std::move(m)); };
-  handlers.on_peer_failure = [raw](PeerId peer, const Status& why) { raw->OnPeerFailure(peer, why); };
+  handlers.on_peer_failure = [raw](PeerId peer, const Status& why) {
+    raw->OnPeerFailure(peer, why);
+  };
   STRATA_RETURN_IF_ERROR(raw->transport_->SetHandlers(std::move(handlers)));
   return node;
 }
@@ -245,8 +247,7 @@ void RpcNode::Shutdown() {
     stop_ = true;
     timers_.clear();
     for (auto& c : pending) {
-      tasks_.push_back(
-          [done = std::move(c.done)] { done(CancelledError("the node shut down")); });
+      tasks_.push_back([done = std::move(c.done)] { done(CancelledError("the node shut down")); });
     }
   }
   cv_.notify_all();

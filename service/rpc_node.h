@@ -33,9 +33,9 @@
 
 namespace strata::service {
 
-using v1::Envelope;
 using transport::Deadline;
 using transport::PeerId;
+using v1::Envelope;
 
 struct RpcCallbacks {
   // An envelope that is not a reply (reply_to == 0). `call_id` != 0 asks for a Reply().

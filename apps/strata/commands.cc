@@ -4,9 +4,8 @@ namespace strata::apps {
 
 std::vector<Command> AllCommands() {
   return {
-      InfoCommand(),     GenModelCommand(), BenchCommand(), TokenizeCommand(),
-      GenerateCommand(), EpWorkerCommand(), ServeCommand(),
-      ServerCommand(),   PrefillCommand(),  DecodeCommand(),
+      InfoCommand(),     GenModelCommand(), BenchCommand(),  TokenizeCommand(), GenerateCommand(),
+      EpWorkerCommand(), ServeCommand(),    ServerCommand(), PrefillCommand(),  DecodeCommand(),
   };
 }
 

@@ -100,9 +100,9 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
   }
   const std::string router = "127.0.0.1:" + std::to_string(router_port);
   const int roles = f.num_prefill + f.num_decode;
-  const int threads = cfg.threads > 0
-                          ? cfg.threads
-                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / roles);
+  const int threads =
+      cfg.threads > 0 ? cfg.threads
+                      : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / roles);
 
   std::vector<supervisor::ChildSpec> specs;
   std::vector<std::string> pools;
@@ -168,9 +168,10 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
   supervisor::SupervisorOptions so;
   so.grace_period_ms = static_cast<int64_t>(cfg.drain_timeout_s * 1000) + 5000;
   supervisor::Supervisor sup(so);
-  log::Info("disaggregated: server on http://{}:{}, router {}, {} prefill, {} decode, {} KV pool(s), "
-            "{} thread(s) per instance",
-            serve.host, serve.port, router, f.num_prefill, f.num_decode, f.num_kvcache, threads);
+  log::Info(
+      "disaggregated: server on http://{}:{}, router {}, {} prefill, {} decode, {} KV pool(s), "
+      "{} thread(s) per instance",
+      serve.host, serve.port, router, f.num_prefill, f.num_decode, f.num_kvcache, threads);
   if (Status st = sup.Start(std::move(specs), (*signals)->fd()); !st.ok()) {
     log::Error("cannot start the roles: {}", st.message());
     return 1;

@@ -48,7 +48,8 @@ Status Validate(const InstanceRoleFlags& f) {
   }
   if (f.threads < 0) return FlagError("threads", "must be >= 0 (0: every core)");
   if (f.kv_cache_bytes < (1 << 20)) return FlagError("kv-cache-bytes", "must be at least 1 MiB");
-  if (f.block_size < 1 || f.block_size > 1024) return FlagError("block-size", "must be in [1, 1024]");
+  if (f.block_size < 1 || f.block_size > 1024)
+    return FlagError("block-size", "must be in [1, 1024]");
   if (f.max_num_seqs < 1) return FlagError("max-num-seqs", "must be at least 1");
   if (f.max_num_batched_tokens < 1) return FlagError("max-num-batched-tokens", "must be >= 1");
   if (f.max_model_len < 0) return FlagError("max-model-len", "must be >= 0 (0: the model's)");
@@ -118,8 +119,8 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
   auto& so = ic.scheduler;
   so.max_num_seqs = f.max_num_seqs;
   so.max_num_batched_tokens = f.max_num_batched_tokens;
-  so.max_model_len = f.max_model_len > 0 ? f.max_model_len
-                                         : static_cast<int>(mc.max_position_embeddings);
+  so.max_model_len =
+      f.max_model_len > 0 ? f.max_model_len : static_cast<int>(mc.max_position_embeddings);
   so.enable_prefix_caching = f.enable_prefix_caching;
   for (int64_t id : mc.eos_token_ids) so.eos_token_ids.push_back(static_cast<int32_t>(id));
   log::Info("{}: model {} loaded in {:.0f} ms", role, f.model, watch.ElapsedMillis());

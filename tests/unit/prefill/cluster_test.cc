@@ -83,7 +83,8 @@ GenerateRequest Greedy(const std::string& id, std::vector<int32_t> prompt, int m
 
 std::vector<int32_t> Prompt(int n, int salt, int64_t vocab) {
   std::vector<int32_t> p;
-  for (int i = 0; i < n; ++i) p.push_back(static_cast<int32_t>((i * 7919 + salt * 104729) % (vocab - 10) + 5));
+  for (int i = 0; i < n; ++i)
+    p.push_back(static_cast<int32_t>((i * 7919 + salt * 104729) % (vocab - 10) + 5));
   return p;
 }
 
@@ -180,14 +181,15 @@ class ClusterTest : public ::testing::TestWithParam<model::Arch> {
     std::atexit([] {
       if (root_) fs::remove_all(*root_);
     });
-    root_ = new fs::path(fs::temp_directory_path() / ("strata_cluster_" + std::to_string(getpid())));
+    root_ =
+        new fs::path(fs::temp_directory_path() / ("strata_cluster_" + std::to_string(getpid())));
     for (model::Arch a : {model::Arch::kDeepseekV3, model::Arch::kQwen3Moe, model::Arch::kMixtral,
                           model::Arch::kLlama, model::Arch::kQwen3}) {
       model::GenModelOptions o;
       o.arch = a;
-      const char* tok = a == model::Arch::kDeepseekV3 ? "deepseek_v3"
+      const char* tok = a == model::Arch::kDeepseekV3                            ? "deepseek_v3"
                         : a == model::Arch::kLlama || a == model::Arch::kMixtral ? "llama3"
-                                                                                  : "qwen3";
+                                                                                 : "qwen3";
       o.tokenizer_dir = (fs::path(assets) / "tokenizers" / tok).string();
       o.out_dir = (*root_ / std::string(model::ModelTypeName(a))).string();
       o.seed = 5;
@@ -197,13 +199,16 @@ class ClusterTest : public ::testing::TestWithParam<model::Arch> {
     }
   }
   void SetUp() override {
-    if (!root_) GTEST_SKIP() << "STRATA_TEST_ASSETS/tokenizers missing (run scripts/fetch-test-assets)";
+    if (!root_)
+      GTEST_SKIP() << "STRATA_TEST_ASSETS/tokenizers missing (run scripts/fetch-test-assets)";
   }
-  static std::string Dir(model::Arch a) { return (*root_ / std::string(model::ModelTypeName(a))).string(); }
+  static std::string Dir(model::Arch a) {
+    return (*root_ / std::string(model::ModelTypeName(a))).string();
+  }
 
   // The embedded engine's outputs for `requests`.
-  static std::map<std::string, std::vector<int32_t>> Embedded(const std::string& dir,
-                                                              const std::vector<GenerateRequest>& requests) {
+  static std::map<std::string, std::vector<int32_t>> Embedded(
+      const std::string& dir, const std::vector<GenerateRequest>& requests) {
     auto runner = LoadRunner(dir, 16);
     decode::SchedulerOptions so = SchedOpts(*runner);
     decode::Engine engine(so, std::move(runner));
@@ -229,7 +234,8 @@ void ExpectBaseline(Cluster& c) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   for (auto& d : c.decodes) EXPECT_EQ(d->Stats().kv_blocks_used, 0) << "decode KV blocks leaked";
-  for (auto& p : c.prefills) EXPECT_EQ(p->EngineStats().kv_blocks_used, 0) << "prefill KV blocks leaked";
+  for (auto& p : c.prefills)
+    EXPECT_EQ(p->EngineStats().kv_blocks_used, 0) << "prefill KV blocks leaked";
 }
 
 TEST_P(ClusterTest, GreedyOutputsEqualEmbeddedOverInproc) {
@@ -237,7 +243,8 @@ TEST_P(ClusterTest, GreedyOutputsEqualEmbeddedOverInproc) {
   auto probe = LoadRunner(dir, 16);
   const int64_t vocab = probe->config().vocab_size;
   std::vector<GenerateRequest> reqs;
-  for (int i = 0; i < 6; ++i) reqs.push_back(Greedy("r" + std::to_string(i), Prompt(5 + 23 * i, i, vocab), 12));
+  for (int i = 0; i < 6; ++i)
+    reqs.push_back(Greedy("r" + std::to_string(i), Prompt(5 + 23 * i, i, vocab), 12));
   auto expected = Embedded(dir, reqs);
   auto c = StartCluster(Kind::kInproc, dir, 2, 2);
   ASSERT_NE(c, nullptr);
@@ -261,7 +268,8 @@ TEST_P(ClusterUcxTest, GreedyOutputsEqualEmbeddedWithDifferentBlockSizes) {
   auto probe = LoadRunner(dir, 16);
   const int64_t vocab = probe->config().vocab_size;
   std::vector<GenerateRequest> reqs;
-  for (int i = 0; i < 4; ++i) reqs.push_back(Greedy("u" + std::to_string(i), Prompt(9 + 31 * i, i + 7, vocab), 10));
+  for (int i = 0; i < 4; ++i)
+    reqs.push_back(Greedy("u" + std::to_string(i), Prompt(9 + 31 * i, i + 7, vocab), 10));
   auto expected = Embedded(dir, reqs);
   auto c = StartCluster(Kind::kUcxTcp, dir, 1, 2, /*p_block=*/16, /*d_block=*/8);
   ASSERT_NE(c, nullptr);
@@ -290,19 +298,22 @@ TEST_P(ClusterFaultTest, AbortsAndLostInstancesEndEveryRequest) {
   // Aborts right away and mid-generation.
   for (int i = 0; i < 8; ++i) {
     std::string id = "a" + std::to_string(i);
-    ASSERT_TRUE(c->router->Submit(Greedy(id, Prompt(20 + i, i, vocab), 200), col.Callback(id)).ok());
+    ASSERT_TRUE(
+        c->router->Submit(Greedy(id, Prompt(20 + i, i, vocab), 200), col.Callback(id)).ok());
     if (i % 2 == 0) c->router->Abort(id);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   for (int i = 1; i < 8; i += 2) c->router->Abort("a" + std::to_string(i));
   ASSERT_TRUE(col.WaitFor(8));
-  for (int i = 0; i < 8; ++i) EXPECT_EQ(col.Get("a" + std::to_string(i)).finish, FinishReason::kAbort);
+  for (int i = 0; i < 8; ++i)
+    EXPECT_EQ(col.Get("a" + std::to_string(i)).finish, FinishReason::kAbort);
   ExpectBaseline(*c);
 
   // A decode instance goes away under load: its requests end (error or retried), none hangs.
   for (int i = 0; i < 6; ++i) {
     std::string id = "d" + std::to_string(i);
-    ASSERT_TRUE(c->router->Submit(Greedy(id, Prompt(30 + i, i, vocab), 120), col.Callback(id)).ok());
+    ASSERT_TRUE(
+        c->router->Submit(Greedy(id, Prompt(30 + i, i, vocab), 120), col.Callback(id)).ok());
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
   c->decodes[0]->Shutdown();
@@ -333,7 +344,8 @@ TEST_P(ClusterFaultTest, AbortsAndLostInstancesEndEveryRequest) {
         << r.error.ToString();
   }
   // What is left of the cluster still serves, and holds no block.
-  ASSERT_TRUE(c->router->Submit(Greedy("after", Prompt(17, 3, vocab), 5), col.Callback("after")).ok());
+  ASSERT_TRUE(
+      c->router->Submit(Greedy("after", Prompt(17, 3, vocab), 5), col.Callback("after")).ok());
   ASSERT_TRUE(col.WaitFor(21));
   EXPECT_EQ(col.Get("after").finish, FinishReason::kLength) << col.Get("after").error.ToString();
   c->decodes.erase(c->decodes.begin());
@@ -362,13 +374,19 @@ INSTANTIATE_TEST_SUITE_P(Archs, ClusterTest,
                          ::testing::Values(model::Arch::kDeepseekV3, model::Arch::kQwen3Moe,
                                            model::Arch::kMixtral, model::Arch::kLlama,
                                            model::Arch::kQwen3),
-                         [](const auto& info) { return std::string(model::ModelTypeName(info.param)); });
+                         [](const auto& info) {
+                           return std::string(model::ModelTypeName(info.param));
+                         });
 // UCX covers one MLA and one GQA architecture; the fault paths one architecture.
 INSTANTIATE_TEST_SUITE_P(Archs, ClusterUcxTest,
                          ::testing::Values(model::Arch::kDeepseekV3, model::Arch::kQwen3Moe),
-                         [](const auto& info) { return std::string(model::ModelTypeName(info.param)); });
+                         [](const auto& info) {
+                           return std::string(model::ModelTypeName(info.param));
+                         });
 INSTANTIATE_TEST_SUITE_P(Archs, ClusterFaultTest, ::testing::Values(model::Arch::kLlama),
-                         [](const auto& info) { return std::string(model::ModelTypeName(info.param)); });
+                         [](const auto& info) {
+                           return std::string(model::ModelTypeName(info.param));
+                         });
 
 }  // namespace
 }  // namespace strata
