@@ -75,7 +75,7 @@ class KvPoolClient {
   // by RMA Get. `done` runs once, when every pool answered (or the deadline plus
   // store_reply_grace_ms passed): OK, or the first pool's error (pools that are down included).
   // Keep the blocks unchanged until then. It runs on the node's dispatch thread, or on the
-  // caller's thread when there is nothing to send.
+  // caller's thread when nothing was sent (no pools, bad arguments, no pool reachable).
   void Store(std::vector<BlockHash> hashes, const RegisteredKv& local,
              std::vector<BlockId> local_blocks, transport::Deadline deadline,
              std::function<void(Status)> done);

@@ -160,6 +160,37 @@ TEST_F(PoolTest, EvictsLeastRecentlyUsedWhenFull) {
   EXPECT_EQ(inst->BlockBytes(43), inst->BlockBytes(1));
 }
 
+TEST_F(PoolTest, FetchReadsFewerWhenBlocksWereEvictedMeanwhile) {
+  const std::string pool = StartPool(3);
+  auto inst = NewInstance({pool});
+  inst->Randomize(4);
+  const auto a = Chain(3, 1), b = Chain(2, 2);
+  ASSERT_TRUE(inst->StoreAndWait(a, {0, 1, 2}).ok());
+  EXPECT_EQ(inst->Lookup(a), 3);
+  ASSERT_TRUE(inst->StoreAndWait(b, {3, 4}).ok());  // evicts a's tail first
+  EXPECT_EQ(*inst->Fetch(a, {10, 11, 12}), 1);
+  EXPECT_EQ(inst->BlockBytes(10), inst->BlockBytes(0));
+}
+
+TEST_F(PoolTest, ExportsPrometheusMetrics) {
+  MetricsRegistry registry;
+  KvPoolServerOptions options;
+  options.metrics = &registry;
+  const std::string pool = StartPool(8, nullptr, options);
+  auto inst = NewInstance({pool});
+  inst->Randomize(1);
+  const auto hashes = Chain(3, 1);
+  ASSERT_TRUE(inst->StoreAndWait(hashes, {0, 1, 2}).ok());
+  EXPECT_EQ(inst->Lookup({hashes[0], hashes[1], hashes[2], Chain(4, 1)[3]}), 3);
+  const std::string text = registry.SerializeText();
+  EXPECT_NE(text.find("strata_kvpool_capacity_bytes{instance=\"pool0\"} 4096"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("strata_kvpool_hit_blocks_total{instance=\"pool0\"} 3"), std::string::npos);
+  EXPECT_NE(text.find("strata_kvpool_miss_blocks_total{instance=\"pool0\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("strata_kvpool_in_bytes_total{instance=\"pool0\"} 1536"), std::string::npos);
+  EXPECT_NE(text.find("strata_kvpool_blocks{instance=\"pool0\"} 3"), std::string::npos);
+}
+
 TEST_F(PoolTest, LeasedBlocksAreNeverEvicted) {
   const std::string pool = StartPool(2);
   auto inst = NewInstance({pool});
@@ -317,7 +348,7 @@ TEST_F(PoolTest, ASlowPoolCountsAsAMissWithinTheDeadline) {
   inst->Randomize(1);
   const auto hashes = Chain(3, 1);
   ASSERT_TRUE(inst->StoreAndWait(hashes, {0, 1, 2}).ok());
-  fault->SetMessageDelay(std::chrono::milliseconds(3000));  // replies come too late
+  fault->SetMessageDelay(std::chrono::milliseconds(1500));  // replies come too late
   Stopwatch watch;
   EXPECT_EQ(inst->Lookup(hashes, 300), 0);
   EXPECT_EQ(*inst->Fetch(hashes, {3, 4, 5}, 300), 0);
