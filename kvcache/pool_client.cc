@@ -4,6 +4,7 @@
 #include <condition_variable>
 
 #include "common/log.h"
+#include "kvcache/pool_transfers.h"
 #include "proto/status_convert.h"
 
 namespace strata::kvcache {
@@ -244,8 +245,7 @@ StatusOr<int> KvPoolClient::Fetch(std::span<const BlockHash> hashes, const Regis
   // 2. Read the blocks of the prefix, every shard's at once.
   const int block_size = local.spec().block_size;
   const int segments = local.num_segments();
-  std::vector<transport::Transfer> transfers;
-  std::vector<int> transfer_block;  // index into hashes
+  std::vector<BlockTransfer> parts;  // block = index into hashes
   for (size_t s = 0; s < positions.size() && prefix > 0; ++s) {
     std::vector<BlockId> blocks;
     std::vector<int> global;
@@ -276,24 +276,25 @@ StatusOr<int> KvPoolClient::Fetch(std::span<const BlockHash> hashes, const Regis
                            " transfers for " + std::to_string(blocks.size()) + " blocks");
     }
     for (size_t t = 0; t < planned->size(); ++t) {
-      transfers.push_back(std::move((*planned)[t]));
-      transfer_block.push_back(global[t / static_cast<size_t>(segments)]);
+      parts.push_back(
+          BlockTransfer{std::move((*planned)[t]), global[t / static_cast<size_t>(segments)]});
     }
   }
+  std::vector<MergedTransfer> transfers = CoalesceTransfers(std::move(parts));
   auto reads = std::make_shared<Latch>();
   auto failed = std::make_shared<std::vector<char>>(hashes.size(), 0);
   auto first_error = std::make_shared<Status>();
   reads->left = static_cast<int>(transfers.size());
-  for (size_t t = 0; t < transfers.size(); ++t) {
-    const int block = transfer_block[t];
-    node_->transport().Get(transfers[t], [reads, failed, first_error, block](Status st) {
-      if (!st.ok()) {
-        std::lock_guard lock(reads->mu);
-        (*failed)[block] = 1;
-        if (first_error->ok()) *first_error = st;
-      }
-      reads->CountDown();
-    });
+  for (MergedTransfer& t : transfers) {
+    node_->transport().Get(t.transfer,
+                           [reads, failed, first_error, blocks = std::move(t.blocks)](Status st) {
+                             if (!st.ok()) {
+                               std::lock_guard lock(reads->mu);
+                               for (int b : blocks) (*failed)[b] = 1;
+                               if (first_error->ok()) *first_error = st;
+                             }
+                             reads->CountDown();
+                           });
   }
   const bool read_all = transfers.empty() ||
                         reads->WaitUntil(std::max(deadline, MonoClock::now()) + kCompletionGrace);

@@ -3,8 +3,7 @@
 namespace strata::kvcache {
 
 PoolIndex::PoolIndex(int64_t num_slots) : slots_(static_cast<size_t>(num_slots)) {
-  free_.reserve(slots_.size());
-  for (int64_t s = num_slots - 1; s >= 0; --s) free_.push_back(s);  // slot 0 first
+  for (int64_t s = 0; s < num_slots; ++s) free_.push(s);
 }
 
 void PoolIndex::Touch(PoolSlot slot) {
@@ -32,8 +31,8 @@ PoolIndex::ReserveOutcome PoolIndex::Reserve(BlockHash hash, PoolSlot* slot) {
   if (index_.count(hash) != 0) return ReserveOutcome::kAlreadyHeld;
   PoolSlot s;
   if (!free_.empty()) {
-    s = free_.back();
-    free_.pop_back();
+    s = free_.top();
+    free_.pop();
   } else if (!lru_.empty()) {
     s = lru_.front();
     lru_.pop_front();
@@ -70,7 +69,7 @@ void PoolIndex::Abort(PoolSlot slot) {
   index_.erase(s.hash);
   s.state = State::kFree;
   --num_pending_;
-  free_.push_back(slot);
+  free_.push(slot);
 }
 
 uint64_t PoolIndex::Lease(std::span<const BlockHash> hashes, transport::PeerId peer,

@@ -12,7 +12,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <list>
+#include <queue>
 #include <span>
 #include <unordered_map>
 #include <vector>
@@ -83,7 +85,8 @@ class PoolIndex {
   void EndLease(std::unordered_map<uint64_t, LeaseEntry>::iterator it);
 
   std::vector<Slot> slots_;
-  std::vector<PoolSlot> free_;
+  // Lowest first: a Put's blocks tend to get consecutive slots, whose segments transfer as one.
+  std::priority_queue<PoolSlot, std::vector<PoolSlot>, std::greater<>> free_;
   std::list<PoolSlot> lru_;                        // held, unleased; least recently used first
   std::unordered_map<BlockHash, PoolSlot> index_;  // held and pending
   std::unordered_map<uint64_t, LeaseEntry> leases_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "kvcache/pool_transfers.h"
 #include "proto/status_convert.h"
 
 namespace strata::kvcache {
@@ -15,9 +16,8 @@ struct KvPoolServer::PutOp {
   uint64_t call_id = 0;
   std::vector<BlockHash> hashes;  // reserved ones, in request order
   std::vector<PoolSlot> slots;
-  std::vector<int> transfers_left;  // per block
-  std::vector<bool> failed;
-  size_t blocks_left = 0;
+  std::vector<bool> failed;  // per block
+  size_t transfers_left = 0;
   Status first_error;
   v1::KvPoolPutReply reply;  // counts of skipped hashes, filled before the reads
 };
@@ -35,8 +35,6 @@ StatusOr<std::unique_ptr<KvPoolServer>> KvPoolServer::Create(
   std::unique_ptr<KvPoolServer> server(new KvPoolServer(std::move(options)));
   const KvPoolServerOptions& o = server->options_;
   STRATA_ASSIGN_OR_RETURN(server->arena_, PoolArena::Create(o.capacity_bytes, o.try_huge_pages));
-  STRATA_ASSIGN_OR_RETURN(server->region_,
-                          transport->RegisterMemory(server->arena_->data(), o.capacity_bytes));
   server->stats_.capacity_bytes = o.capacity_bytes;
   server->stats_.page_kind = PageKindName(server->arena_->page_kind());
   KvPoolServer* raw = server.get();
@@ -56,7 +54,7 @@ StatusOr<std::unique_ptr<KvPoolServer>> KvPoolServer::Create(
 
 KvPoolServer::~KvPoolServer() {
   Shutdown();
-  region_.reset();  // deregistered while the transport still exists
+  regions_.clear();  // deregistered while the transport still exists
 }
 
 StatusOr<std::string> KvPoolServer::Listen(const std::string& address) {
@@ -161,9 +159,20 @@ Status KvPoolServer::AcceptLayoutLocked(const v1::KvLocation& source, int num_bl
                                   " bytes does not fit in the pool's " +
                                   std::to_string(options_.capacity_bytes) + " bytes");
     }
+    const uint64_t num_slots = options_.capacity_bytes / layout.slot_bytes();
+    const uint64_t array_bytes = num_slots * layout.segment_bytes;
+    std::vector<std::unique_ptr<transport::Region>> regions;
+    for (uint32_t seg = 0; seg < layout.num_segments; ++seg) {
+      auto region =
+          node_->transport().RegisterMemory(arena_->data() + seg * array_bytes, array_bytes);
+      if (!region.ok()) {
+        return region.status().WithContext("registering the pool's arena");
+      }
+      regions.push_back(std::move(region).value());
+    }
+    regions_ = std::move(regions);
     layout_ = layout;
-    index_ = std::make_unique<PoolIndex>(
-        static_cast<int64_t>(options_.capacity_bytes / layout.slot_bytes()));
+    index_ = std::make_unique<PoolIndex>(static_cast<int64_t>(num_slots));
     stats_.slot_bytes = layout.slot_bytes();
     log::Info("KV pool layout: {} segments x {} bytes, {} tokens a block; {} slots",
               layout.num_segments, layout.segment_bytes, layout.block_size_tokens,
@@ -200,16 +209,15 @@ void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put
   auto op = std::make_shared<PutOp>();
   op->peer = from;
   op->call_id = call_id;
-  std::vector<transport::Transfer> transfers;
-  std::vector<size_t> transfer_block;
+  std::vector<MergedTransfer> transfers;
   {
     std::lock_guard lock(mu_);
     if (Status st = AcceptLayoutLocked(source, n); !st.ok()) {
       (void)node_->ReplyError(from, call_id, st);
       return;
     }
-    const uint64_t slot_bytes = layout_.slot_bytes();
     const uint64_t seg = layout_.segment_bytes;
+    std::vector<BlockTransfer> parts;
     Status bad;
     for (int i = 0; i < n && bad.ok(); ++i) {
       const BlockHash hash = put.block_hashes(i);
@@ -223,15 +231,15 @@ void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put
         op->reply.set_num_no_space(op->reply.num_no_space() + 1);
         continue;
       }
-      const size_t block = op->hashes.size();
+      const int block = static_cast<int>(op->hashes.size());
       op->hashes.push_back(hash);
       op->slots.push_back(slot);
       const v1::KvBlockRef& ref = source.blocks(i);
       for (uint32_t s = 0; s < layout_.num_segments; ++s) {
         transport::Transfer x;
         x.peer = from;
-        x.local = region_.get();
-        x.local_offset = static_cast<uint64_t>(slot) * slot_bytes + s * seg;
+        x.local = regions_[s].get();
+        x.local_offset = static_cast<uint64_t>(slot) * seg;
         const int region = source.segments_in_regions() ? static_cast<int>(s)
                                                         : static_cast<int>(ref.region_index());
         if (region >= source.regions_size()) {
@@ -249,8 +257,7 @@ void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put
           bad = st.WithContext("KV pool Put: block " + std::to_string(i));
           break;
         }
-        transfers.push_back(std::move(x));
-        transfer_block.push_back(block);
+        parts.push_back(BlockTransfer{std::move(x), block});
       }
     }
     if (!bad.ok()) {
@@ -259,9 +266,12 @@ void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put
       (void)node_->ReplyError(from, call_id, bad);
       return;
     }
-    op->transfers_left.assign(op->hashes.size(), static_cast<int>(layout_.num_segments));
+    const size_t num_parts = parts.size();
+    transfers = CoalesceTransfers(std::move(parts));
+    log::Debug("KV pool Put from peer {}: {} new blocks in {} transfers (of {} segments)", from,
+               op->hashes.size(), transfers.size(), num_parts);
     op->failed.assign(op->hashes.size(), false);
-    op->blocks_left = op->hashes.size();
+    op->transfers_left = transfers.size();
     SyncMetricsLocked();
   }
   if (op->hashes.empty()) {
@@ -271,23 +281,23 @@ void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put
     return;
   }
   // Outside the lock: after a shutdown, Get completes on this thread.
-  for (size_t t = 0; t < transfers.size(); ++t) {
-    const size_t block = transfer_block[t];
-    node_->transport().Get(transfers[t],
-                           [this, op, block](Status st) { OnPutTransferDone(op, block, st); });
+  for (MergedTransfer& t : transfers) {
+    node_->transport().Get(t.transfer, [this, op, blocks = std::move(t.blocks)](Status st) {
+      OnPutTransferDone(op, blocks, st);
+    });
   }
 }
 
-void KvPoolServer::OnPutTransferDone(const std::shared_ptr<PutOp>& op, size_t block,
-                                     const Status& status) {
+void KvPoolServer::OnPutTransferDone(const std::shared_ptr<PutOp>& op,
+                                     const std::vector<int>& blocks, const Status& status) {
   service::Envelope reply;
   {
     std::lock_guard lock(mu_);
     if (!status.ok()) {
       if (op->first_error.ok()) op->first_error = status;
-      op->failed[block] = true;
+      for (int b : blocks) op->failed[b] = true;
     }
-    if (--op->transfers_left[block] > 0 || --op->blocks_left > 0) return;
+    if (--op->transfers_left > 0) return;
     // Every read finished: publish what arrived, the chain's first block most recently used.
     auto* r = reply.mutable_kv_pool_put_reply();
     *r = op->reply;
@@ -340,20 +350,22 @@ void KvPoolServer::OnGet(PeerId from, uint64_t call_id, const v1::KvPoolGet& get
     v1::KvLocation* loc = r->mutable_location();
     loc->set_owner_instance_id(options_.instance_id);
     loc->set_owner_address(node_->listen_address());
-    loc->set_segments_in_regions(false);
+    loc->set_segments_in_regions(true);
     if (lease_id != 0) {
       r->set_lease_id(lease_id);
-      auto* m = loc->add_regions();
-      m->set_address(region_->remote().address);
-      m->set_length(region_->remote().length);
-      m->set_packed_key(region_->remote().packed_key);
+      for (const auto& region : regions_) {
+        auto* m = loc->add_regions();
+        m->set_address(region->remote().address);
+        m->set_length(region->remote().length);
+        m->set_packed_key(region->remote().packed_key);
+      }
       loc->set_block_size_tokens(layout_.block_size_tokens);
       loc->set_num_segments(layout_.num_segments);
       loc->set_segment_bytes(layout_.segment_bytes);
       for (PoolSlot slot : slots) {
         auto* ref = loc->add_blocks();
         ref->set_region_index(0);
-        ref->set_offset(static_cast<uint64_t>(slot) * layout_.slot_bytes());
+        ref->set_offset(static_cast<uint64_t>(slot) * layout_.segment_bytes);
         ref->set_length(layout_.slot_bytes());
         ref->set_block_id(static_cast<uint32_t>(slot));
       }

@@ -8,12 +8,16 @@
 //           reply says so), pull the block from the source KvLocation by RMA Get through the
 //           peer that sent the Put, and publish the hash only once its bytes arrived. A failed
 //           read frees the slot unpublished. Replies KvPoolPutReply.
-//   Get     leases the longest held prefix and replies where it is (segments_in_regions =
-//           false: block i is contiguous at regions[0] + blocks[i].offset). Leased slots are
-//           never evicted or reused; the lease ends with KvPoolRelease, after lease_ms (a
-//           timer), or when its peer fails.
-// The slot size is fixed by the first Put (num_segments * segment_bytes, block_size_tokens);
-// a Put with another layout is answered with INVALID_ARGUMENT.
+//   Get     leases the longest held prefix and replies where it is. Leased slots are never
+//           evicted or reused; the lease ends with KvPoolRelease, after lease_ms (a timer), or
+//           when its peer fails.
+// The layout is fixed by the first Put (num_segments x segment_bytes, block_size_tokens); a
+// Put with another layout is answered with INVALID_ARGUMENT. The arena is then laid out like an
+// instance's paged KV: one array of num_slots segments per KV segment, each registered as its
+// own region, so the pool describes its blocks with segments_in_regions = true (segment s of
+// slot k at regions[s] + k * segment_bytes). Consecutive slots thus hold each segment
+// contiguously, and a run of consecutive blocks moves as one transfer per segment
+// (kvcache/pool_transfers.h) instead of one per block and segment.
 //
 // Threading: requests and timers run on the node's dispatch thread, read completions on the
 // transport's thread; both take the server's lock briefly. Stats() may be called from any
@@ -103,7 +107,8 @@ class KvPoolServer {
   void OnPut(transport::PeerId from, uint64_t call_id, const v1::KvPoolPut& put);
   void OnGet(transport::PeerId from, uint64_t call_id, const v1::KvPoolGet& get);
   void OnRelease(transport::PeerId from, uint64_t call_id, const v1::KvPoolRelease& release);
-  void OnPutTransferDone(const std::shared_ptr<PutOp>& op, size_t block, const Status& status);
+  void OnPutTransferDone(const std::shared_ptr<PutOp>& op, const std::vector<int>& blocks,
+                         const Status& status);
   // Checks `source` and fixes the layout on the first Put (mu_ held).
   Status AcceptLayoutLocked(const v1::KvLocation& source, int num_blocks);
   void ExpireLeases();
@@ -112,7 +117,7 @@ class KvPoolServer {
 
   const KvPoolServerOptions options_;
   std::unique_ptr<PoolArena> arena_;
-  std::unique_ptr<transport::Region> region_;
+  std::vector<std::unique_ptr<transport::Region>> regions_;  // one per segment, with the layout
   std::unique_ptr<service::RpcNode> node_;
 
   mutable std::mutex mu_;

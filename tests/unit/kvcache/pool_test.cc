@@ -7,6 +7,7 @@
 
 #include "common/clock.h"
 #include "kvcache/pool_server.h"
+#include "kvcache/pool_transfers.h"
 #include "tests/unit/kvcache/pool_test_util.h"
 #include "transport/fault/fault_transport.h"
 #include "transport/inproc/inproc_transport.h"
@@ -201,7 +202,8 @@ TEST_F(PoolTest, LeasedBlocksAreNeverEvicted) {
   ASSERT_TRUE(lease.ok()) << lease.status().ToString();
   ASSERT_NE(lease->lease_id(), 0u);
   ASSERT_EQ(lease->location().blocks_size(), 2);
-  EXPECT_FALSE(lease->location().segments_in_regions());
+  EXPECT_TRUE(lease->location().segments_in_regions());
+  EXPECT_EQ(lease->location().regions_size(), 4);
   EXPECT_TRUE(inst->StoreAndWait(b, {2, 3}).ok());  // no room: stores none, still OK
   EXPECT_EQ(inst->Lookup(a), 2);
   EXPECT_EQ(inst->Lookup(b), 0);
@@ -319,6 +321,50 @@ TEST_F(PoolTest, HashRingIsBalancedAndStable) {
   EXPECT_EQ(PoolHashRing({}, 16).ShardOf(1), -1);
 }
 
+TEST(PoolTransfersTest, MergesOnlyTransfersThatContinueEachOther) {
+  std::vector<uint8_t> a(4096), b(4096);
+  auto fabric = transport::NewInprocFabric();
+  auto t = transport::NewInprocTransport(fabric);
+  auto ra = t->RegisterMemory(a.data(), a.size());
+  auto rb = t->RegisterMemory(b.data(), b.size());
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  auto make = [](const transport::Region* local, uint64_t lo, uint64_t ro, uint64_t remote_addr) {
+    transport::Transfer x;
+    x.peer = 1;
+    x.local = local;
+    x.local_offset = lo;
+    x.remote = transport::RemoteRegion{remote_addr, 1 << 20, "key"};
+    x.remote_offset = ro;
+    x.length = 100;
+    return x;
+  };
+  std::vector<BlockTransfer> in = {
+      {make(ra->get(), 100, 1100, 7), 1},  // continues block 0's below
+      {make(ra->get(), 0, 1000, 7), 0},
+      {make(ra->get(), 200, 5000, 7), 2},  // the remote side jumps
+      {make(rb->get(), 300, 5100, 7), 3},  // another local region
+      {make(ra->get(), 300, 5100, 8), 4},  // another remote region
+      {make(ra->get(), 400, 5300, 7), 5},  // continues block 2's... no: remote gap of 100
+  };
+  auto out = CoalesceTransfers(in);
+  ASSERT_EQ(out.size(), 5u);
+  uint64_t total = 0;
+  int merged = 0;
+  for (const auto& m : out) {
+    total += m.transfer.length;
+    if (m.blocks == std::vector<int>{0, 1}) {
+      ++merged;
+      EXPECT_EQ(m.transfer.local_offset, 0u);
+      EXPECT_EQ(m.transfer.remote_offset, 1000u);
+      EXPECT_EQ(m.transfer.length, 200u);
+    }
+  }
+  EXPECT_EQ(merged, 1);
+  EXPECT_EQ(total, 600u);
+  EXPECT_EQ(CoalesceTransfers(in, 150).size(), 6u);  // the cap keeps them apart
+  t->Shutdown();
+}
+
 TEST_F(PoolTest, NoPoolsMeansMisses) {
   auto inst = NewInstance({});
   inst->Randomize(1);
@@ -403,13 +449,14 @@ TEST_F(PoolTest, AFailedReadFreesItsSlotUnpublished) {
   auto inst = NewInstance({pool}, nullptr, options);
   inst->Randomize(1);
   const auto hashes = Chain(4, 1);
-  // 4 segments a block: the first 6 reads succeed (block 0 and half of block 1); later reads
-  // fail, and so does the reply (the fault counts every operation of the pool).
-  fault->FailAfter(6);
+  ASSERT_TRUE(inst->StoreAndWait({hashes[0]}, {0}).ok());
+  // Every read of the pool fails from now on, and so does its reply.
+  fault->FailAfter(0);
   auto done = std::make_shared<std::promise<Status>>();
   inst->client->Store(hashes, *inst->kv, {0, 1, 2, 3}, transport::DeadlineAfterMillis(300),
                       [done](Status st) { done->set_value(st); });
   ASSERT_TRUE(Eventually([&] { return pools_[0]->Stats().failed_blocks == 3; }));
+  EXPECT_EQ(pools_[0]->Stats().pending_blocks, 0);
   fault->FailAfter(-1);
   auto result = done->get_future();
   ASSERT_EQ(result.wait_for(std::chrono::milliseconds(kWaitMs)), std::future_status::ready);
