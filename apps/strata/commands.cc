@@ -5,7 +5,7 @@ namespace strata::apps {
 std::vector<Command> AllCommands() {
   return {
       InfoCommand(),     GenModelCommand(), BenchCommand(), TokenizeCommand(),
-      GenerateCommand(), EpWorkerCommand(), ServeCommand(),
+      GenerateCommand(), EpWorkerCommand(), ServeCommand(), KvCacheCommand(),
   };
 }
 

@@ -33,5 +33,6 @@ Command TokenizeCommand();
 Command GenerateCommand();
 Command EpWorkerCommand();
 Command ServeCommand();
+Command KvCacheCommand();
 
 }  // namespace strata::apps
