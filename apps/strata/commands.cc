@@ -6,6 +6,8 @@ std::vector<Command> AllCommands() {
   return {
       InfoCommand(),     GenModelCommand(), BenchCommand(),  TokenizeCommand(), GenerateCommand(),
       EpWorkerCommand(), ServeCommand(),    ServerCommand(), PrefillCommand(),  DecodeCommand(),
+      InfoCommand(),     GenModelCommand(), BenchCommand(), TokenizeCommand(),
+      GenerateCommand(), EpWorkerCommand(), ServeCommand(), KvCacheCommand(),
   };
 }
 

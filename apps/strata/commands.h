@@ -36,5 +36,6 @@ Command ServeCommand();
 Command ServerCommand();
 Command PrefillCommand();
 Command DecodeCommand();
+Command KvCacheCommand();
 
 }  // namespace strata::apps
