@@ -1,8 +1,11 @@
 #include "prefill/prefill_instance.h"
 
+#include <future>
+
 #include "common/clock.h"
 #include "common/log.h"
 #include "decode/wire.h"
+#include "kvcache/pool_client.h"
 #include "proto/status_convert.h"
 
 namespace strata::prefill {
@@ -21,6 +24,7 @@ struct PrefillInstance::Job {
   Status push_error;
   bool prefilled = false;  // blocks handed over by the scheduler
   bool completed = false;
+  bool first_token_sent = false;  // FirstToken goes to the router before KvReady to decode
   std::vector<kvcache::BlockId> blocks;
   int32_t first_token = -1;
 };
@@ -56,6 +60,12 @@ StatusOr<std::unique_ptr<PrefillInstance>> PrefillInstance::Start(
   STRATA_ASSIGN_OR_RETURN(self->kv_,
                           kvcache::RegisteredKv::Register(cache, &self->node_->transport()));
   STRATA_ASSIGN_OR_RETURN(self->address_, self->node_->Listen(self->config_.listen));
+  if (!self->config_.kvcache.empty()) {
+    kvcache::KvPoolClientOptions po;
+    po.instance_id = self->config_.instance_id;
+    self->pool_ = std::make_unique<kvcache::KvPoolClient>(self->node_.get(), self->config_.kvcache,
+                                                          po);
+  }
   self->admit_thread_ = std::thread([raw] { raw->AdmitLoop(); });
 
   service::RegistrationOptions ro;
@@ -113,10 +123,7 @@ v1::Load PrefillInstance::CurrentLoad() const {
       ++queued;
     }
   }
-  for (const auto& in : incoming_) {
-    queued_tokens += static_cast<uint64_t>(in.request.prompt_token_ids_size());
-    ++queued;
-  }
+  queued_tokens += static_cast<uint64_t>(queued_prompt_tokens_);
   load.set_num_queued_requests(queued);
   load.set_num_queued_tokens(queued_tokens);
   return load;
@@ -125,11 +132,19 @@ v1::Load PrefillInstance::CurrentLoad() const {
 void PrefillInstance::OnRequest(transport::PeerId from, v1::Envelope e) {
   switch (e.body_case()) {
     case v1::Envelope::kPrefillRequest: {
+      auto request = std::make_shared<v1::PrefillRequest>(std::move(*e.mutable_prefill_request()));
+      const int64_t tokens = request->prompt_token_ids_size();
       {
         std::lock_guard lock(mu_);
-        incoming_.push_back({from, std::move(*e.mutable_prefill_request())});
+        queued_prompt_tokens_ += tokens;
       }
-      cv_.notify_all();
+      RunOnAdmissionThread([this, from, request, tokens] {
+        {
+          std::lock_guard lock(mu_);
+          queued_prompt_tokens_ -= tokens;
+        }
+        Admit(from, std::move(*request));
+      });
       return;
     }
     case v1::Envelope::kAbort:
@@ -156,17 +171,26 @@ void PrefillInstance::OnPeerFailure(transport::PeerId peer) {
   for (const auto& id : orphans) engine_->Abort(id);
 }
 
+void PrefillInstance::RunOnAdmissionThread(std::function<void()> task) {
+  {
+    std::lock_guard lock(mu_);
+    if (stop_) return;
+    tasks_.push_back(std::move(task));
+  }
+  cv_.notify_all();
+}
+
 void PrefillInstance::AdmitLoop() {
   while (true) {
-    Incoming in;
+    std::function<void()> task;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !incoming_.empty(); });
+      cv_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
       if (stop_) return;
-      in = std::move(incoming_.front());
-      incoming_.pop_front();
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
     }
-    Admit(in.from, std::move(in.request));
+    task();
   }
 }
 
@@ -323,6 +347,11 @@ void PrefillInstance::OnEvent(const std::shared_ptr<Job>& job, decode::TokenEven
     ft->set_num_prompt_tokens(static_cast<uint32_t>(ev.prompt_tokens));
     ft->set_num_cached_tokens(static_cast<uint32_t>(ev.cached_tokens));
     (void)node_->Send(job->server, std::move(e));
+    {
+      std::lock_guard lock(mu_);
+      job->first_token_sent = true;
+    }
+    MaybeComplete(job);
     return;
   }
   if (ev.finish == decode::FinishReason::kError || ev.finish == decode::FinishReason::kAbort) {
@@ -344,7 +373,9 @@ void PrefillInstance::OnEvent(const std::shared_ptr<Job>& job, decode::TokenEven
 void PrefillInstance::MaybeComplete(const std::shared_ptr<Job>& job) {
   {
     std::lock_guard lock(mu_);
-    if (!job->prefilled || job->pending_puts > 0 || job->completed) return;
+    if (!job->prefilled || !job->first_token_sent || job->pending_puts > 0 || job->completed) {
+      return;
+    }
     job->completed = true;
     jobs_.erase(job->id);
   }
@@ -365,15 +396,88 @@ void PrefillInstance::Complete(const std::shared_ptr<Job>& job) {
     ++stats_.failed;
   }
   (void)node_->Send(job->decode, std::move(e));
+  if (pool_ != nullptr && job->push_error.ok() &&
+      static_cast<int>(job->hashes.size()) > job->pool_hit_blocks) {
+    // The pool reads the new blocks from here: they stay taken until it has.
+    RunOnAdmissionThread([this, job] { OfferToPool(job); });
+    return;
+  }
   std::vector<kvcache::BlockId> blocks = std::move(job->blocks);
   engine_->Post([blocks = std::move(blocks)](decode::Scheduler& s) { s.ReleaseBlocks(blocks); });
 }
 
+void PrefillInstance::OfferToPool(const std::shared_ptr<Job>& job) {
+  const size_t first = static_cast<size_t>(job->pool_hit_blocks);
+  const size_t full = std::min(job->hashes.size(), job->blocks.size());
+  std::vector<kvcache::BlockHash> hashes(job->hashes.begin() + first, job->hashes.begin() + full);
+  std::vector<kvcache::BlockId> blocks(job->blocks.begin() + first, job->blocks.begin() + full);
+  pool_->Store(std::move(hashes), *kv_, std::move(blocks),
+               transport::DeadlineAfterMillis(config_.transfer_timeout_ms),
+               [this, job](Status st) {
+                 if (!st.ok()) log::Debug("{}: KV pool offer failed: {}", job->id, st.message());
+                 std::vector<kvcache::BlockId> all = std::move(job->blocks);
+                 engine_->Post([all = std::move(all)](decode::Scheduler& s) { s.ReleaseBlocks(all); });
+               });
+}
+
 std::vector<kvcache::BlockId> PrefillInstance::FetchFromPool(const std::vector<int32_t>& prompt,
                                                              Job* job) {
-  (void)prompt;
-  (void)job;
-  return {};
+  job->hashes = kvcache::HashFullBlocks(prompt, block_size_);
+  if (pool_ == nullptr || pool_->num_pools() == 0) return {};
+  // Leave at least one token to compute: its logits give the first token.
+  std::vector<kvcache::BlockHash> usable(
+      job->hashes.begin(),
+      job->hashes.begin() + std::min(job->hashes.size(), (prompt.size() - 1) / block_size_));
+  if (usable.empty()) return {};
+  const auto deadline = transport::DeadlineAfterMillis(config_.transfer_timeout_ms);
+  const int hits = pool_->Lookup(usable, deadline);
+  if (hits == 0) return {};
+  usable.resize(static_cast<size_t>(hits));
+  // What this instance's own prefix cache holds is used from there; the rest is read from the
+  // pool into fresh blocks. Blocks belong to the step thread: ask it.
+  struct Plan {
+    std::vector<kvcache::BlockId> local;
+    std::vector<kvcache::BlockId> fresh;
+  };
+  auto promise = std::make_shared<std::promise<Plan>>();
+  auto future = promise->get_future();
+  engine_->Post([usable, promise](decode::Scheduler& s) {
+    Plan plan;
+    const int local = s.mutable_block_pool().CountCachedPrefix(usable);
+    if (local < static_cast<int>(usable.size())) {
+      plan.local = s.mutable_block_pool().MatchPrefix(
+          std::span<const kvcache::BlockHash>(usable.data(), static_cast<size_t>(local)));
+      auto fresh = s.AllocateBlocks(static_cast<int32_t>(usable.size()) - local);
+      if (fresh.ok()) {
+        plan.fresh = std::move(*fresh);
+      } else {
+        s.ReleaseBlocks(plan.local);  // no room: compute it all
+        plan.local.clear();
+      }
+    }
+    promise->set_value(std::move(plan));
+  });
+  if (future.wait_for(std::chrono::milliseconds(config_.transfer_timeout_ms)) !=
+      std::future_status::ready) {
+    return {};  // the engine stopped
+  }
+  Plan plan = future.get();
+  if (plan.fresh.empty()) return {};
+  std::span<const kvcache::BlockHash> to_read(usable.data() + plan.local.size(), plan.fresh.size());
+  auto read = pool_->Fetch(to_read, *kv_, plan.fresh, deadline);
+  const size_t n = read.ok() ? static_cast<size_t>(*read) : 0;
+  if (!read.ok()) log::Debug("{}: KV pool read failed: {}", job->id, read.status().message());
+  std::vector<kvcache::BlockId> unused(plan.fresh.begin() + n, plan.fresh.end());
+  if (!unused.empty()) {
+    engine_->Post([unused](decode::Scheduler& s) { s.ReleaseBlocks(unused); });
+  }
+  std::vector<kvcache::BlockId> preloaded = std::move(plan.local);
+  preloaded.insert(preloaded.end(), plan.fresh.begin(), plan.fresh.begin() + n);
+  job->pool_hit_blocks = static_cast<int>(preloaded.size());
+  job->cached_tokens = static_cast<int>(preloaded.size()) * block_size_;
+  std::lock_guard lock(mu_);
+  stats_.pool_hit_tokens += static_cast<int64_t>(n) * block_size_;
+  return preloaded;
 }
 
 }  // namespace strata::prefill

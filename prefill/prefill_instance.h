@@ -13,6 +13,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -56,10 +57,6 @@ class PrefillInstance {
 
  private:
   struct Job;
-  struct Incoming {
-    transport::PeerId from;
-    v1::PrefillRequest request;
-  };
   PrefillInstance() = default;
   void OnRequest(transport::PeerId from, v1::Envelope envelope);
   void OnPeerFailure(transport::PeerId peer);
@@ -74,6 +71,9 @@ class PrefillInstance {
                       int64_t num_tokens, int layer);
   void OnPrefilled(const std::string& id, std::vector<kvcache::BlockId> blocks, int32_t first);
   void OnEvent(const std::shared_ptr<Job>& job, decode::TokenEvent ev);
+  void RunOnAdmissionThread(std::function<void()> task);
+  // Offers the job's newly computed full blocks to the pool, then gives them back.
+  void OfferToPool(const std::shared_ptr<Job>& job);
   // Every push of `job` is done and its first token known: KvReady, release, pool offer.
   void Complete(const std::shared_ptr<Job>& job);
   void MaybeComplete(const std::shared_ptr<Job>& job);  // mu_ held by nobody
@@ -85,11 +85,14 @@ class PrefillInstance {
   std::unique_ptr<decode::Engine> engine_;
   std::unique_ptr<service::RpcNode> node_;
   std::unique_ptr<kvcache::RegisteredKv> kv_;
+  std::unique_ptr<kvcache::KvPoolClient> pool_;
   std::unique_ptr<service::Registration> registration_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Incoming> incoming_;
+  // Work for the admission thread (admissions, pool offers): it may block on the network.
+  std::deque<std::function<void()>> tasks_;
+  int64_t queued_prompt_tokens_ = 0;  // of admissions not started yet
   bool stop_ = false;
   std::map<std::string, std::shared_ptr<Job>> jobs_;
   PrefillStats stats_;

@@ -6,8 +6,7 @@ std::vector<Command> AllCommands() {
   return {
       InfoCommand(),     GenModelCommand(), BenchCommand(),  TokenizeCommand(), GenerateCommand(),
       EpWorkerCommand(), ServeCommand(),    ServerCommand(), PrefillCommand(),  DecodeCommand(),
-      InfoCommand(),     GenModelCommand(), BenchCommand(), TokenizeCommand(),
-      GenerateCommand(), EpWorkerCommand(), ServeCommand(), KvCacheCommand(),
+      KvCacheCommand(),
   };
 }
 

@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "decode/decode_instance.h"
 #include "decode/engine.h"
+#include "kvcache/pool_server.h"
 #include "model/gen_model.h"
 #include "prefill/prefill_instance.h"
 #include "server/cluster_router.h"
@@ -111,6 +112,7 @@ enum class Kind { kInproc, kUcxTcp };
 
 struct Cluster {
   std::shared_ptr<transport::InprocFabric> fabric;
+  std::vector<std::unique_ptr<kvcache::KvPoolServer>> pools;
   std::unique_ptr<server::ClusterRouter> router;
   std::vector<std::unique_ptr<prefill::PrefillInstance>> prefills;
   std::vector<std::unique_ptr<decode::DecodeInstance>> decodes;
@@ -128,9 +130,25 @@ std::unique_ptr<transport::Transport> NewTransport(Kind kind, Cluster& c) {
 std::string Listen(Kind kind) { return kind == Kind::kInproc ? "node:0" : "127.0.0.1:0"; }
 
 std::unique_ptr<Cluster> StartCluster(Kind kind, const std::string& dir, int num_p, int num_d,
-                                      int p_block = 16, int d_block = 16) {
+                                      int p_block = 16, int d_block = 16, int num_pools = 0,
+                                      bool prefill_prefix_cache = true) {
   auto c = std::make_unique<Cluster>();
   c->fabric = transport::NewInprocFabric();
+  std::vector<std::string> pool_addresses;
+  for (int i = 0; i < num_pools; ++i) {
+    kvcache::KvPoolServerOptions po;
+    po.capacity_bytes = 8 << 20;
+    po.try_huge_pages = false;
+    po.instance_id = "kvcache-" + std::to_string(i);
+    auto pool = kvcache::KvPoolServer::Create(NewTransport(kind, *c), po);
+    EXPECT_TRUE(pool.ok()) << pool.status().ToString();
+    if (!pool.ok()) return nullptr;
+    auto addr = (*pool)->Listen(Listen(kind));
+    EXPECT_TRUE(addr.ok()) << addr.status().ToString();
+    if (!addr.ok()) return nullptr;
+    pool_addresses.push_back(*addr);
+    c->pools.push_back(std::move(*pool));
+  }
   auto probe = LoadRunner(dir, 16);
   if (!probe) return nullptr;
   server::RouterOptions ro;
@@ -153,6 +171,8 @@ std::unique_ptr<Cluster> StartCluster(Kind kind, const std::string& dir, int num
     ic.scheduler = SchedOpts(*runner);  // before the runner moves
     ic.transfer_timeout_ms = 10000;
     if (is_p) {
+      ic.kvcache = pool_addresses;
+      ic.scheduler.enable_prefix_caching = prefill_prefix_cache;
       auto p = prefill::PrefillInstance::Start(ic, std::move(runner), NewTransport(kind, *c));
       EXPECT_TRUE(p.ok()) << p.status().ToString();
       if (!p.ok()) return nullptr;
@@ -350,6 +370,47 @@ TEST_P(ClusterFaultTest, AbortsAndLostInstancesEndEveryRequest) {
   EXPECT_EQ(col.Get("after").finish, FinishReason::kLength) << col.Get("after").error.ToString();
   c->decodes.erase(c->decodes.begin());
   c->prefills.erase(c->prefills.begin());
+  ExpectBaseline(*c);
+}
+
+// With KV pools (and no prefix cache of the prefill instances' own): a repeated long prompt
+// reads its full blocks from the pool instead of computing them, reports them as cached, and
+// the output is unchanged.
+TEST_P(ClusterUcxTest, RepeatedPromptHitsTheKvPool) {
+  const std::string dir = Dir(GetParam());
+  auto probe = LoadRunner(dir, 16);
+  const int64_t vocab = probe->config().vocab_size;
+  std::vector<int32_t> prompt = Prompt(150, 42, vocab);
+  auto expected = Embedded(dir, {Greedy("x", prompt, 8)});
+  auto c = StartCluster(Kind::kUcxTcp, dir, 2, 1, 16, 16, /*num_pools=*/2,
+                        /*prefill_prefix_cache=*/false);
+  ASSERT_NE(c, nullptr);
+  Collector col;
+  ASSERT_TRUE(c->router->Submit(Greedy("first", prompt, 8), col.Callback("first")).ok());
+  ASSERT_TRUE(col.WaitFor(1));
+  EXPECT_EQ(col.Get("first").tokens, expected["x"]);
+  EXPECT_EQ(col.Get("first").cached_tokens, 0);
+  // The offer to the pool completes in the background.
+  auto deadline = transport::DeadlineAfterMillis(5000);
+  int64_t stored = 0;
+  while (MonoClock::now() < deadline) {
+    stored = 0;
+    for (auto& p : c->pools) stored += p->Stats().held_blocks;
+    if (stored >= 9) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(stored, 9) << "150 tokens make 9 full blocks of 16";
+  for (int i = 0; i < 2; ++i) {
+    std::string id = "again" + std::to_string(i);
+    ASSERT_TRUE(c->router->Submit(Greedy(id, prompt, 8), col.Callback(id)).ok());
+    ASSERT_TRUE(col.WaitFor(2 + i));
+    Result r = col.Get(id);
+    EXPECT_EQ(r.tokens, expected["x"]) << id;
+    EXPECT_EQ(r.cached_tokens, 144) << id << ": 9 blocks from the pool";
+  }
+  int64_t hit_tokens = 0;
+  for (auto& p : c->prefills) hit_tokens += p->Stats().pool_hit_tokens;
+  EXPECT_EQ(hit_tokens, 288);
   ExpectBaseline(*c);
 }
 
