@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "transport/sync.h"
 #include "transport/ucx/ucx_transport.h"
 
@@ -156,6 +157,7 @@ nlohmann::json MeasureLatency(Transport& transport, PeerId peer, Mailbox& mailbo
 }
 
 int Main(int argc, char** argv) {
+  log::InitFromEnvironment();
   CLI::App app{"UCX transport benchmark (two processes)"};
   std::string tls = "tcp";
   std::string bulk = "auto";

@@ -12,10 +12,6 @@ namespace {
 // which register few large regions; the bound keeps a confused peer from growing it forever).
 constexpr size_t kMaxRemoteKeysPerPeer = 4096;
 
-Status UcsError(const char* what, ucs_status_t status) {
-  return UnavailableError(std::string(what) + ": " + ucs_status_string(status));
-}
-
 Status StatusFromWire(int32_t code, std::string message) {
   if (code == 0) return OkStatus();
   // Codes of common/status.h; anything else from a newer peer is kUnknown.

@@ -6,7 +6,7 @@
 // endpoint picks after its handshake: RMA (ucp_put_nbx/ucp_get_nbx + flush) when UCX assigned it
 // an RMA lane on an RDMA transport, otherwise AM. Shared memory goes the AM way too: measured
 // here, UCX 1.13's RMA on user memory over sm ran ~100x slower than AM rendezvous over sm (see
-// ChooseRma in ucx_transport.cc); DESIGN.md §4 expected the opposite. AM path: a Put sends the
+// ChooseRma in ucx_connection.cc); DESIGN.md §4 expected the opposite. AM path: a Put sends the
 // bytes as an AM that the target receives straight into the registered region (rendezvous
 // zero-copy for large sizes) and acknowledges; a Get asks the target to send them back the same
 // way. The target checks every AM access against its registered regions. Force a path with

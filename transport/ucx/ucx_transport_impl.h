@@ -1,8 +1,14 @@
-// Internals of the UCX transport, shared by ucx_transport.cc (lifecycle, connections, messages)
-// and ucx_bulk.cc (Put/Get). Everything below `progress thread only` is touched by the progress
-// thread alone; the rest is guarded as marked.
+// Internals of the UCX transport, shared by its translation units:
+//   ucx_transport.cc   creation, start-up and the public calls (Listen, Connect, Send, ...)
+//   ucx_progress.cc    the progress thread: command queue, event loop, deadlines
+//   ucx_connection.cc  addresses, handshake, data endpoints, closing and failing peers
+//   ucx_messages.cc    the AM send path, Send's ordered delivery, dispatch of incoming AMs
+//   ucx_bulk.cc        Put/Get (RMA and AM paths), initiator and target sides
+// Everything below `progress thread only` is touched by the progress thread alone; the rest is
+// guarded as marked.
 #pragma once
 
+#include <netinet/in.h>
 #include <ucp/api/ucp.h>
 
 #include <atomic>
@@ -80,6 +86,21 @@ struct BulkHeader {
 };
 
 class UcxTransportImpl;
+
+inline Status UcsError(const char* what, ucs_status_t status) {
+  return UnavailableError(std::string(what) + ": " + ucs_status_string(status));
+}
+
+// "host:port" (IPv4; "localhost" is 127.0.0.1) -> sockaddr; kInvalidArgument otherwise.
+StatusOr<sockaddr_in> ParseAddress(const std::string& address);
+// "host:port" of an IPv4 sockaddr, "?" for other families.
+std::string FormatAddress(const sockaddr_storage& storage);
+// Equal on two processes that can share memory (see HelloHeader::host_id).
+uint64_t ComputeHostId();
+// Whether a UCX_TLS value (empty: the environment's, else UCX's default) enables shared memory.
+bool TlsHasSharedMemory(std::string tls);
+// The receive callback registered for AM id `id` (kAmHello..kAmBye); arg is the transport.
+ucp_am_recv_callback_t AmHandlerFor(unsigned id);
 
 // user_data of an endpoint's error handler.
 struct EpArg {
