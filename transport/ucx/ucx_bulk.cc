@@ -223,27 +223,23 @@ ucs_status_t UcxTransportImpl::HandlePutData(Peer& peer, const BulkHeader& heade
     return UCS_OK;
   }
   // Rendezvous: UCX moves the bytes straight into the registered region (zero-copy where the
-  // transport allows), then we acknowledge.
+  // transport allows), then we acknowledge. The receive starts inside this callback, as UCX
+  // allows, so that the data starts moving at once.
   auto* recv = new PutRecv{this, peer.id, header.op_id};
-  deferred_.push_back([this, recv, data, target, length] {
-    Peer* peer = FindPeer(recv->peer);
-    if (!Receives(peer)) {
-      ucp_am_data_release(worker_, data);
-      delete recv;
-      return;
-    }
-    ucp_request_param_t param{};
-    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    param.cb.recv_am = &OnPutDataReceived;
-    param.user_data = recv;
-    void* request = ucp_am_recv_data_nbx(worker_, data, target, length, &param);
-    if (UCS_PTR_IS_PTR(request)) {
-      ++inflight_;
-      return;
-    }
-    FinishPutData(recv->peer, recv->op_id, UCS_PTR_STATUS(request));
-    delete recv;
-  });
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.recv_am = &OnPutDataReceived;
+  param.user_data = recv;
+  void* request = ucp_am_recv_data_nbx(worker_, data, target, length, &param);
+  if (UCS_PTR_IS_PTR(request)) {
+    ++inflight_;
+    return UCS_INPROGRESS;
+  }
+  delete recv;
+  const PeerId id = peer.id;
+  const uint64_t op_id = header.op_id;
+  const ucs_status_t status = UCS_PTR_STATUS(request);
+  deferred_.push_back([this, id, op_id, status] { FinishPutData(id, op_id, status); });
   return UCS_INPROGRESS;
 }
 
@@ -307,27 +303,19 @@ ucs_status_t UcxTransportImpl::HandleGetData(Peer& peer, const BulkHeader& heade
     CompleteOp(header.op_id, OkStatus());
     return UCS_OK;
   }
-  const uint64_t op_id = header.op_id;
-  deferred_.push_back([this, op_id, data, length] {
-    auto it = ops_.find(op_id);
-    if (it == ops_.end()) {
-      ucp_am_data_release(worker_, data);
-      return;
-    }
-    auto* context = new OpRequest{this, op_id};
-    ucp_request_param_t param{};
-    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    param.cb.recv_am = &OnOpRecvDone;
-    param.user_data = context;
-    void* request = ucp_am_recv_data_nbx(worker_, data, it->second.local, length, &param);
-    if (UCS_PTR_IS_PTR(request)) {
-      ++inflight_;
-      return;
-    }
-    delete context;
-    const ucs_status_t status = UCS_PTR_STATUS(request);
-    CompleteOp(op_id, status == UCS_OK ? OkStatus() : UcsError("receiving get data", status));
-  });
+  auto* context = new OpRequest{this, header.op_id};
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.recv_am = &OnOpRecvDone;
+  param.user_data = context;
+  void* request = ucp_am_recv_data_nbx(worker_, data, it->second.local, length, &param);
+  if (UCS_PTR_IS_PTR(request)) {
+    ++inflight_;
+    return UCS_INPROGRESS;
+  }
+  delete context;
+  const ucs_status_t status = UCS_PTR_STATUS(request);
+  CompleteOp(header.op_id, status == UCS_OK ? OkStatus() : UcsError("receiving get data", status));
   return UCS_INPROGRESS;
 }
 

@@ -214,24 +214,19 @@ ucs_status_t UcxTransportImpl::HandleMessage(Peer& peer, const MessageHeader& he
   // complete (later eager messages wait in the reorder map meanwhile).
   message.payload.resize(length);
   auto* recv = new MessageRecv{this, peer.id, header.seq, std::move(message)};
-  deferred_.push_back([this, recv, data] {
-    Peer* peer = FindPeer(recv->peer);
-    if (!Receives(peer)) {
-      ucp_am_data_release(worker_, data);
-      delete recv;
-      return;
-    }
-    ucp_request_param_t param{};
-    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    param.cb.recv_am = &OnMessageReceived;
-    param.user_data = recv;
-    void* request = ucp_am_recv_data_nbx(worker_, data, recv->message.payload.data(),
-                                         recv->message.payload.size(), &param);
-    if (UCS_PTR_IS_PTR(request)) {
-      ++inflight_;
-      return;
-    }
-    FinishMessage(recv->peer, recv->seq, std::move(recv->message), UCS_PTR_STATUS(request));
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.recv_am = &OnMessageReceived;
+  param.user_data = recv;
+  void* request = ucp_am_recv_data_nbx(worker_, data, recv->message.payload.data(),
+                                       recv->message.payload.size(), &param);
+  if (UCS_PTR_IS_PTR(request)) {
+    ++inflight_;
+    return UCS_INPROGRESS;
+  }
+  const ucs_status_t status = UCS_PTR_STATUS(request);
+  deferred_.push_back([this, recv, status] {
+    FinishMessage(recv->peer, recv->seq, std::move(recv->message), status);
     delete recv;
   });
   return UCS_INPROGRESS;

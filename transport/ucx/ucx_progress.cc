@@ -13,29 +13,50 @@ namespace {
 constexpr int64_t kCloseGraceMs = 2000;
 // The longest the progress thread sleeps without looking at deadlines.
 constexpr int kMaxSleepMs = 50;
+// While busy, deadlines are looked at this often (and at every idle turn).
+constexpr int64_t kDeadlineCheckNs = 1000000;
+
+// The transport whose progress thread this is (null on other threads).
+thread_local const UcxTransportImpl* progress_thread_owner = nullptr;
 
 }  // namespace
 
 void UcxTransportImpl::Post(std::function<void()> command) {
+  if (progress_thread_owner == this) {
+    // From a callback on the progress thread: no lock, no wake-up (a write syscall) needed.
+    deferred_.push_back(std::move(command));
+    return;
+  }
   {
     std::lock_guard<std::mutex> lock(command_mu_);
     commands_.push_back(std::move(command));
-    has_commands_.store(true, std::memory_order_release);
+    has_commands_.store(true);
   }
-  ucp_worker_signal(worker_);
+  // Pairs with Loop's store of sleeping_ before its look at has_commands_ (both seq_cst): either
+  // the loop sees the command, or this sees the loop about to sleep and wakes it.
+  if (sleeping_.load()) ucp_worker_signal(worker_);
 }
 
 // ---------------------------------------------------------------- progress loop
 
 void UcxTransportImpl::Loop() {
+  progress_thread_owner = this;
   int64_t last_activity_ns = MonotonicNanos();
   int64_t stop_started_ns = 0;
+  int64_t next_deadline_check_ns = 0;
   for (;;) {
     bool active = RunCommandsAndDeferred();
-    while (ucp_worker_progress(worker_) != 0) active = true;
+    // One progress call per turn, not "until idle": while data streams in, progress keeps
+    // returning non-zero, and draining it first would hold back new transfers, the receives of
+    // rendezvous data and the completions (measured: the pipeline stalled between transfers).
+    if (ucp_worker_progress(worker_) != 0) active = true;
     active |= RunCommandsAndDeferred();
-    CheckDeadlines();
     RunEvents();
+    if (!active || MonotonicNanos() >= next_deadline_check_ns) {
+      CheckDeadlines();
+      RunEvents();
+      next_deadline_check_ns = MonotonicNanos() + kDeadlineCheckNs;
+    }
     // Endpoint closes in flight (force closes normally finish at once).
     for (auto it = closing_.begin(); it != closing_.end();) {
       if (ucp_request_check_status(*it) != UCS_INPROGRESS) {
@@ -62,11 +83,13 @@ void UcxTransportImpl::Loop() {
       continue;
     }
     if (now_ns - last_activity_ns < options_.spin_us * 1000 || inflight_ > 0) continue;
+    sleeping_.store(true);
     const ucs_status_t armed = ucp_worker_arm(worker_);
-    if (armed == UCS_ERR_BUSY || inflight_ > 0) continue;
-    if (has_commands_.load(std::memory_order_acquire)) continue;
-    epoll_event event;
-    epoll_wait(epoll_fd_, &event, 1, NextTimeoutMs());
+    if (armed != UCS_ERR_BUSY && inflight_ == 0 && !has_commands_.load()) {
+      epoll_event event;
+      epoll_wait(epoll_fd_, &event, 1, NextTimeoutMs());
+    }
+    sleeping_.store(false);
   }
   RunEvents();
 }

@@ -253,6 +253,7 @@ class UcxTransportImpl : public UcxTransport {
   std::mutex command_mu_;
   std::vector<std::function<void()>> commands_;  // guarded by command_mu_
   std::atomic<bool> has_commands_{false};
+  std::atomic<bool> sleeping_{false};  // the progress thread is (about to be) in epoll_wait
 
   std::mutex state_mu_;  // guards the fields down to the next blank line
   Handlers handlers_;
