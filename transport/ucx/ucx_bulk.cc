@@ -102,6 +102,7 @@ void UcxTransportImpl::StartTransfer(const Transfer& transfer, Completion done, 
     if (MonoClock::now() > transfer.deadline) {
       return CompleteOp(op_id, DeadlineExceededError("transfer deadline passed before it started"));
     }
+    if (peer->same_host && sm_enabled_ && TryDirectCopy(op_id, *peer, transfer, is_put)) return;
     switch (op.kind) {
       case PendingOp::Kind::kRmaPut:
         return StartRmaPut(op_id, *peer, transfer);
@@ -138,6 +139,27 @@ StatusOr<ucp_rkey_h> UcxTransportImpl::RemoteKey(Peer& peer, const std::string& 
   }
   peer.rkeys.emplace(packed, rkey);
   return rkey;
+}
+
+bool UcxTransportImpl::TryDirectCopy(uint64_t op_id, Peer& peer, const Transfer& transfer,
+                                     bool is_put) {
+  auto rkey = RemoteKey(peer, transfer.remote.packed_key);
+  if (!rkey.ok()) return false;
+  void* mapped = nullptr;
+  // UCS_ERR_UNREACHABLE for memory that is not shared (RegisterMemory of user memory). Like
+  // RMA, this trusts the descriptor's address and length (ValidateTransfer checked the offsets
+  // against them); the mapping outlives the peer, so a dead peer cannot fault this copy.
+  if (ucp_rkey_ptr(*rkey, transfer.remote.address + transfer.remote_offset, &mapped) != UCS_OK) {
+    return false;
+  }
+  uint8_t* local = ops_[op_id].local;
+  if (is_put) {
+    std::memcpy(mapped, local, transfer.length);
+  } else {
+    std::memcpy(local, mapped, transfer.length);
+  }
+  CompleteOp(op_id, OkStatus());
+  return true;
 }
 
 void UcxTransportImpl::StartRmaPut(uint64_t op_id, Peer& peer, const Transfer& transfer) {

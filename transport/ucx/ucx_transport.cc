@@ -224,6 +224,10 @@ StatusOr<std::unique_ptr<Region>> UcxTransportImpl::RegisterMemory(void* data, u
   return RegisterUcxMemory(context_, data, bytes);
 }
 
+StatusOr<std::unique_ptr<Region>> UcxTransportImpl::AllocateMemory(uint64_t bytes) {
+  return AllocateUcxMemory(context_, bytes);
+}
+
 Status UcxTransportImpl::Disconnect(PeerId peer) {
   std::lock_guard<std::mutex> lock(state_mu_);
   auto it = peer_status_.find(peer);

@@ -164,6 +164,7 @@ class UcxTransportImpl : public UcxTransport {
   StatusOr<PeerId> Connect(const std::string& address, Deadline deadline) override;
   Status Send(PeerId peer, MessageType type, std::string payload) override;
   StatusOr<std::unique_ptr<Region>> RegisterMemory(void* data, uint64_t bytes) override;
+  StatusOr<std::unique_ptr<Region>> AllocateMemory(uint64_t bytes) override;
   void Put(const Transfer& transfer, Completion done) override;
   void Get(const Transfer& transfer, Completion done) override;
   Status Disconnect(PeerId peer) override;
@@ -236,6 +237,10 @@ class UcxTransportImpl : public UcxTransport {
                             bool rendezvous);
   void ProtocolError(Peer& peer, const std::string& what);
   void SendBulkReply(Peer& peer, unsigned am_id, uint64_t op_id, const Status& status);
+  // Same-host peers: when the remote region is shared memory that this process can map
+  // (ucp_rkey_ptr), the transfer is one memcpy here. False when it is not (the caller goes on
+  // with the peer's bulk path).
+  bool TryDirectCopy(uint64_t op_id, Peer& peer, const Transfer& transfer, bool is_put);
   void StartRmaPut(uint64_t op_id, Peer& peer, const Transfer& transfer);
   void StartRmaGet(uint64_t op_id, Peer& peer, const Transfer& transfer);
   void StartAmPut(uint64_t op_id, Peer& peer, const Transfer& transfer);
