@@ -14,8 +14,11 @@ namespace {
 constexpr int64_t kCloseGraceMs = 2000;
 // The longest the progress thread sleeps without looking at deadlines.
 constexpr int kMaxSleepMs = 50;
-// While busy, deadlines are looked at this often (and at every idle turn).
+// Deadlines are looked at this often (and before every sleep).
 constexpr int64_t kDeadlineCheckNs = 1000000;
+// Polling turns yield the CPU once nothing happened for this long (a yield is a syscall: not on
+// every turn of a short wait, where it would add to message latency).
+constexpr int64_t kYieldAfterNs = 5000;
 
 // The transport whose progress thread this is (null on other threads).
 thread_local const UcxTransportImpl* progress_thread_owner = nullptr;
@@ -52,10 +55,10 @@ void UcxTransportImpl::Loop() {
     // rendezvous data and the completions (measured: the pipeline stalled between transfers).
     if (ucp_worker_progress(worker_) != 0) active = true;
     active |= RunCommandsAndDeferred();
-    RunEvents();
-    if (!active || MonotonicNanos() >= next_deadline_check_ns) {
+    active |= RunEvents();
+    if (MonotonicNanos() >= next_deadline_check_ns) {
       CheckDeadlines();
-      RunEvents();
+      active |= RunEvents();
       next_deadline_check_ns = MonotonicNanos() + kDeadlineCheckNs;
     }
     // Endpoint closes in flight (force closes normally finish at once).
@@ -87,9 +90,13 @@ void UcxTransportImpl::Loop() {
       // Polling, with nothing done this turn: let other threads run first. On a busy machine the
       // thread we wait for is often the peer's progress thread on this same core (measured on
       // 2 loaded cores: tcp transfers ran 3-8x faster with this yield).
-      sched_yield();
+      if (now_ns - last_activity_ns > kYieldAfterNs) sched_yield();
       continue;
     }
+    // Callbacks may have posted to deferred_ (Post from this thread does not signal), and a
+    // deadline may be due: neither may wait for the sleep to end.
+    CheckDeadlines();
+    if (RunEvents() || !deferred_.empty()) continue;
     sleeping_.store(true);
     const ucs_status_t armed = ucp_worker_arm(worker_);
     if (armed != UCS_ERR_BUSY && inflight_ == 0 && !has_commands_.load()) {
@@ -119,12 +126,14 @@ bool UcxTransportImpl::RunCommandsAndDeferred() {
   }
 }
 
-void UcxTransportImpl::RunEvents() {
+bool UcxTransportImpl::RunEvents() {
+  const bool ran = !events_.empty();
   while (!events_.empty()) {
     std::vector<std::function<void()>> events;
     events.swap(events_);
     for (auto& event : events) event();
   }
+  return ran;
 }
 
 int UcxTransportImpl::NextTimeoutMs() const {

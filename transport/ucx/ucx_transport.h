@@ -25,9 +25,9 @@
 // Threading: one progress thread owns the ucp worker (UCS_THREAD_MODE_SINGLE). Public calls
 // queue a command and wake it through the worker's event fd (ucp_worker_signal) when it sleeps;
 // it sleeps in epoll on that fd when idle, after polling `spin_us` (and while UCX requests are in
-// flight), yielding the CPU on turns that found nothing to do. All callbacks run on it, outside UCX's
-// own callbacks (so they may call Send/Put/Get). Memory registration runs on the caller's thread
-// (the context is created with mt_workers_shared).
+// flight), yielding the CPU on turns that found nothing to do. All callbacks run on it, outside
+// UCX's own callbacks (so they may call Send/Put/Get). Memory registration runs on the caller's
+// thread (the context is created with mt_workers_shared).
 //
 // Deadlines: a transfer past its deadline completes with kDeadlineExceeded and its endpoint is
 // closed (force): that is the only way to guarantee UCX no longer touches the buffers, so the

@@ -182,7 +182,7 @@ class UcxTransportImpl : public UcxTransport {
   void Post(std::function<void()> command);
   void Loop();
   bool RunCommandsAndDeferred();  // true when anything ran
-  void RunEvents();
+  bool RunEvents();               // true when any ran
   void CheckDeadlines();
   int NextTimeoutMs() const;
 
