@@ -16,9 +16,6 @@ constexpr int64_t kCloseGraceMs = 2000;
 constexpr int kMaxSleepMs = 50;
 // Deadlines are looked at this often (and before every sleep).
 constexpr int64_t kDeadlineCheckNs = 1000000;
-// Polling turns yield the CPU once nothing happened for this long (a yield is a syscall: not on
-// every turn of a short wait, where it would add to message latency).
-constexpr int64_t kYieldAfterNs = 5000;
 
 // The transport whose progress thread this is (null on other threads).
 thread_local const UcxTransportImpl* progress_thread_owner = nullptr;
@@ -90,7 +87,7 @@ void UcxTransportImpl::Loop() {
       // Polling, with nothing done this turn: let other threads run first. On a busy machine the
       // thread we wait for is often the peer's progress thread on this same core (measured on
       // 2 loaded cores: tcp transfers ran 3-8x faster with this yield).
-      if (now_ns - last_activity_ns > kYieldAfterNs) sched_yield();
+      sched_yield();
       continue;
     }
     // Callbacks may have posted to deferred_ (Post from this thread does not signal), and a
