@@ -24,7 +24,10 @@ struct PrefillInstance::Job {
   Status push_error;
   bool prefilled = false;  // blocks handed over by the scheduler
   bool completed = false;
-  bool first_token_sent = false;  // FirstToken goes to the router before KvReady to decode
+  bool first_token_sent = false;
+  int64_t first_put_ns = 0;      // push timing (PrefillStats)
+  int64_t prefilled_ns = 0;
+  int64_t last_put_done_ns = 0;  // FirstToken goes to the router before KvReady to decode
   std::vector<kvcache::BlockId> blocks;
   int32_t first_token = -1;
 };
@@ -297,6 +300,7 @@ void PrefillInstance::OnLayerWritten(const std::string& id,
     }
     if (!job->push_error.ok()) return;  // already failed: do not move more
     job->pending_puts += static_cast<int>(transfers->size());
+    if (job->first_put_ns == 0) job->first_put_ns = MonotonicNanos();
     for (const auto& x : *transfers) stats_.kv_bytes_pushed += static_cast<int64_t>(x.length);
   }
   // Outside the lock: a transport that has shut down completes a Put on this thread.
@@ -305,6 +309,7 @@ void PrefillInstance::OnLayerWritten(const std::string& id,
       {
         std::lock_guard lock(mu_);
         --job->pending_puts;
+        job->last_put_done_ns = MonotonicNanos();
         if (!st.ok() && job->push_error.ok()) job->push_error = st;
       }
       MaybeComplete(job);
@@ -327,6 +332,7 @@ void PrefillInstance::OnPrefilled(const std::string& id, std::vector<kvcache::Bl
     job->blocks = std::move(blocks);
     job->first_token = first;
     job->prefilled = true;
+    job->prefilled_ns = MonotonicNanos();
   }
   MaybeComplete(job);
 }
@@ -378,6 +384,10 @@ void PrefillInstance::MaybeComplete(const std::shared_ptr<Job>& job) {
     }
     job->completed = true;
     jobs_.erase(job->id);
+    if (job->first_put_ns > 0 && job->last_put_done_ns > 0) {
+      stats_.kv_push_total_ns += job->last_put_done_ns - job->first_put_ns;
+      stats_.kv_push_exposed_ns += std::max<int64_t>(0, job->last_put_done_ns - job->prefilled_ns);
+    }
   }
   Complete(job);
 }

@@ -37,6 +37,11 @@ struct PrefillStats {
   int64_t prompt_tokens = 0;
   int64_t pool_hit_tokens = 0;  // prompt tokens read from the KV pool instead of computed
   int64_t kv_bytes_pushed = 0;
+  // Layer-by-layer push: per request, the time from its first KV transfer to its last one's
+  // completion (total), and the part of it after the forward had finished (exposed: what the
+  // push added to the prefill). Hidden fraction = 1 - exposed / total.
+  int64_t kv_push_total_ns = 0;
+  int64_t kv_push_exposed_ns = 0;
   int64_t failed = 0;
 };
 
