@@ -13,7 +13,12 @@ namespace {
 #ifdef MADV_POPULATE_READ
 constexpr int kMadvPopulateRead = MADV_POPULATE_READ;
 #else
-constexpr int kMadvPopulateRead = 22;  // Linux 5.14+
+constexpr int kMadvPopulateRead = 22;   // Linux 5.14+
+#endif
+#ifdef MADV_POPULATE_WRITE
+constexpr int kMadvPopulateWrite = MADV_POPULATE_WRITE;
+#else
+constexpr int kMadvPopulateWrite = 23;  // Linux 5.14+
 #endif
 
 std::string ShapeString(const std::vector<int64_t>& s) {
@@ -92,7 +97,10 @@ void* WeightLoader::OwnBytes(size_t bytes) {
   const size_t size = (std::max<size_t>(bytes, 1) + align - 1) / align * align;
   void* p = std::aligned_alloc(align, size);
   if (p == nullptr) throw std::bad_alloc();
-  if (align == kHuge) madvise(p, size, MADV_HUGEPAGE);
+  if (align == kHuge) {
+    madvise(p, size, MADV_HUGEPAGE);
+    madvise(p, size, kMadvPopulateWrite);  // one call instead of a fault per page
+  }
   owned_bytes_.emplace_back(p);
   return p;
 }

@@ -105,8 +105,8 @@ void PackPanelsAvx512(const WeightView& w, bf16* dst, int64_t panel_begin, int64
     // whole (streamed past the caches when aligned: the packed copy is read much later).
     uint32_t* o = reinterpret_cast<uint32_t*>(dst + p * kp * 2 * kPanelRows);
     const bool aligned = (reinterpret_cast<uintptr_t>(o) % 64) == 0;
-    for (int64_t j0 = 0; j0 < kPanelRows; j0 += 16) {
-      for (int64_t i0 = 0; i0 < kp; i0 += 16) {
+    for (int64_t i0 = 0; i0 < kp; i0 += 16) {  // output written in order, 4 KiB per i0
+      for (int64_t j0 = 0; j0 < kPanelRows; j0 += 16) {
         __m512i rows[16], cols[16];
         for (int j = 0; j < 16; ++j) {
           rows[j] = _mm512_loadu_si512(src + (r0 + j0 + j) * ld + 2 * i0);
