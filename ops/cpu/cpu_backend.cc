@@ -41,7 +41,7 @@ class CpuBackend final : public Backend {
   CpuBackend(CpuKernels kernels, int num_threads) : kernels_(kernels), pool_(num_threads) {
     if (kernels == CpuKernels::kAvx512) {
       mm_ = cpu::avx512::MatmulKernels();
-      attention_unit_ = &cpu::avx512::AttentionUnit;
+      attention_block_ = &cpu::avx512::AttentionBlock;
     } else if (kernels == CpuKernels::kAvx2) {
       mm_ = cpu::avx2::MatmulKernels();
       attention_unit_ = &cpu::AttentionUnitPortable;
@@ -196,6 +196,7 @@ class CpuBackend final : public Backend {
 
   void Attention(const AttentionArgs& a) override {
     if (reference()) return reference::Attention(a);
+    if (attention_block_ != nullptr) return AttentionBlocks(a);
     const int group = a.num_q_heads / a.kv.num_kv_heads;
     const int heads_per_unit = std::min(group, 4);
     const int units_per_group = (group + heads_per_unit - 1) / heads_per_unit;
@@ -268,6 +269,38 @@ class CpuBackend final : public Backend {
 
  private:
   bool reference() const { return kernels_ == CpuKernels::kReference; }
+
+  // Work items of up to 16 query rows: consecutive tokens of one sequence (prefill) x query
+  // heads of one kv head, so each key and value loaded serves every row of the item.
+  void AttentionBlocks(const AttentionArgs& a) {
+    const int group = a.num_q_heads / a.kv.num_kv_heads;
+    const int heads_per_item = std::min(group, 16);
+    const int tokens_per_item = std::max(1, 16 / heads_per_item);
+    const int items_per_group = (group + heads_per_item - 1) / heads_per_item;
+    struct Span {
+      int64_t t0;
+      int nt;
+    };
+    std::vector<Span> spans;
+    for (int64_t t = 0; t < a.num_tokens;) {
+      int nt = 1;
+      while (nt < tokens_per_item && t + nt < a.num_tokens &&
+             a.block_tables[t + nt].data() == a.block_tables[t].data()) {
+        ++nt;
+      }
+      spans.push_back({t, nt});
+      t += nt;
+    }
+    const int64_t per_span = int64_t{a.kv.num_kv_heads} * items_per_group;
+    pool_.ParallelFor(static_cast<int64_t>(spans.size()) * per_span, [&](int64_t u) {
+      const Span& sp = spans[u / per_span];
+      const int64_t r = u % per_span;
+      const int kvh = static_cast<int>(r / items_per_group);
+      const int first = kvh * group + static_cast<int>(r % items_per_group) * heads_per_item;
+      const int nh = std::min(heads_per_item, (kvh + 1) * group - first);
+      attention_block_(a, sp.t0, sp.nt, first, nh);
+    });
+  }
   bool Packs(const WeightView& w) const {
     return mm_.panel_bf16 != nullptr && w.dtype == DType::kBF16 &&
            w.layout == WeightLayout::kRowMajor && w.rows > 0 && w.cols > 0;
@@ -446,7 +479,8 @@ class CpuBackend final : public Backend {
   std::string name_;
   ThreadPool pool_;
   cpu::MatmulKernelSet mm_;
-  cpu::AttentionUnitFn attention_unit_ = nullptr;
+  cpu::AttentionUnitFn attention_unit_ = nullptr;    // AVX2: one token per work item
+  cpu::AttentionBlockFn attention_block_ = nullptr;  // AVX-512: blocks of query rows
   std::vector<bf16> pack_a_, pack_b_, pack_w_;
   std::vector<float> gate_, up_;
   struct ItemRec {

@@ -50,13 +50,19 @@ struct MatmulKernelSet {
 using AttentionUnitFn = void (*)(const AttentionArgs& args, int64_t token, int first_head,
                                  int num_heads, float* scratch);
 
+// Attention of `num_tokens` consecutive tokens from `first_token` (one sequence: the same block
+// table) for query heads [first_head, first_head + num_heads) of one kv head;
+// num_tokens * num_heads <= 16.
+using AttentionBlockFn = void (*)(const AttentionArgs& args, int64_t first_token, int num_tokens,
+                                  int first_head, int num_heads);
+
 namespace avx512 {
 MatmulKernelSet MatmulKernels();
+void AttentionBlock(const AttentionArgs& args, int64_t first_token, int num_tokens, int first_head,
+                    int num_heads);
 void PanelGemmBf16(const bf16* x, int64_t ldx, int rows, const bf16* panel, int64_t kp, float* y,
                    int64_t ldy, int cols);
 void PackPanelsAvx512(const WeightView& w, bf16* dst, int64_t panel_begin, int64_t panel_end);
-void AttentionUnit(const AttentionArgs& args, int64_t token, int first_head, int num_heads,
-                   float* scratch);
 }  // namespace avx512
 
 namespace avx2 {

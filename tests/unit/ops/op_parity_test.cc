@@ -347,8 +347,8 @@ namespace {
 
 // The same keys and values stored in shuffled paged blocks or in one contiguous block give the
 // same attention output, on every kernel set (reduction order follows key positions, not
-// memory).
-TEST(AttentionTest, PagedEqualsContiguous) {
+// memory); and a token alone gives the bits it gets among others.
+TEST(AttentionTest, PagedEqualsContiguousAndTokensAlone) {
   std::vector<CpuKernels> all = SupportedCpuKernels();
   all.push_back(CpuKernels::kReference);
   for (CpuKernels k : all) {
@@ -392,6 +392,27 @@ TEST(AttentionTest, PagedEqualsContiguous) {
     std::vector<float> p = run(paged.data(), bs, table);
     std::vector<float> c = run(contiguous.data(), n, one_block);
     EXPECT_EQ(0, std::memcmp(p.data(), c.data(), p.size() * sizeof(float))) << CpuKernelsName(k);
+    // Batch invariance: each token alone (a decode step) gives the bits it got in the prefill.
+    for (int t : {0, 1, 6, 17, 36}) {
+      std::span<const int32_t> tbl(table);
+      std::vector<float> out(hq * d);
+      AttentionArgs a;
+      a.q = q.data() + t * hq * d;
+      a.q_token_stride = hq * d;
+      a.q_head_stride = d;
+      a.num_tokens = 1;
+      a.num_q_heads = hq;
+      a.num_keys = num_keys.data() + t;
+      a.block_tables = &tbl;
+      a.kv = {paged.data(), paged.data(), int64_t{bs} * token, token, d, bs, hkv, d, d};
+      a.scale = 0.2f;
+      a.out = out.data();
+      a.out_token_stride = hq * d;
+      a.out_head_stride = d;
+      (*be)->Attention(a);
+      EXPECT_EQ(0, std::memcmp(out.data(), p.data() + t * hq * d, out.size() * sizeof(float)))
+          << CpuKernelsName(k) << " token " << t;
+    }
   }
 }
 
