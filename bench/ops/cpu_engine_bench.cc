@@ -48,6 +48,14 @@ struct Flags {
   }
 };
 
+// The 1, 5 and 15 minute load averages (the machine is shared: figures are noisy under load).
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
 std::vector<int32_t> Prompt(int n, int salt, int64_t vocab) {
   std::vector<int32_t> p(n);
   for (int i = 0; i < n; ++i) p[i] = static_cast<int32_t>((1000 + 7919 * (i + 131 * salt)) % vocab);
@@ -262,6 +270,7 @@ int Main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   const auto& cpu = ops::GetCpuFeatures();
+  const std::string load_start = LoadAverage();
   nlohmann::json out;
   out["git_sha"] = kGitSha;
   out["cpu"] = {{"model", cpu.model_name}, {"cores", cpu.num_cores}, {"features", cpu.Describe()}};
@@ -317,6 +326,7 @@ int Main(int argc, char** argv) {
       std::cerr << name << " threads " << t << ": " << r->dump() << "\n";
     }
   }
+  out["load_average"] = {{"start", load_start}, {"end", LoadAverage()}};
   std::filesystem::create_directories(std::filesystem::path(f.out).parent_path());
   std::ofstream(f.out) << out.dump(2) << "\n";
   std::cout << out.dump(2) << "\n";
