@@ -220,7 +220,36 @@ Status RunnerImpl::LoadWeights(const RunnerOptions& options) {
   stats_.decode_bytes_per_token = bytes + Bytes(lm_head_) + hidden * 2;
   stats_.macs_per_token = macs + Elements(lm_head_);
   stats_.weight_bytes = weights_->mapped_bytes_used();
+  PackWeights();
   return OkStatus();
+}
+
+void RunnerImpl::PackWeights() {
+  if (backend_->PackedWeightBytes(lm_head_) == 0) return;  // this backend reads weights as they are
+  weights_->Prefault();  // one populate call per tensor instead of a fault per page
+  auto pack = [&](ops::WeightView& w) {
+    const size_t bytes = backend_->PackedWeightBytes(w);
+    if (bytes == 0) return;
+    weights_->Repacked(w);
+    w = backend_->PackWeight(w, weights_->OwnBytes(bytes));
+  };
+  auto pack_mlp = [&](ops::MlpWeights& m) {
+    pack(m.gate);
+    pack(m.up);
+    pack(m.down);
+  };
+  for (LayerWeights& L : layers_) {
+    for (ops::WeightView* w : {&L.gqa.q, &L.gqa.k, &L.gqa.v, &L.gqa.o, &L.mla.q_a, &L.mla.q_b,
+                               &L.mla.q, &L.mla.kv_a, &L.mla.kv_b, &L.mla.o}) {
+      pack(*w);
+    }
+    for (ops::WeightView& w : L.mla.uk_t) pack(w);
+    for (ops::WeightView& w : L.mla.uv) pack(w);
+    pack_mlp(L.mlp);
+    for (ops::MlpWeights& m : L.moe.experts) pack_mlp(m);
+    if (L.moe.has_shared) pack_mlp(L.moe.shared);
+  }
+  pack(lm_head_);  // a copy when tied: the embedding table stays row-major for lookups
 }
 
 Status RunnerImpl::Validate(const ForwardBatch& batch) const {

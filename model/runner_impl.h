@@ -88,6 +88,9 @@ class RunnerImpl final : public ModelRunner {
   Status LoadMlp(const std::string& prefix, int64_t inter, bool mixtral_names, bool transposed,
                  ops::MlpWeights* w);
   Status LoadMoe(int layer, MoeWeights* w);
+  // Copies every matmul weight into the backend's tile layout (Backend::PackWeight); the
+  // embedding table and f32 router weights stay as they are.
+  void PackWeights();
   Status Validate(const ForwardBatch& batch) const;
   int64_t KvOffset(int32_t block, int slot) const {
     return (static_cast<int64_t>(block) * kv_spec_.block_size + slot) * kv_spec_.TokenElements();

@@ -2,7 +2,9 @@
 // used in place (mmap); f32/f16/fp8-block tensors are converted to bf16 once and owned here.
 #pragma once
 
+#include <cstdlib>
 #include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,11 @@ class WeightLoader {
   StatusOr<std::vector<float>> Vector(const std::string& name, int64_t n);
   // Owns a bf16 buffer for derived weights (MLA absorption).
   std::vector<bf16>& OwnBf16(std::vector<bf16> data);
+  // Owns `bytes` of 64-byte aligned memory (weights repacked into a backend's tile layout).
+  void* OwnBytes(size_t bytes);
+  // `w` was copied into a backend's layout: its mapped tensor (if it is one) is no longer read by
+  // the forward and need not be prefaulted.
+  void Repacked(const ops::WeightView& w);
 
   // Reads every page of the tensors used in place, so the first forward does not fault.
   void Prefault() const;
@@ -42,6 +49,10 @@ class WeightLoader {
   int64_t block_rows_, block_cols_;
   std::deque<std::vector<bf16>> owned_bf16_;
   std::deque<std::vector<float>> owned_f32_;
+  struct FreeDeleter {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::vector<std::unique_ptr<void, FreeDeleter>> owned_bytes_;
   std::vector<const TensorView*> mapped_;
   int64_t mapped_bytes_ = 0;
 };

@@ -40,16 +40,35 @@ enum class Op {
   kSampling,
 };
 
-// A matrix in the Hugging Face layout: `rows` output features of `cols` input features each,
-// row r starting at element r * row_stride.
+// How a WeightView's elements are laid out in memory.
+enum class WeightLayout : uint8_t {
+  // The Hugging Face layout: row r starts at element r * stride().
+  kRowMajor,
+  // bf16 only, made by Backend::PackWeight for the CPU GEMM: rows in panels of kPanelRows;
+  // inside a panel, pairs of columns (2i, 2i+1) of its 64 rows in turn, so a panel is one linear
+  // stream of ceil(cols / 2) blocks of 64 x 2 elements. Element (r, c) is at
+  //   ((r / 64) * ceil(cols / 2) + c / 2) * 128 + (r % 64) * 2 + c % 2.
+  // Rows past `rows` in the last panel and the odd column past `cols` are zero.
+  kPanels64,
+};
+constexpr int64_t kPanelRows = 64;
+
+// A weight matrix: `rows` output features of `cols` input features each.
 struct WeightView {
   DType dtype = DType::kBF16;
   const void* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
-  int64_t row_stride = 0;  // elements; 0 means cols
+  int64_t row_stride = 0;  // elements, kRowMajor only; 0 means cols
+  WeightLayout layout = WeightLayout::kRowMajor;
 
   int64_t stride() const { return row_stride == 0 ? cols : row_stride; }
+  // Flat element index of (row, col) in `data`.
+  int64_t Index(int64_t row, int64_t col) const {
+    if (layout == WeightLayout::kRowMajor) return row * stride() + col;
+    return ((row / kPanelRows) * ((cols + 1) / 2) + col / 2) * (2 * kPanelRows) +
+           (row % kPanelRows) * 2 + col % 2;
+  }
 };
 
 // One product y[m, w.rows] = x[m, w.cols] * w^T of a Matmul call (several share one x).
@@ -168,6 +187,20 @@ class Backend {
   virtual void CopyToDevice(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void Copy(void* dst, const void* src, size_t bytes) = 0;
+
+  // Weight layout. A backend whose matmul streams weights faster in its own tile layout says how
+  // many bytes a copy of `w` takes in it (0: it reads `w` as it is, keep the original), and
+  // PackWeight writes that copy to `dst` (64-byte aligned) and returns its view. The model does
+  // this once at load for every matmul weight (never for embedding tables); every op accepts
+  // either layout. Default: no packing.
+  virtual size_t PackedWeightBytes(const WeightView& w) const {
+    (void)w;
+    return 0;
+  }
+  virtual WeightView PackWeight(const WeightView& w, void* dst) {
+    (void)dst;
+    return w;
+  }
 
   // out[i, :] = table[ids[i], :] as f32 (table bf16 or f32).
   virtual void Embedding(const WeightView& table, const int32_t* ids, int64_t n, float* out,

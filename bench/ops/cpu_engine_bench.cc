@@ -41,7 +41,20 @@ struct Flags {
   std::vector<int> batches = {8, 32, 64};
   int batch_steps = 8;
   size_t bandwidth_bytes = size_t{512} << 20;
+  std::vector<std::string> sections = {"decode", "prefill", "batched"};
+  std::string limits_from;  // reuse the "limits" of an earlier result JSON (profiling runs)
+  bool Has(const std::string& s) const {
+    return std::find(sections.begin(), sections.end(), s) != sections.end();
+  }
 };
+
+// The 1, 5 and 15 minute load averages (the machine is shared: figures are noisy under load).
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
 
 std::vector<int32_t> Prompt(int n, int salt, int64_t vocab) {
   std::vector<int32_t> p(n);
@@ -140,7 +153,7 @@ StatusOr<nlohmann::json> BenchModel(const Flags& f, model::Arch arch, int thread
   std::vector<int32_t> table(model::BlocksForTokens(f.prefill_tokens + f.decode_tokens, bs));
   std::iota(table.begin(), table.end(), 0);
   Timing best{1e30, 1e30};
-  for (int r = 0; r < 3; ++r) {
+  for (int r = 0; r < (f.Has("decode") ? 3 : 0); ++r) {
     std::vector<int32_t> tokens = Prompt(16, 1, c.vocab_size);
     model::ForwardBatch b;
     b.sequences.push_back({tokens, 0, table, model::LogitsMode::kLast});
@@ -161,16 +174,18 @@ StatusOr<nlohmann::json> BenchModel(const Flags& f, model::Arch arch, int thread
     best.cpu_ms = std::min(best.cpu_ms, total.cpu_ms);
   }
   const double bytes = static_cast<double>(st.decode_bytes_per_token);
-  j["decode_batch1"] =
-      Figure(f.decode_tokens * 1e3 / best.wall_ms, f.decode_tokens * 1e3 / best.cpu_ms,
-             bw * 1e9 / bytes, bw_cpu * 1e9 / bytes, threads, "tokens_per_s",
-             "measured read bandwidth / weight bytes read per token");
-  j["decode_batch1"]["context_tokens"] = 16 + f.decode_tokens;
+  if (f.Has("decode")) {
+    j["decode_batch1"] =
+        Figure(f.decode_tokens * 1e3 / best.wall_ms, f.decode_tokens * 1e3 / best.cpu_ms,
+               bw * 1e9 / bytes, bw_cpu * 1e9 / bytes, threads, "tokens_per_s",
+               "measured read bandwidth / weight bytes read per token");
+    j["decode_batch1"]["context_tokens"] = 16 + f.decode_tokens;
+  }
 
-  // Prefill of one prompt of prefill_tokens, logits for the last token only; best of 2.
+  // Prefill of one prompt of prefill_tokens, logits for the last token only; best of 3.
   std::vector<int32_t> long_prompt = Prompt(f.prefill_tokens, 2, c.vocab_size);
   best = {1e30, 1e30};
-  for (int r = 0; r < 2; ++r) {
+  for (int r = 0; r < (f.Has("prefill") ? 3 : 0); ++r) {
     model::ForwardBatch b;
     b.sequences.push_back({long_prompt, 0, table, model::LogitsMode::kLast});
     model::ForwardResult res;
@@ -191,16 +206,18 @@ StatusOr<nlohmann::json> BenchModel(const Flags& f, model::Arch arch, int thread
   }
   const double flops =
       2.0 * ((st.macs_per_token - lm_head) * n + lm_head + attn_macs * c.num_hidden_layers);
-  j["prefill"] = Figure(flops / (best.wall_ms * 1e6), flops / (best.cpu_ms * 1e6), peak, peak_cpu,
-                        threads, "gflops", "measured peak vdpbf16ps FLOPs");
-  j["prefill"]["tokens"] = f.prefill_tokens;
-  j["prefill"]["tokens_per_s"] = n * 1e3 / best.wall_ms;
-  if (threads == 1) j["prefill"]["cpu_time"]["tokens_per_s"] = n * 1e3 / best.cpu_ms;
+  if (f.Has("prefill")) {
+    j["prefill"] = Figure(flops / (best.wall_ms * 1e6), flops / (best.cpu_ms * 1e6), peak, peak_cpu,
+                          threads, "gflops", "measured peak vdpbf16ps FLOPs");
+    j["prefill"]["tokens"] = f.prefill_tokens;
+    j["prefill"]["tokens_per_s"] = n * 1e3 / best.wall_ms;
+    if (threads == 1) j["prefill"]["cpu_time"]["tokens_per_s"] = n * 1e3 / best.cpu_ms;
+  }
 
   // Batched decode: B sequences with 16-token prompts (prefilled together, untimed), then
   // batch_steps timed decode steps of all B.
   nlohmann::json batched = nlohmann::json::array();
-  for (int B : f.batches) {
+  for (int B : f.Has("batched") ? f.batches : std::vector<int>{}) {
     const int per_seq = model::BlocksForTokens(16 + f.batch_steps + 1, bs);
     std::vector<std::vector<int32_t>> tokens(B), tables(B);
     model::ForwardBatch pre;
@@ -231,7 +248,7 @@ StatusOr<nlohmann::json> BenchModel(const Flags& f, model::Arch arch, int thread
     if (threads == 1) e["cpu_time"] = {{"tokens_per_s", B * f.batch_steps * 1e3 / total.cpu_ms}};
     batched.push_back(e);
   }
-  j["decode_batched"] = batched;
+  if (f.Has("batched")) j["decode_batched"] = batched;
   return j;
 }
 
@@ -247,9 +264,13 @@ int Main(int argc, char** argv) {
   app.add_option("--prefill-tokens", f.prefill_tokens, "Prefill prompt length");
   app.add_option("--batches", f.batches, "Batched decode sizes")->delimiter(',');
   app.add_option("--batch-steps", f.batch_steps, "Timed steps per batched decode");
+  app.add_option("--sections", f.sections, "What to run: decode, prefill, batched")->delimiter(',');
+  app.add_option("--limits-from", f.limits_from,
+                 "Take the machine limits from this earlier result JSON instead of measuring");
   CLI11_PARSE(app, argc, argv);
 
   const auto& cpu = ops::GetCpuFeatures();
+  const std::string load_start = LoadAverage();
   nlohmann::json out;
   out["git_sha"] = kGitSha;
   out["cpu"] = {{"model", cpu.model_name}, {"cores", cpu.num_cores}, {"features", cpu.Describe()}};
@@ -263,7 +284,16 @@ int Main(int argc, char** argv) {
                      {"dtype", "bf16 weights, f32 activations, bf16 KV"},
                      {"kernels", "auto"}};
   nlohmann::json limits;
-  for (int t : {1, 2}) {
+  if (!f.limits_from.empty()) {
+    std::ifstream in(f.limits_from);
+    nlohmann::json old = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (!old.contains("limits")) {
+      std::cerr << f.limits_from << ": no \"limits\" object\n";
+      return 2;
+    }
+    limits = old["limits"];
+  }
+  for (int t : f.limits_from.empty() ? std::vector<int>{1, 2} : std::vector<int>{}) {
     std::string k = std::to_string(t);
     limits["read_bandwidth_gbs"][k] = MeasureReadBandwidthGBs(t, f.bandwidth_bytes, 5);
     limits["peak_bf16_gflops"][k] = MeasurePeakBf16Gflops(t);
@@ -271,11 +301,13 @@ int Main(int argc, char** argv) {
     std::cerr << "limits " << t << " thread(s): " << limits["read_bandwidth_gbs"][k] << " GB/s, "
               << limits["peak_bf16_gflops"][k] << " bf16 GFLOPS\n";
   }
-  limits["thread_cpu_time"] = {
-      {"read_bandwidth_gbs",
-       MeasureReadBandwidthGBs(1, f.bandwidth_bytes, 5, TimeBase::kThreadCpu)},
-      {"peak_bf16_gflops", MeasurePeakBf16Gflops(1, TimeBase::kThreadCpu)},
-      {"peak_f32_gflops", MeasurePeakF32Gflops(1, TimeBase::kThreadCpu)}};
+  if (f.limits_from.empty()) {
+    limits["thread_cpu_time"] = {
+        {"read_bandwidth_gbs",
+         MeasureReadBandwidthGBs(1, f.bandwidth_bytes, 5, TimeBase::kThreadCpu)},
+        {"peak_bf16_gflops", MeasurePeakBf16Gflops(1, TimeBase::kThreadCpu)},
+        {"peak_f32_gflops", MeasurePeakF32Gflops(1, TimeBase::kThreadCpu)}};
+  }
   std::cerr << "limits (thread CPU time): " << limits["thread_cpu_time"].dump() << "\n";
   out["limits"] = limits;
   for (const std::string& name : f.archs) {
@@ -294,6 +326,7 @@ int Main(int argc, char** argv) {
       std::cerr << name << " threads " << t << ": " << r->dump() << "\n";
     }
   }
+  out["load_average"] = {{"start", load_start}, {"end", LoadAverage()}};
   std::filesystem::create_directories(std::filesystem::path(f.out).parent_path());
   std::ofstream(f.out) << out.dump(2) << "\n";
   std::cout << out.dump(2) << "\n";

@@ -41,7 +41,7 @@ class CpuBackend final : public Backend {
   CpuBackend(CpuKernels kernels, int num_threads) : kernels_(kernels), pool_(num_threads) {
     if (kernels == CpuKernels::kAvx512) {
       mm_ = cpu::avx512::MatmulKernels();
-      attention_unit_ = &cpu::avx512::AttentionUnit;
+      attention_block_ = &cpu::avx512::AttentionBlock;
     } else if (kernels == CpuKernels::kAvx2) {
       mm_ = cpu::avx2::MatmulKernels();
       attention_unit_ = &cpu::AttentionUnitPortable;
@@ -81,6 +81,19 @@ class CpuBackend final : public Backend {
     std::memcpy(dst, src, bytes);
   }
   void Copy(void* dst, const void* src, size_t bytes) override { std::memmove(dst, src, bytes); }
+
+  size_t PackedWeightBytes(const WeightView& w) const override {
+    if (!Packs(w)) return 0;
+    return static_cast<size_t>(PackedElements(w)) * sizeof(bf16);
+  }
+
+  WeightView PackWeight(const WeightView& w, void* dst) override {
+    if (!Packs(w)) return w;
+    bf16* out = static_cast<bf16*>(dst);
+    const int64_t panels = (w.rows + kPanelRows - 1) / kPanelRows;
+    pool_.ParallelFor(panels, [&](int64_t p) { mm_.pack_panels(w, out, p, p + 1); });
+    return WeightView{DType::kBF16, out, w.rows, w.cols, 0, WeightLayout::kPanels64};
+  }
 
   void Embedding(const WeightView& table, const int32_t* ids, int64_t n, float* out,
                  int64_t ldo) override {
@@ -183,6 +196,7 @@ class CpuBackend final : public Backend {
 
   void Attention(const AttentionArgs& a) override {
     if (reference()) return reference::Attention(a);
+    if (attention_block_ != nullptr) return AttentionBlocks(a);
     const int group = a.num_q_heads / a.kv.num_kv_heads;
     const int heads_per_unit = std::min(group, 4);
     const int units_per_group = (group + heads_per_unit - 1) / heads_per_unit;
@@ -256,6 +270,63 @@ class CpuBackend final : public Backend {
  private:
   bool reference() const { return kernels_ == CpuKernels::kReference; }
 
+  // Work items of up to 16 query rows: consecutive tokens of one sequence (prefill) x query
+  // heads of one kv head, so each key and value loaded serves every row of the item.
+  void AttentionBlocks(const AttentionArgs& a) {
+    const int group = a.num_q_heads / a.kv.num_kv_heads;
+    const int heads_per_item = std::min(group, 16);
+    const int tokens_per_item = std::max(1, 16 / heads_per_item);
+    const int items_per_group = (group + heads_per_item - 1) / heads_per_item;
+    struct Span {
+      int64_t t0;
+      int nt;
+    };
+    std::vector<Span> spans;
+    for (int64_t t = 0; t < a.num_tokens;) {
+      int nt = 1;
+      while (nt < tokens_per_item && t + nt < a.num_tokens &&
+             a.block_tables[t + nt].data() == a.block_tables[t].data()) {
+        ++nt;
+      }
+      spans.push_back({t, nt});
+      t += nt;
+    }
+    const int64_t per_span = int64_t{a.kv.num_kv_heads} * items_per_group;
+    pool_.ParallelFor(static_cast<int64_t>(spans.size()) * per_span, [&](int64_t u) {
+      const Span& sp = spans[u / per_span];
+      const int64_t r = u % per_span;
+      const int kvh = static_cast<int>(r / items_per_group);
+      const int first = kvh * group + static_cast<int>(r % items_per_group) * heads_per_item;
+      const int nh = std::min(heads_per_item, (kvh + 1) * group - first);
+      attention_block_(a, sp.t0, sp.nt, first, nh);
+    });
+  }
+  bool Packs(const WeightView& w) const {
+    return mm_.panel_bf16 != nullptr && w.dtype == DType::kBF16 &&
+           w.layout == WeightLayout::kRowMajor && w.rows > 0 && w.cols > 0;
+  }
+  static int64_t PackedElements(const WeightView& w) {
+    return (w.rows + kPanelRows - 1) / kPanelRows * ((w.cols + 1) / 2) * 2 * kPanelRows;
+  }
+
+  // Jobs with bf16 weights in the row-major layout are packed into scratch first (weights the
+  // model did not pack at load: tests, one-off products), so every bf16 product on a panel
+  // kernel set runs the same kernel.
+  void PackJobWeights(std::vector<MatmulJob>& jobs) {
+    int64_t total = 0;
+    for (const MatmulJob& j : jobs) {
+      if (Packs(j.w)) total += RoundUp(PackedElements(j.w), 32);
+    }
+    if (total == 0) return;
+    if (pack_w_.size() < static_cast<size_t>(total)) pack_w_.resize(total);
+    int64_t offset = 0;
+    for (MatmulJob& j : jobs) {
+      if (!Packs(j.w)) continue;
+      j.w = PackWeight(j.w, pack_w_.data() + offset);
+      offset += RoundUp(PackedElements(j.w), 32);
+    }
+  }
+
   // Runs fn(row) for rows [0, m), in chunks of about 32K elements of work per item.
   template <typename Fn>
   void ForRows(int64_t m, int64_t work_per_row, Fn&& fn) {
@@ -286,7 +357,67 @@ class CpuBackend final : public Backend {
     return p;
   }
 
-  void RunJobs(std::span<const MatmulJob> jobs) {
+  void RunJobs(std::vector<MatmulJob>& jobs) {
+    if (mm_.panel_bf16 != nullptr) {
+      PackJobWeights(jobs);
+      std::vector<MatmulJob> rest;
+      for (const MatmulJob& j : jobs) {
+        if (j.w.layout != WeightLayout::kPanels64) rest.push_back(j);
+      }
+      RunPanelJobs(jobs);
+      if (!rest.empty()) RunTileJobs(rest);
+      return;
+    }
+    RunTileJobs(jobs);
+  }
+
+  // Jobs whose weights are panel-packed: work items of (up to kRowBlock rows) x (a group of
+  // panels); inside one, each panel is swept by all its rows' tiles while it sits in cache.
+  void RunPanelJobs(std::span<const MatmulJob> jobs) {
+    constexpr int64_t kRowBlock = 16 * cpu::kPanelTileRows;
+    std::vector<PanelItem>& items = panel_items_;
+    items.clear();
+    double macs = 0;
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      const MatmulJob& job = jobs[j];
+      if (job.w.layout != WeightLayout::kPanels64 || job.m == 0) continue;
+      macs += static_cast<double>(job.m) * job.w.rows * job.w.cols;
+      const int64_t panels = (job.w.rows + kPanelRows - 1) / kPanelRows;
+      // Few rows (decode): several panels per item so an item is worth a hand-off.
+      const int64_t group = job.m <= cpu::kPanelTileRows ? 4 : 1;
+      for (int64_t r = 0; r < job.m; r += kRowBlock) {
+        for (int64_t p = 0; p < panels; p += group) {
+          items.push_back({static_cast<int32_t>(j), r, p, std::min(panels, p + group)});
+        }
+      }
+    }
+    auto run = [&](int64_t i) {
+      const PanelItem& it = items[i];
+      const MatmulJob& job = jobs[it.job];
+      const int64_t kp = (job.w.cols + 1) / 2;
+      const int64_t r_end = std::min(job.m, it.r0 + kRowBlock);
+      const bf16* x = static_cast<const bf16*>(job.x.data);
+      const bf16* w = static_cast<const bf16*>(job.w.data);
+      for (int64_t p = it.p0; p < it.p1; ++p) {
+        const int64_t c0 = p * kPanelRows;
+        const int cols = static_cast<int>(std::min(kPanelRows, job.w.rows - c0));
+        const bf16* panel = w + p * kp * 2 * kPanelRows;
+        for (int64_t r = it.r0; r < r_end; r += cpu::kPanelTileRows) {
+          int rows = static_cast<int>(std::min<int64_t>(cpu::kPanelTileRows, r_end - r));
+          mm_.panel_bf16(x + r * job.x.ld, job.x.ld, rows, panel, kp, job.y + r * job.ldy + c0,
+                         job.ldy, cols);
+        }
+      }
+    };
+    if (macs < (1 << 16)) {
+      for (size_t i = 0; i < items.size(); ++i) run(static_cast<int64_t>(i));
+    } else {
+      pool_.ParallelFor(static_cast<int64_t>(items.size()), run);
+    }
+  }
+
+  // Jobs through the dot-product tiles (row-major weights).
+  void RunTileJobs(std::span<const MatmulJob> jobs) {
     const int64_t row_block = int64_t{mm_.max_rows} * 16;
     const int64_t col_block = int64_t{mm_.max_cols} * 8;
     items_.clear();
@@ -311,7 +442,7 @@ class CpuBackend final : public Backend {
         for (int64_t c = it.c0; c < c_end; c += mm_.max_cols) {
           int cols = static_cast<int>(std::min<int64_t>(mm_.max_cols, c_end - c));
           float* y = job.y + r * job.ldy + c;
-          if (job.w.dtype == DType::kBF16) {
+          if (job.w.dtype == DType::kBF16 && job.w.layout == WeightLayout::kRowMajor) {
             const void* xr =
                 job.x.bf16
                     ? static_cast<const void*>(static_cast<const bf16*>(job.x.data) + r * job.x.ld)
@@ -319,7 +450,7 @@ class CpuBackend final : public Backend {
                                                r * job.x.ld);
             mm_.tile_bf16(xr, job.x.ld, rows, static_cast<const bf16*>(job.w.data) + c * ldw, ldw,
                           cols, k, y, job.ldy);
-          } else if (job.w.dtype == DType::kF32) {
+          } else if (job.w.dtype == DType::kF32 && job.w.layout == WeightLayout::kRowMajor) {
             mm_.tile_f32(job.xf32 + r * job.ldx_f32, job.ldx_f32, rows,
                          static_cast<const float*>(job.w.data) + c * ldw, ldw, cols, k, y, job.ldy);
           } else {
@@ -348,14 +479,20 @@ class CpuBackend final : public Backend {
   std::string name_;
   ThreadPool pool_;
   cpu::MatmulKernelSet mm_;
-  cpu::AttentionUnitFn attention_unit_ = nullptr;
-  std::vector<bf16> pack_a_, pack_b_;
+  cpu::AttentionUnitFn attention_unit_ = nullptr;    // AVX2: one token per work item
+  cpu::AttentionBlockFn attention_block_ = nullptr;  // AVX-512: blocks of query rows
+  std::vector<bf16> pack_a_, pack_b_, pack_w_;
   std::vector<float> gate_, up_;
   struct ItemRec {
     int32_t job;
     int64_t r0, c0;
   };
   std::vector<ItemRec> items_;
+  struct PanelItem {
+    int32_t job;
+    int64_t r0, p0, p1;  // rows [r0, r0 + row block), panels [p0, p1)
+  };
+  std::vector<PanelItem> panel_items_;
 };
 
 bool CpuHas(CpuKernels k) {

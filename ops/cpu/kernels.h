@@ -14,7 +14,24 @@
 
 namespace strata::ops::cpu {
 
+// Rows of activations one panel GEMM call handles at most.
+constexpr int kPanelTileRows = 6;
+
+// Panel GEMM (WeightLayout::kPanels64): y[r * ldy + c] = dot(x row r, panel row c) for
+// r < rows <= kPanelTileRows, c < cols <= 64, over kp column pairs. x rows are bf16, at least
+// 2 * kp long (zero padded). One fixed reduction order per output (see gemm_avx512.cc).
+using PanelGemmFn = void (*)(const bf16* x, int64_t ldx, int rows, const bf16* panel, int64_t kp,
+                             float* y, int64_t ldy, int cols);
+
+// Copies panels [panel_begin, panel_end) of the row-major bf16 matrix `w` into `dst` (the whole
+// packed matrix, WeightLayout::kPanels64).
+void PackPanels(const WeightView& w, bf16* dst, int64_t panel_begin, int64_t panel_end);
+
 struct MatmulKernelSet {
+  // Set when bf16 weights go through the panel GEMM (packed at load, or on the fly).
+  PanelGemmFn panel_bf16 = nullptr;
+  void (*pack_panels)(const WeightView& w, bf16* dst, int64_t panel_begin,
+                      int64_t panel_end) = nullptr;
   // When true, bf16-weight tiles read activations packed by pack_bf16 (bf16 rows of padded
   // length RoundUp(k, 32), zero filled); otherwise they read the f32 rows directly.
   bool packs_bf16 = false;
@@ -33,10 +50,19 @@ struct MatmulKernelSet {
 using AttentionUnitFn = void (*)(const AttentionArgs& args, int64_t token, int first_head,
                                  int num_heads, float* scratch);
 
+// Attention of `num_tokens` consecutive tokens from `first_token` (one sequence: the same block
+// table) for query heads [first_head, first_head + num_heads) of one kv head;
+// num_tokens * num_heads <= 16.
+using AttentionBlockFn = void (*)(const AttentionArgs& args, int64_t first_token, int num_tokens,
+                                  int first_head, int num_heads);
+
 namespace avx512 {
 MatmulKernelSet MatmulKernels();
-void AttentionUnit(const AttentionArgs& args, int64_t token, int first_head, int num_heads,
-                   float* scratch);
+void AttentionBlock(const AttentionArgs& args, int64_t first_token, int num_tokens, int first_head,
+                    int num_heads);
+void PanelGemmBf16(const bf16* x, int64_t ldx, int rows, const bf16* panel, int64_t kp, float* y,
+                   int64_t ldy, int cols);
+void PackPanelsAvx512(const WeightView& w, bf16* dst, int64_t panel_begin, int64_t panel_end);
 }  // namespace avx512
 
 namespace avx2 {

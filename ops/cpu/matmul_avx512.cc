@@ -167,6 +167,8 @@ MatmulKernelSet MatmulKernels() {
   s.max_rows = kMaxRows;
   s.max_cols = kMaxCols;
   s.pack_bf16 = &PackBf16;
+  s.panel_bf16 = &PanelGemmBf16;
+  s.pack_panels = &PackPanelsAvx512;
   s.tile_bf16 = &TileBf16Dispatch;
   s.tile_f32 = &TileF32Dispatch;
   return s;

@@ -8,7 +8,7 @@
 namespace strata::ops::reference {
 
 float LoadWeight(const WeightView& w, int64_t row, int64_t col) {
-  int64_t i = row * w.stride() + col;
+  int64_t i = w.Index(row, col);
   switch (w.dtype) {
     case DType::kF32:
       return static_cast<const float*>(w.data)[i];

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -287,6 +288,49 @@ TEST_P(OpParityTest, MatmulRowsAreBatchInvariant) {
   }
 }
 
+// A backend's packed copy of a weight (Backend::PackWeight) holds the same elements where
+// WeightView::Index says, zeros in the padding, and gives the same products: bit-identical to
+// the row-major weight on that backend, and within the bf16 bound of the reference reading the
+// packed view.
+TEST_P(OpParityTest, PackedWeightsMatchRowMajor) {
+  auto be = CreateCpuBackend({2, GetParam()});
+  auto ref = CreateCpuBackend({1, CpuKernels::kReference});
+  ASSERT_TRUE(be.ok() && ref.ok());
+  for (auto [m, n, k, stride] : {std::tuple{1, 200, 1024, 1024}, std::tuple{13, 130, 333, 333},
+                                 std::tuple{7, 64, 96, 128}, std::tuple{40, 288, 512, 512}}) {
+    SCOPED_TRACE(std::to_string(n) + "x" + std::to_string(k));
+    Rng r(n + k);
+    auto x = r.Floats(m * k);
+    auto w = r.Bf16s(n * stride);
+    const WeightView rm{DType::kBF16, w.data(), n, k, stride};
+    const size_t bytes = (*be)->PackedWeightBytes(rm);
+    if (bytes == 0) GTEST_SKIP() << "this kernel set reads weights as they are";
+    void* buf = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    const WeightView packed = (*be)->PackWeight(rm, buf);
+    ASSERT_EQ(packed.layout, WeightLayout::kPanels64);
+    const bf16* pw = static_cast<const bf16*>(packed.data);
+    std::vector<bool> used(bytes / sizeof(bf16), false);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < k; ++j) {
+        ASSERT_EQ(pw[packed.Index(i, j)].bits, w[i * stride + j].bits) << i << "," << j;
+        used[packed.Index(i, j)] = true;
+      }
+    }
+    for (size_t e = 0; e < used.size(); ++e) {
+      if (!used[e]) ASSERT_EQ(pw[e].bits, 0) << "padding element " << e;
+    }
+    std::vector<float> y_rm(m * n), y_packed(m * n), y_ref(m * n);
+    MatmulOutput o_rm{rm, y_rm.data(), n}, o_packed{packed, y_packed.data(), n},
+        o_ref{packed, y_ref.data(), n};
+    (*be)->Matmul(x.data(), m, k, std::span<const MatmulOutput>(&o_rm, 1));
+    (*be)->Matmul(x.data(), m, k, std::span<const MatmulOutput>(&o_packed, 1));
+    (*ref)->Matmul(x.data(), m, k, std::span<const MatmulOutput>(&o_ref, 1));
+    EXPECT_EQ(0, std::memcmp(y_rm.data(), y_packed.data(), y_rm.size() * sizeof(float)));
+    EXPECT_LE(RelError(y_ref, y_packed), 1e-2);
+    std::free(buf);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Cpu, OpParityTest, ::testing::ValuesIn(SupportedCpuKernels()),
                          [](const auto& info) { return std::string(CpuKernelsName(info.param)); });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(OpParityTest);
@@ -303,8 +347,8 @@ namespace {
 
 // The same keys and values stored in shuffled paged blocks or in one contiguous block give the
 // same attention output, on every kernel set (reduction order follows key positions, not
-// memory).
-TEST(AttentionTest, PagedEqualsContiguous) {
+// memory); and a token alone gives the bits it gets among others.
+TEST(AttentionTest, PagedEqualsContiguousAndTokensAlone) {
   std::vector<CpuKernels> all = SupportedCpuKernels();
   all.push_back(CpuKernels::kReference);
   for (CpuKernels k : all) {
@@ -348,6 +392,27 @@ TEST(AttentionTest, PagedEqualsContiguous) {
     std::vector<float> p = run(paged.data(), bs, table);
     std::vector<float> c = run(contiguous.data(), n, one_block);
     EXPECT_EQ(0, std::memcmp(p.data(), c.data(), p.size() * sizeof(float))) << CpuKernelsName(k);
+    // Batch invariance: each token alone (a decode step) gives the bits it got in the prefill.
+    for (int t : {0, 1, 6, 17, 36}) {
+      std::span<const int32_t> tbl(table);
+      std::vector<float> out(hq * d);
+      AttentionArgs a;
+      a.q = q.data() + t * hq * d;
+      a.q_token_stride = hq * d;
+      a.q_head_stride = d;
+      a.num_tokens = 1;
+      a.num_q_heads = hq;
+      a.num_keys = num_keys.data() + t;
+      a.block_tables = &tbl;
+      a.kv = {paged.data(), paged.data(), int64_t{bs} * token, token, d, bs, hkv, d, d};
+      a.scale = 0.2f;
+      a.out = out.data();
+      a.out_token_stride = hq * d;
+      a.out_head_stride = d;
+      (*be)->Attention(a);
+      EXPECT_EQ(0, std::memcmp(out.data(), p.data() + t * hq * d, out.size() * sizeof(float)))
+          << CpuKernelsName(k) << " token " << t;
+    }
   }
 }
 
