@@ -26,6 +26,8 @@ Command ServeCommand() {
                     "Requests that may wait for admission; beyond that 429");
             AddFlag(app, "kv-cache-bytes", &cfg->kv_cache_bytes, "Memory for the KV cache");
             AddFlag(app, "block-size", &cfg->block_size, "Tokens per KV block");
+            AddFlag(app, "device", &cfg->device,
+                    "Where the model runs: cpu, cuda (GPU 0) or cuda:N (needs a CUDA build)");
             AddFlag(app, "threads", &cfg->threads, "Model compute threads (0: every core)");
             AddFlag(app, "http-threads", &cfg->http_threads, "HTTP I/O threads");
             AddFlag(app, "api-key", &cfg->api_key,
