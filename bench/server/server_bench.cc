@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,6 +43,19 @@ namespace strata::bench {
 namespace {
 
 using nlohmann::json;
+
+double ProcessCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
+
+double ThreadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 
 // The 1-minute load average (how busy the machine was: the figures are latencies).
 double LoadAverage() {
@@ -322,6 +336,11 @@ json ServerOverhead(const std::string& tokenizer_dir, int concurrency, int round
 
   std::vector<ClientResult> results;
   std::mutex mu;
+  // CPU time, which a busy machine does not inflate as it does latencies: the whole process
+  // (HTTP threads, the OpenAI layer run from the service's callbacks, the fake service) less
+  // the epoll client's own thread.
+  const double process_cpu_before = ProcessCpuSeconds();
+  double client_cpu_s = 0;
   for (int round = 0; round < rounds; ++round) {
     std::vector<std::string> bodies;
     for (int c = 0; c < concurrency; ++c) {
@@ -335,7 +354,9 @@ json ServerOverhead(const std::string& tokenizer_dir, int concurrency, int round
       bodies.push_back(body.dump());
     }
     if (client_epoll) {
+      const double client_before = ThreadCpuSeconds();
       for (auto& r : StreamAllEpoll(http.port(), bodies)) results.push_back(std::move(r));
+      client_cpu_s += ThreadCpuSeconds() - client_before;
       continue;
     }
     std::vector<std::thread> threads;
@@ -348,6 +369,7 @@ json ServerOverhead(const std::string& tokenizer_dir, int concurrency, int round
     }
     for (auto& t : threads) t.join();
   }
+  const double process_cpu_s = ProcessCpuSeconds() - process_cpu_before;
   http.Stop();
   auto submits = service.submit_ns();
   auto emits = service.emit_ns();
@@ -368,7 +390,18 @@ json ServerOverhead(const std::string& tokenizer_dir, int concurrency, int round
       token_us.push_back(static_cast<double>(r.chunk_ns[k] - e->second[k]) * 1e-3);
     }
   }
-  return {{"concurrency", concurrency},
+  const double total_tokens = static_cast<double>(rounds) * concurrency * tokens;
+  json cpu = {{"what",
+               "CPU time per streamed token: everything but the client (HTTP threads, output "
+               "processing, JSON, SSE, the kernel's send path, and the fake service's own "
+               "bookkeeping), and the whole process"},
+              {"process_us_per_token", process_cpu_s * 1e6 / total_tokens}};
+  if (client_epoll) {
+    cpu["server_us_per_token"] = (process_cpu_s - client_cpu_s) * 1e6 / total_tokens;
+    cpu["client_us_per_token"] = client_cpu_s * 1e6 / total_tokens;
+  }
+  return {{"cpu", cpu},
+          {"concurrency", concurrency},
           {"requests", static_cast<int>(results.size())},
           {"complete_streams", complete},
           {"tokens_per_request", tokens},
