@@ -489,6 +489,18 @@ void AppendJsonString(std::string_view text, std::string* out) {
   out->push_back('"');
   size_t start = out->size();
   for (size_t i = 0; i < text.size();) {
+    // A run of printable ASCII other than '"' and '\\' is copied as is, in one go.
+    size_t run = i;
+    while (run < text.size()) {
+      auto r = static_cast<unsigned char>(text[run]);
+      if (r < 0x20 || r >= 0x80 || r == '"' || r == '\\') break;
+      ++run;
+    }
+    if (run > i) {
+      out->append(text.data() + i, run - i);
+      i = run;
+      continue;
+    }
     auto c = static_cast<unsigned char>(text[i]);
     if (c >= 0x80) {
       size_t n = Utf8SequenceLength(text, i);
@@ -552,6 +564,7 @@ StreamChunkWriter::StreamChunkWriter(const Envelope& env, bool chat, bool with_u
 }
 
 void StreamChunkWriter::AppendEvent(const ChoiceOutput& delta, bool first, std::string* out) const {
+  out->reserve(out->size() + suffix_.size() + delta.text.size() + 128);
   out->append("data: ");
   if (delta.has_logprobs) {
     json j = chat_ ? ChatChunkJson(env_, delta, first, with_usage_null_)
