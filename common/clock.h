@@ -9,8 +9,7 @@ namespace strata {
 using MonoClock = std::chrono::steady_clock;
 
 inline int64_t MonotonicNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             MonoClock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(MonoClock::now().time_since_epoch())
       .count();
 }
 inline double MonotonicSeconds() { return static_cast<double>(MonotonicNanos()) * 1e-9; }
@@ -19,6 +18,24 @@ inline int64_t UnixSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// Wall clock, milliseconds since the Unix epoch (deadlines that cross processes).
+inline int64_t UnixMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+// A MonotonicNanos() deadline for a UnixMillis() one (0 stays 0: none).
+inline int64_t MonotonicDeadlineFromUnixMillis(int64_t unix_ms) {
+  if (unix_ms <= 0) return 0;
+  int64_t left_ms = unix_ms - UnixMillis();
+  return MonotonicNanos() + (left_ms > 0 ? left_ms : 0) * 1000000;
+}
+// The UnixMillis() deadline for a MonotonicNanos() one (0 stays 0).
+inline int64_t UnixMillisFromMonotonicDeadline(int64_t mono_ns) {
+  if (mono_ns <= 0) return 0;
+  return UnixMillis() + (mono_ns - MonotonicNanos()) / 1000000;
 }
 
 class Stopwatch {

@@ -41,6 +41,15 @@ void Engine::Abort(const std::string& request_id) {
   cv_.notify_one();
 }
 
+void Engine::Post(StepTask task) {
+  {
+    std::lock_guard lock(mu_);
+    if (stop_) return;
+    tasks_.push_back(std::move(task));
+  }
+  cv_.notify_one();
+}
+
 GenerationStats Engine::Stats() const {
   std::lock_guard lock(mu_);
   GenerationStats s = stats_;
@@ -58,16 +67,26 @@ void Engine::Loop() {
   while (true) {
     std::vector<Incoming> incoming;
     std::vector<std::string> aborts;
+    std::vector<StepTask> tasks;
     bool stop;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] {
-        return stop_ || !incoming_.empty() || !aborts_.empty() || scheduler_.HasWork();
-      });
+      auto has_work = [&] {
+        return stop_ || !incoming_.empty() || !aborts_.empty() || !tasks_.empty() ||
+               scheduler_.HasWork();
+      };
+      if (scheduler_.num_reserved() > 0) {
+        // Reservations expire on their own: look again now and then.
+        cv_.wait_for(lock, std::chrono::milliseconds(20), has_work);
+      } else {
+        cv_.wait(lock, has_work);
+      }
       incoming.swap(incoming_);
       aborts.swap(aborts_);
+      tasks.swap(tasks_);
       stop = stop_;
     }
+    events.clear();
     for (auto& in : incoming) {
       std::string id = in.request.request_id;
       auto cb = std::move(in.on_event);
@@ -77,12 +96,10 @@ void Engine::Loop() {
         ev.finish = FinishReason::kError;
         ev.error = st;
         cb(std::move(ev));
-        std::lock_guard lock(mu_);
-        --num_active_;
       }
     }
+    for (auto& task : tasks) task(scheduler_);
     for (const auto& id : aborts) scheduler_.Abort(id);
-    events.clear();
     bool idle = false;
     if (stop) {
       scheduler_.AbortAll(&events);
@@ -98,14 +115,11 @@ void Engine::Loop() {
       std::lock_guard lock(mu_);
       stats_ = scheduler_.Stats();
     }
-    int finished = 0;
-    for (auto& ev : events) {
-      if (ev.event.finish != FinishReason::kNone) ++finished;
-      (*ev.callback)(std::move(ev.event));
-    }
+    for (auto& ev : events) (*ev.callback)(std::move(ev.event));
+    if (step_observer_) step_observer_();
     {
       std::lock_guard lock(mu_);
-      num_active_ -= finished;
+      num_active_ = static_cast<int>(incoming_.size()) + scheduler_.num_sequences();
     }
     num_steps_.store(scheduler_.num_steps());
     num_preemptions_.store(scheduler_.num_preemptions());

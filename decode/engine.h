@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,6 +32,17 @@ class Engine : public GenerationService {
   void Abort(const std::string& request_id) override;
   GenerationStats Stats() const override;
   bool Ready() const override;
+
+  // Runs `task` on the step thread before the next step, with the scheduler (disaggregated
+  // roles reserve, activate and preload requests this way; the scheduler is not thread-safe).
+  // Tasks must not finish requests (no events); they are dropped after Shutdown().
+  using StepTask = std::function<void(Scheduler&)>;
+  void Post(StepTask task);
+  // Called on the step thread after each step's events were delivered (a disaggregated decode
+  // instance sends the step's TokenBatch then). Set it before the first Submit/Post.
+  void SetStepObserver(std::function<void()> observer) { step_observer_ = std::move(observer); }
+  // The checks Submit runs (vocabulary, context, KV capacity, sampling ranges). Thread-safe.
+  Status Validate(const GenerateRequest& request) const { return scheduler_.Validate(request); }
 
   // Stops admitting (Submit answers kUnavailable), lets the requests in flight finish for up to
   // `timeout_ms`, then aborts what is left. Returns the number of requests aborted.
@@ -57,10 +69,12 @@ class Engine : public GenerationService {
   std::condition_variable cv_;
   std::vector<Incoming> incoming_;
   std::vector<std::string> aborts_;
+  std::vector<StepTask> tasks_;
+  std::function<void()> step_observer_;
   bool stop_ = false;
   bool accepting_ = true;
   GenerationStats stats_;  // snapshot after each step
-  int num_active_ = 0;     // submitted and not finished
+  int num_active_ = 0;     // submitted (queued or in the scheduler) and not finished
 
   std::atomic<int64_t> num_steps_{0};
   std::atomic<int64_t> num_preemptions_{0};

@@ -27,6 +27,12 @@ struct Scheduler::Sequence {
   bool first_event_sent = false;
   int cached_tokens = 0;
   std::vector<GeneratedToken> prompt_logprobs;  // by position - 1, while collected
+  // Disaggregated decode: reserved, not yet activated, until this deadline.
+  bool reserved = false;
+  int64_t lease_deadline_ns = 0;
+  // Ends at the start of the next step with this reason (a first token from prefill that
+  // already finished the request).
+  FinishReason finish_next_step = FinishReason::kNone;
 
   int num_output() const { return static_cast<int>(tokens.size()) - num_prompt; }
   // Prompt logprobs are still to be collected: every prompt chunk needs all its logits rows
@@ -95,30 +101,35 @@ Scheduler::Scheduler(SchedulerOptions options, model::ModelRunner* runner)
 
 Scheduler::~Scheduler() = default;
 
-Status Scheduler::Validate(const GenerateRequest& r) const {
+Status ValidateGenerateRequest(const GenerateRequest& r, int64_t vocab_size, int max_model_len) {
   if (r.prompt_token_ids.empty()) return InvalidArgumentError("'prompt': must not be empty");
   for (int32_t id : r.prompt_token_ids) {
-    if (id < 0 || id >= vocab_size_) {
+    if (id < 0 || id >= vocab_size) {
       return InvalidArgumentError("'prompt': token id " + std::to_string(id) +
-                                  " is outside the vocabulary (size " +
-                                  std::to_string(vocab_size_) + ")");
+                                  " is outside the vocabulary (size " + std::to_string(vocab_size) +
+                                  ")");
     }
   }
   const auto& s = r.sampling;
   if (s.max_tokens < 1) return InvalidArgumentError("'max_tokens': must be at least 1");
-  if (s.num_prompt_logprobs < -1 || s.num_prompt_logprobs > vocab_size_) {
+  if (s.num_prompt_logprobs < -1 || s.num_prompt_logprobs > vocab_size) {
     return InvalidArgumentError(
         "'prompt_logprobs': must be between -1 (off) and the vocabulary "
         "size, got " +
         std::to_string(s.num_prompt_logprobs));
   }
   int64_t total = static_cast<int64_t>(r.prompt_token_ids.size()) + s.max_tokens;
-  if (total > options_.max_model_len) {
+  if (total > max_model_len) {
     return InvalidArgumentError("'max_tokens': This model's maximum context length is " +
-                                std::to_string(options_.max_model_len) +
-                                " tokens. However, you requested " + std::to_string(total) +
-                                " tokens.");
+                                std::to_string(max_model_len) + " tokens. However, you requested " +
+                                std::to_string(total) + " tokens.");
   }
+  return ops::ValidateSamplingOptions(ToOpsSampling(s, 0));
+}
+
+Status Scheduler::Validate(const GenerateRequest& r) const {
+  STRATA_RETURN_IF_ERROR(ValidateGenerateRequest(r, vocab_size_, options_.max_model_len));
+  int64_t total = static_cast<int64_t>(r.prompt_token_ids.size()) + r.sampling.max_tokens;
   int64_t blocks = model::BlocksForTokens(total, block_size_);
   if (blocks > pool_.num_blocks()) {
     return InvalidArgumentError("the request needs " + std::to_string(blocks) +
@@ -126,18 +137,32 @@ Status Scheduler::Validate(const GenerateRequest& r) const {
                                 "), more than the " + std::to_string(pool_.num_blocks()) +
                                 " the KV cache has");
   }
-  return ops::ValidateSamplingOptions(ToOpsSampling(s, 0));
+  return OkStatus();
 }
 
 Status Scheduler::Add(GenerateRequest request, GenerationService::EventCallback on_event) {
+  return AddPreloaded(std::move(request), std::move(on_event), {});
+}
+
+Status Scheduler::AddPreloaded(GenerateRequest request, GenerationService::EventCallback on_event,
+                               std::vector<kvcache::BlockId> preloaded) {
+  Status ok = OkStatus();
   if (static_cast<int>(waiting_.size()) >= options_.max_waiting) {
-    return ResourceExhaustedError("the queue is full (" + std::to_string(options_.max_waiting) +
-                                  " requests waiting)");
+    ok = ResourceExhaustedError("the queue is full (" + std::to_string(options_.max_waiting) +
+                                " requests waiting)");
+  } else if (sequences_.count(request.request_id)) {
+    ok = InvalidArgumentError("duplicate request id '" + request.request_id + "'");
+  } else if (static_cast<int64_t>(preloaded.size()) * block_size_ >=
+             static_cast<int64_t>(request.prompt_token_ids.size())) {
+    ok = InvalidArgumentError("preloaded KV covers the whole prompt; one token must be computed");
   }
-  if (sequences_.count(request.request_id)) {
-    return InvalidArgumentError("duplicate request id '" + request.request_id + "'");
+  if (!ok.ok()) {
+    pool_.ReleaseAll(preloaded);
+    return ok;
   }
   auto seq = std::make_unique<Sequence>();
+  seq->blocks = std::move(preloaded);
+  seq->num_computed = static_cast<int64_t>(seq->blocks.size()) * block_size_;
   seq->sampling = ToOpsSampling(request.sampling, request.sampling.seed.value_or(RandomSeed()));
   seq->arrival = next_arrival_++;
   seq->tokens = request.prompt_token_ids;
@@ -153,6 +178,74 @@ Status Scheduler::Add(GenerateRequest request, GenerationService::EventCallback 
 void Scheduler::Abort(const std::string& request_id) {
   auto it = sequences_.find(request_id);
   if (it != sequences_.end()) it->second->aborted = true;
+}
+
+StatusOr<std::vector<kvcache::BlockId>> Scheduler::Reserve(
+    GenerateRequest request, GenerationService::EventCallback on_event, int64_t lease_deadline_ns) {
+  if (sequences_.count(request.request_id)) {
+    return InvalidArgumentError("duplicate request id '" + request.request_id + "'");
+  }
+  const int64_t num_prompt = static_cast<int64_t>(request.prompt_token_ids.size());
+  STRATA_ASSIGN_OR_RETURN(auto blocks,
+                          pool_.AllocateMany(model::BlocksForTokens(num_prompt, block_size_)));
+  auto seq = std::make_unique<Sequence>();
+  seq->blocks = blocks;
+  seq->sampling = ToOpsSampling(request.sampling, request.sampling.seed.value_or(RandomSeed()));
+  seq->arrival = next_arrival_++;
+  seq->tokens = request.prompt_token_ids;
+  seq->num_prompt = static_cast<int>(num_prompt);
+  seq->reserved = true;
+  seq->lease_deadline_ns = lease_deadline_ns;
+  seq->request = std::move(request);
+  seq->on_event = std::move(on_event);
+  reserved_.push_back(seq.get());
+  std::string id = seq->request.request_id;
+  sequences_[id] = std::move(seq);
+  return blocks;
+}
+
+Status Scheduler::Activate(const std::string& request_id, int32_t first_token) {
+  auto it = sequences_.find(request_id);
+  if (it == sequences_.end() || !it->second->reserved) {
+    return NotFoundError("no request '" + request_id + "' holds reserved KV blocks here");
+  }
+  Sequence* seq = it->second.get();
+  if (first_token < 0 || first_token >= vocab_size_) {
+    return InvalidArgumentError("first token " + std::to_string(first_token) +
+                                " is outside the vocabulary");
+  }
+  std::erase(reserved_, seq);
+  seq->reserved = false;
+  seq->num_computed = seq->num_prompt;
+  seq->tokens.push_back(first_token);
+  // The server had the first token (and the prompt's usage) from prefill.
+  seq->first_event_sent = true;
+  seq->admitted_once = true;
+  const auto& sp = seq->request.sampling;
+  bool stop = std::find(sp.stop_token_ids.begin(), sp.stop_token_ids.end(), first_token) !=
+              sp.stop_token_ids.end();
+  if (!sp.ignore_eos) {
+    stop = stop || std::find(options_.eos_token_ids.begin(), options_.eos_token_ids.end(),
+                             first_token) != options_.eos_token_ids.end();
+  }
+  if (stop) {
+    seq->finish_next_step = FinishReason::kStop;
+  } else if (seq->num_output() >= sp.max_tokens ||
+             static_cast<int64_t>(seq->tokens.size()) >= options_.max_model_len) {
+    seq->finish_next_step = FinishReason::kLength;
+  }
+  auto pos = std::find_if(waiting_.begin(), waiting_.end(),
+                          [seq](Sequence* w) { return w->arrival > seq->arrival; });
+  waiting_.insert(pos, seq);
+  return OkStatus();
+}
+
+void Scheduler::ReleaseBlocks(std::span<const kvcache::BlockId> blocks) {
+  pool_.ReleaseAll(blocks);
+}
+
+StatusOr<std::vector<kvcache::BlockId>> Scheduler::AllocateBlocks(int32_t n) {
+  return pool_.AllocateMany(n);
 }
 
 void Scheduler::AbortAll(std::vector<PendingEvent>* events) {
@@ -207,6 +300,8 @@ void Scheduler::Finish(Sequence* seq, FinishReason reason, Status error,
   ReleaseBlocks(seq);
   if (seq->running) {
     std::erase(running_, seq);
+  } else if (seq->reserved) {
+    std::erase(reserved_, seq);
   } else {
     auto it = std::find(waiting_.begin(), waiting_.end(), seq);
     if (it != waiting_.end()) waiting_.erase(it);
@@ -221,14 +316,27 @@ void Scheduler::ExpireAndAbort(std::vector<PendingEvent>* events) {
   const int64_t now = MonotonicNanos();
   std::vector<std::pair<Sequence*, bool>> ended;  // (seq, deadline)
   for (auto& [id, seq] : sequences_) {
-    if (seq->aborted) {
+    if (seq->finish_next_step != FinishReason::kNone) {
+      continue;
+    } else if (seq->aborted) {
       ended.emplace_back(seq.get(), false);
+    } else if (seq->reserved && now > seq->lease_deadline_ns) {
+      ended.emplace_back(seq.get(), true);
     } else if (seq->request.deadline_ns > 0 && now > seq->request.deadline_ns) {
       ended.emplace_back(seq.get(), true);
     }
   }
+  std::vector<Sequence*> done;
+  for (auto& [id, seq] : sequences_) {
+    if (seq->finish_next_step != FinishReason::kNone) done.push_back(seq.get());
+  }
+  for (Sequence* seq : done) Finish(seq, seq->finish_next_step, OkStatus(), events);
   for (auto [seq, deadline] : ended) {
-    if (deadline) {
+    if (deadline && seq->reserved) {
+      Finish(seq, FinishReason::kError,
+             DeadlineExceededError("the prompt's KV did not arrive within the reservation lease"),
+             events);
+    } else if (deadline) {
       Finish(seq, FinishReason::kError,
              DeadlineExceededError("the request ran past its deadline (--request-timeout)"),
              events);
@@ -240,6 +348,7 @@ void Scheduler::ExpireAndAbort(std::vector<PendingEvent>* events) {
 
 bool Scheduler::AdmitWaiting(Sequence* seq, int* budget, std::vector<Scheduled>* batch) {
   int matched_blocks = 0;
+  const int64_t preloaded_tokens = seq->blocks.empty() ? 0 : seq->num_computed;
   if (options_.enable_prefix_caching && seq->blocks.empty() && !seq->collects_prompt_logprobs()) {
     // Leave at least one token to compute: its logits give the next token.
     auto all = kvcache::HashFullBlocks(seq->tokens, block_size_);
@@ -259,7 +368,7 @@ bool Scheduler::AdmitWaiting(Sequence* seq, int* budget, std::vector<Scheduled>*
   }
   if (!seq->admitted_once) {
     seq->admitted_once = true;
-    seq->cached_tokens = matched_blocks * block_size_;
+    seq->cached_tokens = matched_blocks * block_size_ + static_cast<int>(preloaded_tokens);
     prefix_query_tokens_ += seq->num_prompt;
     prefix_hit_tokens_ += seq->cached_tokens;
   }
@@ -347,8 +456,16 @@ void Scheduler::Sample(Sequence* seq, std::span<const float> logits,
     ev.event.finish = FinishReason::kLength;
   }
   events->push_back(std::move(ev));
-  if (events->back().event.finish != FinishReason::kNone)
-    Finish(seq, FinishReason::kNone, {}, nullptr);
+  if (events->back().event.finish == FinishReason::kNone) return;
+  if (options_.prefill_hooks.on_prefilled && seq->num_output() == 1) {
+    // Prefill instance: the blocks go on to the KV push (released by the callee).
+    std::vector<kvcache::BlockId> blocks = std::move(seq->blocks);
+    seq->blocks.clear();
+    seq->hashes.clear();
+    options_.prefill_hooks.on_prefilled(seq->request.request_id, std::move(blocks),
+                                        seq->tokens.back());
+  }
+  Finish(seq, FinishReason::kNone, {}, nullptr);
 }
 
 Status Scheduler::Step(std::vector<PendingEvent>* events) {
@@ -368,6 +485,22 @@ Status Scheduler::Step(std::vector<PendingEvent>* events) {
     chunk.logits = s.sample ? model::LogitsMode::kLast : model::LogitsMode::kNone;
     if (s.seq->collects_prompt_logprobs()) chunk.logits = model::LogitsMode::kAll;
     fb.sequences.push_back(chunk);
+  }
+  // The sequences whose prompt completes in this step (prefill instance): each layer of their
+  // KV can move as soon as the forward has written it.
+  std::vector<Sequence*> completing;
+  if (options_.prefill_hooks.on_layer_kv_written) {
+    for (const auto& s : batch) {
+      if (s.sample && s.seq->num_output() == 0) completing.push_back(s.seq);
+    }
+    if (!completing.empty()) {
+      fb.on_layer_kv_written = [this, &completing](int layer) {
+        for (Sequence* seq : completing) {
+          options_.prefill_hooks.on_layer_kv_written(seq->request.request_id, seq->blocks,
+                                                     seq->num_prompt, layer);
+        }
+      };
+    }
   }
   model::ForwardResult result;
   Status st = runner_->Forward(fb, &result);

@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,21 @@
 
 namespace strata::decode {
 
+// Disaggregated prefill (DESIGN.md §3): what the prefill instance learns while a request's
+// prompt is computed. Both run on the step thread, inside Step().
+struct PrefillHooks {
+  // Layer `layer`'s KV of the whole prompt of `request_id` is written (called during the forward
+  // of the prompt's last chunk, once per layer): it can move to decode while later layers run.
+  std::function<void(const std::string& request_id, std::span<const kvcache::BlockId> blocks,
+                     int64_t num_tokens, int layer)>
+      on_layer_kv_written;
+  // The request sampled its first token and is done here. Its blocks are not freed: they pass
+  // to the callee with one reference each, given back later with Scheduler::ReleaseBlocks().
+  std::function<void(const std::string& request_id, std::vector<kvcache::BlockId> blocks,
+                     int32_t first_token)>
+      on_prefilled;
+};
+
 struct SchedulerOptions {
   int max_num_seqs = 64;             // running sequences at most
   int max_num_batched_tokens = 512;  // tokens per step (decode tokens + prefill chunks)
@@ -37,6 +53,7 @@ struct SchedulerOptions {
   int max_waiting = 1024;            // queue bound (Submit answers kResourceExhausted beyond)
   bool enable_prefix_caching = true;
   std::vector<int32_t> eos_token_ids;  // the model's EOS ids
+  PrefillHooks prefill_hooks;          // set on a prefill instance only
 };
 
 // One event to deliver, produced by a step. Delivered by the caller without locks held.
@@ -44,6 +61,12 @@ struct PendingEvent {
   GenerationService::EventCallback* callback = nullptr;  // valid until the next Step()
   TokenEvent event;
 };
+
+// The checks of a request that need only the model's vocabulary and context length: prompt
+// not empty and inside the vocabulary, max_tokens >= 1, prompt + max_tokens within
+// max_model_len, sampling values in range. kInvalidArgument naming the field.
+Status ValidateGenerateRequest(const GenerateRequest& request, int64_t vocab_size,
+                               int max_model_len);
 
 class Scheduler {
  public:
@@ -57,6 +80,32 @@ class Scheduler {
   Status Add(GenerateRequest request, GenerationService::EventCallback on_event);
   // Marks a request aborted; it is finished (kAbort) at the start of the next step.
   void Abort(const std::string& request_id);
+
+  // --- Disaggregated serving (DESIGN.md §3).
+  // Prefill: queues a validated request whose first `preloaded.size()` blocks already hold the
+  // KV of its first preloaded.size() * block_size prompt tokens (read from the KV pool; one
+  // reference each, now the request's). They count as cached tokens.
+  Status AddPreloaded(GenerateRequest request, GenerationService::EventCallback on_event,
+                      std::vector<kvcache::BlockId> preloaded);
+  // Decode: reserves the blocks for a validated request whose prompt is prefilled elsewhere and
+  // returns them (token order). The request holds them, not running, until Activate() or until
+  // MonotonicNanos() passes `lease_deadline_ns` (then it ends with kError). kResourceExhausted
+  // when the blocks are not free.
+  StatusOr<std::vector<kvcache::BlockId>> Reserve(GenerateRequest request,
+                                                  GenerationService::EventCallback on_event,
+                                                  int64_t lease_deadline_ns);
+  // Decode: the prompt's KV is in the reserved blocks and prefill sampled `first_token`: the
+  // request queues to run (its next step computes first_token's KV and samples the second
+  // token); if first_token already ends it, it finishes at the next step without more tokens.
+  // kNotFound for an unknown (expired, aborted) request.
+  Status Activate(const std::string& request_id, int32_t first_token);
+  // Block ids handed out by AddPreloaded's caller or PrefillHooks::on_prefilled: one reference
+  // each. Also allocates for the KV-pool fetch of a prefill (AllocateBlocks).
+  void ReleaseBlocks(std::span<const kvcache::BlockId> blocks);
+  StatusOr<std::vector<kvcache::BlockId>> AllocateBlocks(int32_t n);
+  // The local prefix index (prefill: how much of a prompt is cached here already).
+  kvcache::BlockPool& mutable_block_pool() { return pool_; }
+  int num_sequences() const { return static_cast<int>(sequences_.size()); }
   // Ends every request with `finish` (shutdown).
   void AbortAll(std::vector<PendingEvent>* events);
 
@@ -65,6 +114,8 @@ class Scheduler {
   Status Step(std::vector<PendingEvent>* events);
 
   bool HasWork() const { return !running_.empty() || !waiting_.empty(); }
+  // Requests holding reserved blocks while they wait for Activate().
+  int num_reserved() const { return static_cast<int>(reserved_.size()); }
   GenerationStats Stats() const;
   const kvcache::BlockPool& block_pool() const { return pool_; }
   // Steps run and sequences preempted so far (tests, benchmarks).
@@ -99,7 +150,8 @@ class Scheduler {
   kvcache::BlockPool pool_;
   std::map<std::string, std::unique_ptr<Sequence>> sequences_;  // by request id
   std::vector<Sequence*> running_;                              // arrival order
-  std::deque<Sequence*> waiting_;  // arrival order (preempted ones go back in order)
+  std::deque<Sequence*> waiting_;    // arrival order (preempted ones go back in order)
+  std::vector<Sequence*> reserved_;  // decode: blocks reserved, waiting for Activate()
   std::vector<std::unique_ptr<Sequence>> finished_;  // freed at the start of the next step
   uint64_t next_arrival_ = 0;
   int64_t num_steps_ = 0;

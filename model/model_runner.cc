@@ -295,6 +295,7 @@ Status RunnerImpl::Forward(const ForwardBatch& batch, ForwardResult* result) {
     } else {
       GqaForward(l, bt, attn_.data());
     }
+    if (batch.on_layer_kv_written) batch.on_layer_kv_written(l);
     be.Add(h_.data(), hidden, attn_.data(), hidden, T, hidden);
     be.RmsNorm(h_.data(), T, hidden, hidden, L.post_norm.data(), eps, x_.data(), hidden);
     STRATA_RETURN_IF_ERROR(MlpForward(l, T, mlp_.data()));

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -77,6 +78,9 @@ struct SequenceChunk {
 
 struct ForwardBatch {
   std::vector<SequenceChunk> sequences;
+  // Called on the forward's thread as soon as layer `layer`'s KV of every chunk is written (the
+  // prefill instance starts pushing that layer to decode while later layers compute). Optional.
+  std::function<void(int layer)> on_layer_kv_written;
 };
 
 struct ForwardResult {
@@ -121,6 +125,9 @@ class ModelRunner {
   // the vocabulary, a position past max_position_embeddings, a block table too short or with ids
   // outside [0, num_kv_blocks()). On error nothing was written to the KV cache.
   virtual Status Forward(const ForwardBatch& batch, ForwardResult* result) = 0;
+  // The paged KV storage when it is in host memory (the CPU device), for moving blocks to and
+  // from other processes (kvcache/kv_transfer.h); null when it lives in device memory.
+  virtual kvcache::PagedKvCache* host_kv_cache() { return nullptr; }
 
   // --- Expert parallelism hooks (used by expert_parallel/group; implemented in runner_ep.cc).
   // A runner that shares this one's weights and KV cache but has its own workspace, backend and

@@ -76,6 +76,7 @@ class RunnerImpl final : public ModelRunner {
   const LoadStats& load_stats() const override { return stats_; }
   ops::Backend& backend() override { return *backend_; }
   Status Forward(const ForwardBatch& batch, ForwardResult* result) override;
+  kvcache::PagedKvCache* host_kv_cache() override { return cache_.get(); }
   StatusOr<std::unique_ptr<ModelRunner>> Fork(expert_parallel::Communicator* communicator) override;
   std::span<const ops::MlpWeights> ExpertWeights(int layer) const override;
 

@@ -15,8 +15,10 @@
 #include "model/model_runner.h"
 #include "ops/gpu_info.h"
 #include "server/api_server.h"
+#include "server/cluster_router.h"
 #include "server/http_server.h"
 #include "server/model_text_codec.h"
+#include "transport/ucx/ucx_transport.h"
 
 namespace strata::server {
 namespace {
@@ -37,8 +39,39 @@ std::string DefaultModelName(const std::string& dir) {
 
 struct Loaded {
   std::unique_ptr<ModelTextCodec> codec;
-  std::unique_ptr<decode::Engine> engine;
+  std::unique_ptr<decode::Engine> engine;  // embedded mode
+  std::unique_ptr<ClusterRouter> router;   // server role
+  decode::GenerationService* service() const {
+    return engine ? static_cast<decode::GenerationService*>(engine.get()) : router.get();
+  }
 };
+
+// Server role: the tokenizer and the model's config only; generation runs on the instances.
+StatusOr<Loaded> StartRouter(const ServeConfig& cfg, int* max_model_len) {
+  Loaded out;
+  STRATA_ASSIGN_OR_RETURN(out.codec, ModelTextCodec::Load(cfg.model_dir));
+  STRATA_ASSIGN_OR_RETURN(auto mc, model::LoadModelConfig(cfg.model_dir + "/config.json"));
+  int model_len = static_cast<int>(mc.max_position_embeddings);
+  if (cfg.max_model_len > model_len) {
+    return FlagError("max-model-len", "is " + std::to_string(cfg.max_model_len) +
+                                          ", over the model's max_position_embeddings " +
+                                          std::to_string(model_len));
+  }
+  *max_model_len = cfg.max_model_len > 0 ? cfg.max_model_len : model_len;
+  RouterOptions ro;
+  ro.listen = cfg.router_listen;
+  ro.model_name = DefaultModelName(cfg.model_dir);
+  ro.vocab_size = mc.vocab_size;
+  ro.max_model_len = *max_model_len;
+  ro.max_waiting = cfg.max_waiting;
+  for (int64_t id : mc.eos_token_ids) ro.eos_token_ids.push_back(static_cast<int32_t>(id));
+  if (auto eos = out.codec->tokenizer().eos_token_id()) ro.eos_token_ids.push_back(*eos);
+  transport::UcxOptions uo;
+  uo.tls = cfg.ucx_tls;
+  STRATA_ASSIGN_OR_RETURN(auto transport, transport::UcxTransport::Create(uo));
+  STRATA_ASSIGN_OR_RETURN(out.router, ClusterRouter::Start(ro, std::move(transport)));
+  return out;
+}
 
 StatusOr<Loaded> LoadModel(const ServeConfig& cfg, int* max_model_len) {
   Stopwatch watch;
@@ -135,7 +168,12 @@ int RunServe(const ServeConfig& cfg) {
     return 2;
   }
   // Before the port opens: a server that can never become ready should not start at all.
-  if (Status st = CheckServeDevice(cfg.device); !st.ok()) {
+  Status device_ok = cfg.router_listen.empty() || cfg.device == "cpu"
+                         ? CheckServeDevice(cfg.device)
+                         : FlagError("device",
+                                     "the server role runs no model: --device is for "
+                                     "embedded `strata serve`");
+  if (Status st = device_ok; !st.ok()) {
     log::Error("{}", st.message());
     return 2;
   }
@@ -174,7 +212,8 @@ int RunServe(const ServeConfig& cfg) {
   pthread_t main_thread = pthread_self();
   std::thread loader([&] {
     int max_model_len = 0;
-    auto result = LoadModel(cfg, &max_model_len);
+    auto result = cfg.router_listen.empty() ? LoadModel(cfg, &max_model_len)
+                                            : StartRouter(cfg, &max_model_len);
     std::lock_guard lock(load_mu);
     if (!result.ok()) {
       load_status = result.status();
@@ -183,9 +222,14 @@ int RunServe(const ServeConfig& cfg) {
     }
     loaded = std::move(*result);
     api.SetMaxModelLen(max_model_len);
-    api.SetBackend(loaded.engine.get(), loaded.codec.get());
-    log::Info("ready: serving '{}' on http://{}:{}", api_opt.served_model_name, cfg.host,
-              http.port());
+    api.SetBackend(loaded.service(), loaded.codec.get());
+    if (loaded.router) {
+      log::Info("server role: '{}' on http://{}:{}; instances register at {}",
+                api_opt.served_model_name, cfg.host, http.port(), loaded.router->address());
+    } else {
+      log::Info("ready: serving '{}' on http://{}:{}", api_opt.served_model_name, cfg.host,
+                http.port());
+    }
   });
 
   int sig = 0;
@@ -208,6 +252,20 @@ int RunServe(const ServeConfig& cfg) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     loaded.engine.reset();
+  }
+  if (loaded.router) {
+    // Let the requests in flight finish on the instances, then end what is left.
+    const int64_t until = MonotonicNanos() + static_cast<int64_t>(cfg.drain_timeout_s * 1e9);
+    while (MonotonicNanos() < until) {
+      auto s = loaded.router->Stats();
+      if (s.num_running + s.num_waiting == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    loaded.router->Shutdown();
+    for (int i = 0; i < 200 && http.num_active_exchanges() > 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    loaded.router.reset();
   }
   http.Stop();
   log::Info("stopped");

@@ -1,6 +1,8 @@
 // `strata serve` in embedded mode: the HTTP server, the OpenAI API and the generation engine
-// in one process (DESIGN.md §3). The HTTP port opens first (/health answers 503 while the model
-// loads); SIGTERM or SIGINT drains: stop accepting, let requests in flight finish (up to
+// in one process (DESIGN.md §3). With `router_listen` set it is instead the server role of
+// disaggregated serving (`strata server`): the same HTTP API in front of a ClusterRouter that
+// prefill and decode instances register with. The HTTP port opens first (/health answers 503 while
+// the model loads); SIGTERM or SIGINT drains: stop accepting, let requests in flight finish (up to
 // drain_timeout_s), abort the rest, exit 0.
 #pragma once
 
@@ -30,6 +32,10 @@ struct ServeConfig {
   int64_t max_body_bytes = 32 << 20;
   double drain_timeout_s = 30;
   bool enable_prefix_caching = true;
+  // Server role: the transport address instances register at ("" = embedded mode), and the
+  // UCX transports to use ("" = UCX_TLS or UCX's default).
+  std::string router_listen;
+  std::string ucx_tls;
 };
 
 // Checks the settings (errors name the flag). Pure: --device is checked for its form only.

@@ -1,5 +1,6 @@
 #include "transport/transport.h"
 
+#include <cstdlib>
 #include <string>
 
 namespace strata::transport {
@@ -26,6 +27,46 @@ Status ValidateTransfer(const Transfer& transfer) {
     return InvalidArgumentError("remote region has no packed key");
   }
   return OkStatus();
+}
+
+namespace {
+
+// Heap memory plus its registration; the registration goes first.
+class OwnedRegion : public Region {
+ public:
+  OwnedRegion(void* memory, std::unique_ptr<Region> registered)
+      : memory_(memory), registered_(std::move(registered)) {}
+  ~OwnedRegion() override {
+    registered_.reset();
+    std::free(memory_);
+  }
+  void* data() const override { return registered_->data(); }
+  uint64_t size() const override { return registered_->size(); }
+  const RemoteRegion& remote() const override { return registered_->remote(); }
+
+ private:
+  void* memory_;
+  std::unique_ptr<Region> registered_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Region>> Transport::AllocateMemory(uint64_t bytes) {
+  constexpr uint64_t kPage = 4096;
+  if (bytes == 0) return InvalidArgumentError("cannot allocate 0 bytes");
+  if (bytes > (uint64_t{1} << 48)) {
+    return InvalidArgumentError("cannot allocate " + std::to_string(bytes) + " bytes");
+  }
+  void* memory = std::aligned_alloc(kPage, (bytes + kPage - 1) / kPage * kPage);
+  if (memory == nullptr) {
+    return ResourceExhaustedError("allocating " + std::to_string(bytes) + " bytes failed");
+  }
+  auto registered = RegisterMemory(memory, bytes);
+  if (!registered.ok()) {
+    std::free(memory);
+    return registered.status();
+  }
+  return std::unique_ptr<Region>(std::make_unique<OwnedRegion>(memory, std::move(*registered)));
 }
 
 }  // namespace strata::transport

@@ -129,6 +129,13 @@ class Transport {
   // Registers [data, data + bytes) for Put/Get by this side and by peers.
   virtual StatusOr<std::unique_ptr<Region>> RegisterMemory(void* data, uint64_t bytes) = 0;
 
+  // Allocates `bytes` (contents unspecified, page aligned) owned by the returned Region, which
+  // frees it on destruction, and registers them as RegisterMemory does. Prefer it for memory that
+  // peers Put into or Get from (KV blocks): a transport may place it where peers reach it
+  // faster. UCX puts it in shared memory when it can, and peers on this host then copy to and
+  // from it directly (one memcpy, no messages). This default allocates from the heap.
+  virtual StatusOr<std::unique_ptr<Region>> AllocateMemory(uint64_t bytes);
+
   // Bulk moves; `done` runs on the transport thread (see the threading contract). A transfer whose
   // arguments are invalid completes with kInvalidArgument (still through `done`).
   virtual void Put(const Transfer& transfer, Completion done) = 0;

@@ -39,8 +39,8 @@ int RunInfo(const InfoConfig& cfg) {
     return 0;
   }
   std::cout << "strata " << kVersion << " (" << kGitSha << ")\n";
-  std::cout << "cpu: " << cpu.model_name << ", " << cpu.num_cores << " threads, "
-            << cpu.Describe() << "\n";
+  std::cout << "cpu: " << cpu.model_name << ", " << cpu.num_cores << " threads, " << cpu.Describe()
+            << "\n";
   std::cout << "cuda: " << (gpus.cuda_built ? "built" : "not built") << "\n";
   for (const auto& d : gpus.devices) {
     std::cout << "gpu " << d.index << ": " << d.name << " (sm_" << d.compute_major

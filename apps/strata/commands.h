@@ -33,5 +33,9 @@ Command TokenizeCommand();
 Command GenerateCommand();
 Command EpWorkerCommand();
 Command ServeCommand();
+Command ServerCommand();
+Command PrefillCommand();
+Command DecodeCommand();
+Command KvCacheCommand();
 
 }  // namespace strata::apps

@@ -3,9 +3,15 @@
 bench/results/transport.json: every Strata figure next to the ucx_perftest figures for that
 transport and size, and the ratio to the best of them (DESIGN.md §7).
 
-  bench/transport/run_transport_bench.py [--build build] [--tls tcp sm,tcp] [--quick]
+  bench/transport/run_transport_bench.py [--build build] [--tls tcp sm,tcp] [--runs 3]
+                                         [--sizes 1048576 4194304 16777216]
+                                         [--memory allocated registered]
 
-Kept short on purpose (the machine is shared): each perftest run moves at most ~128 MiB.
+The machine is shared, so every measurement is repeated --runs times, Strata and ucx_perftest
+interleaved, and the best run of each is kept; the load average before each run is recorded.
+--memory: how transport_bench gets its regions (allocated = Transport::AllocateMemory, which
+over sm lets a same-host peer copy directly; registered = heap memory through RegisterMemory;
+default = pass no flag, for benchmark binaries older than the flag).
 """
 import argparse
 import datetime
@@ -18,8 +24,8 @@ import sys
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SIZES = [1024, 65536, 1 << 20, 4 << 20, 16 << 20, 64 << 20]
-PERFTEST_BW = ["ucp_put_bw", "ucp_am_bw", "ucp_get"]
+SIZES = [1 << 20, 4 << 20, 16 << 20]
+PERFTEST_BW = ["ucp_put_bw", "ucp_get", "ucp_am_bw", "tag_bw"]
 
 
 def free_port():
@@ -64,6 +70,31 @@ def perftest(test, size, tls, iters, warmup):
         server.wait()
 
 
+def strata(bench, tls, memory, sizes):
+    """One transport_bench run; {(op, bytes): result} or None."""
+    command = [bench, "--tls", tls, "--sizes", ",".join(map(str, sizes)), "--seconds", "0.3",
+               "--latency-iters", "2000"]
+    if memory != "default":
+        command += ["--memory", memory]
+    try:
+        run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return None, None
+    if run.returncode != 0:
+        print(run.stderr, file=sys.stderr)
+        return None, None
+    ours = json.loads(run.stdout)
+    return {(r.get("op"), r.get("bytes")): r for r in ours["results"]}, ours.get("bulk_path")
+
+
+def better(old, new, key, larger=True):
+    if new is None or new.get(key) is None:
+        return old
+    if old is None or old.get(key) is None:
+        return new
+    return new if (new[key] > old[key]) == larger else old
+
+
 def cpu_model():
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -83,12 +114,16 @@ def git_sha():
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    parser.add_argument("--bench", help="transport_bench binary (default: in --build)")
     parser.add_argument("--tls", nargs="+", default=["tcp", "sm,tcp"])
-    parser.add_argument("--quick", action="store_true", help="three sizes only")
+    parser.add_argument("--sizes", nargs="+", type=int, default=SIZES)
+    parser.add_argument("--memory", nargs="+", default=["allocated", "registered"],
+                        choices=["allocated", "registered", "default"])
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "transport.json"))
     args = parser.parse_args()
-    sizes = [65536, 1 << 20, 16 << 20] if args.quick else SIZES
-    bench = os.path.join(args.build, "bench", "transport_bench")
+    sizes = args.sizes
+    bench = args.bench or os.path.join(args.build, "bench", "transport_bench")
     if not os.path.exists(bench):
         sys.exit(f"{bench} not built: cmake --build {args.build} --target transport_bench")
 
@@ -97,66 +132,86 @@ def main():
         "git_sha": git_sha(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu_model": cpu_model(), "cores": os.cpu_count(),
-                    "load_average": os.getloadavg()},
+                    "load_average_at_start": os.getloadavg(), "load_average_per_run": []},
         "ucx_version": subprocess.run(["ucx_info", "-v"], capture_output=True,
                                       text=True).stdout.splitlines()[0].strip("# "),
-        "notes": "ratio = Strata / best ucx_perftest figure (put_bw, am_bw, get) for the same "
-                 "transport and size; Strata completes every transfer end to end (remote "
-                 "visibility: flush for RMA, ack for AM), window 8.",
+        "notes": "Best of %d interleaved runs each (shared machine). ratio = Strata / best "
+                 "ucx_perftest figure (put_bw, get, am_bw, tag_bw) for the same UCX_TLS and "
+                 "size; ratio_to_am_bw against ucp_am_bw alone. Strata completes every transfer "
+                 "end to end (data in place at the destination), window 8. Strata leaves CMA "
+                 "out (UCX 1.13 aborts on CMA to a dead peer); ucx_perftest over sm,tcp uses "
+                 "it. memory=allocated: regions from Transport::AllocateMemory (over sm a "
+                 "same-host peer copies directly, like ucp_put_bw on UCX-allocated memory); "
+                 "registered: heap memory, moved by AM rendezvous." % args.runs,
         "transfers": [],
         "latency": [],
     }
     for tls in args.tls:
-        print(f"== {tls}: strata", file=sys.stderr)
-        run = subprocess.run([bench, "--tls", tls, "--sizes", ",".join(map(str, sizes)),
-                              "--seconds", "0.3", "--latency-iters", "2000"],
-                             capture_output=True, text=True, timeout=600)
-        if run.returncode != 0:
-            print(run.stderr, file=sys.stderr)
-            continue
-        ours = json.loads(run.stdout)
-        by_key = {(r.get("op"), r.get("bytes")): r for r in ours["results"]}
+        best_ours = {m: {} for m in args.memory}
+        paths = {}
         reference = {}
-        for test in PERFTEST_BW:
+        latency = None
+        for run in range(args.runs):
+            report["machine"]["load_average_per_run"].append(
+                {"tls": tls, "run": run, "load": os.getloadavg()})
+            for memory in args.memory:
+                print(f"== {tls} run {run}: strata ({memory})", file=sys.stderr)
+                ours, path = strata(bench, tls, memory, sizes)
+                if ours is None:
+                    continue
+                paths[memory] = path
+                for key, value in ours.items():
+                    larger = key[0] != "message_latency"
+                    best_ours[memory][key] = better(best_ours[memory].get(key), value,
+                                                    "mb_per_s" if larger else "p50_usec",
+                                                    larger)
+            for test in PERFTEST_BW:
+                for size in sizes:
+                    iters = max(3, min(2000, (256 << 20) // size))
+                    print(f"== {tls} run {run}: ucx_perftest {test} {size}", file=sys.stderr)
+                    reference[(test, size)] = better(
+                        reference.get((test, size)),
+                        perftest(test, size, tls, iters, max(1, iters // 10)), "mb_per_s")
+            latency = better(latency, perftest("ucp_am_lat", 8, tls, 5000, 500), "p50_usec",
+                             larger=False)
+        for memory in args.memory:
             for size in sizes:
-                iters = max(3, min(2000, (128 << 20) // size))
-                print(f"== {tls}: ucx_perftest {test} {size}", file=sys.stderr)
-                reference[(test, size)] = perftest(test, size, tls, iters, max(1, iters // 10))
-        for size in sizes:
-            perf = {t: (reference[(t, size)] or {}).get("mb_per_s") for t in PERFTEST_BW}
-            available = [v for v in perf.values() if v]
-            best = max(available) if available else None
-            for op in ("put", "get"):
-                mine = by_key.get((op, size), {})
-                value = mine.get("mb_per_s")
-                report["transfers"].append({
-                    "tls": tls, "bulk_path": ours.get("bulk_path"), "op": op, "bytes": size,
-                    "strata_mb_per_s": value, "perftest_mb_per_s": perf,
-                    "perftest_best_mb_per_s": best,
-                    "ratio": (value / best) if value and best else None,
-                    "error": mine.get("error"),
-                })
-        lat = perftest("ucp_am_lat", 8, tls, 5000, 500)
-        mine = by_key.get(("message_latency", 8), {})
-        report["latency"].append({
-            "tls": tls, "bytes": 8, "strata_p50_usec": mine.get("p50_usec"),
-            "strata_p90_usec": mine.get("p90_usec"),
-            "perftest_ucp_am_lat_p50_usec": lat and lat["p50_usec"],
-            "ratio_perftest_over_strata": (lat["p50_usec"] / mine["p50_usec"])
-            if lat and mine.get("p50_usec") else None,
-        })
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+                perf = {t: (reference.get((t, size)) or {}).get("mb_per_s") for t in PERFTEST_BW}
+                available = [v for v in perf.values() if v]
+                best = max(available) if available else None
+                for op in ("put", "get"):
+                    mine = best_ours[memory].get((op, size)) or {}
+                    value = mine.get("mb_per_s")
+                    am = perf.get("ucp_am_bw")
+                    report["transfers"].append({
+                        "tls": tls, "memory": memory, "bulk_path": paths.get(memory), "op": op,
+                        "bytes": size, "strata_mb_per_s": value, "perftest_mb_per_s": perf,
+                        "perftest_best_mb_per_s": best,
+                        "ratio": (value / best) if value and best else None,
+                        "ratio_to_am_bw": (value / am) if value and am else None,
+                        "error": mine.get("error"),
+                    })
+            mine = best_ours[memory].get(("message_latency", 8), {}) or {}
+            report["latency"].append({
+                "tls": tls, "memory": memory, "bytes": 8,
+                "strata_p50_usec": mine.get("p50_usec"), "strata_p90_usec": mine.get("p90_usec"),
+                "perftest_ucp_am_lat_p50_usec": latency and latency["p50_usec"],
+                "ratio_perftest_over_strata": (latency["p50_usec"] / mine["p50_usec"])
+                if latency and mine.get("p50_usec") else None,
+            })
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
     for row in report["transfers"]:
-        ratio = f"{row['ratio'] * 100:5.1f}%" if row["ratio"] else "  n/a"
-        print(f"{row['tls']:7} {row['bulk_path'] or '?':4} {row['op']:3} {row['bytes']:>9} B "
-              f"{row['strata_mb_per_s'] or 0:9.1f} MB/s  perftest best "
-              f"{row['perftest_best_mb_per_s'] or 0:9.1f}  {ratio}")
+        ratio = f"{row['ratio'] * 100:6.1f}%" if row["ratio"] else "   n/a"
+        am = f"{row['ratio_to_am_bw'] * 100:6.1f}%" if row["ratio_to_am_bw"] else "   n/a"
+        print(f"{row['tls']:7} {row['memory']:10} {row['bulk_path'] or '?':4} {row['op']:3} "
+              f"{row['bytes']:>9} B {row['strata_mb_per_s'] or 0:9.1f} MB/s  perftest best "
+              f"{row['perftest_best_mb_per_s'] or 0:9.1f} {ratio}  vs am_bw {am}")
     for row in report["latency"]:
-        print(f"{row['tls']:7} latency p50 {row['strata_p50_usec']} us, perftest "
-              f"{row['perftest_ucp_am_lat_p50_usec']} us")
+        print(f"{row['tls']:7} {row['memory']:10} latency p50 {row['strata_p50_usec']} us, "
+              f"perftest {row['perftest_ucp_am_lat_p50_usec']} us")
     print(f"wrote {args.out}")
 
 

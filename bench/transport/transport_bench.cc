@@ -4,6 +4,11 @@
 //
 //   transport_bench --tls tcp|sm,tcp [--bulk auto|rma|am] [--sizes 1024,1048576,...]
 //                   [--seconds 0.3] [--window 8] [--latency-iters 2000]
+//                   [--memory allocated|registered]
+//
+// --memory: both sides' regions come from Transport::AllocateMemory (the default, what KV
+// pools should use; over sm a same-host peer then copies directly) or are plain heap memory
+// passed to RegisterMemory.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +16,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -18,6 +24,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "transport/sync.h"
 #include "transport/ucx/ucx_transport.h"
 
@@ -51,11 +58,23 @@ RemoteRegion DecodeRegion(const std::string& text) {
 }
 
 // The child: listens, echoes pings, describes its region, exits when told.
-int RunServer(const UcxOptions& options, uint64_t region_bytes, int address_fd) {
+// A region of `bytes` filled with `fill`, from AllocateMemory or over `heap`.
+StatusOr<std::unique_ptr<Region>> MakeRegion(Transport& transport, bool allocate, uint64_t bytes,
+                                             uint8_t fill, std::vector<uint8_t>& heap) {
+  if (allocate) {
+    STRATA_ASSIGN_OR_RETURN(auto region, transport.AllocateMemory(bytes));
+    std::memset(region->data(), fill, bytes);
+    return region;
+  }
+  heap.assign(bytes, fill);
+  return transport.RegisterMemory(heap.data(), heap.size());
+}
+
+int RunServer(const UcxOptions& options, bool allocate, uint64_t region_bytes, int address_fd) {
   auto transport = UcxTransport::Create(options);
   if (!transport.ok()) return 1;
-  std::vector<uint8_t> memory(region_bytes, 1);
-  auto region = (*transport)->RegisterMemory(memory.data(), memory.size());
+  std::vector<uint8_t> memory;
+  auto region = MakeRegion(**transport, allocate, region_bytes, 1, memory);
   if (!region.ok()) return 1;
   std::mutex mu;
   std::condition_variable cv;
@@ -156,6 +175,7 @@ nlohmann::json MeasureLatency(Transport& transport, PeerId peer, Mailbox& mailbo
 }
 
 int Main(int argc, char** argv) {
+  log::InitFromEnvironment();
   CLI::App app{"UCX transport benchmark (two processes)"};
   std::string tls = "tcp";
   std::string bulk = "auto";
@@ -163,12 +183,15 @@ int Main(int argc, char** argv) {
   double seconds = 0.3;
   int window = 8;
   int latency_iters = 2000;
+  std::string memory_kind = "allocated";
   app.add_option("--tls", tls, "UCX_TLS for both processes");
   app.add_option("--bulk", bulk, "bulk path: auto, rma or am");
   app.add_option("--sizes", sizes_text, "transfer sizes in bytes, comma separated");
   app.add_option("--seconds", seconds, "measuring time per size and direction");
   app.add_option("--window", window, "transfers in flight");
   app.add_option("--latency-iters", latency_iters, "ping-pong round trips");
+  app.add_option("--memory", memory_kind, "regions: allocated (AllocateMemory) or registered")
+      ->check(CLI::IsMember({"allocated", "registered"}));
   CLI11_PARSE(app, argc, argv);
 
   UcxOptions options;
@@ -184,12 +207,13 @@ int Main(int argc, char** argv) {
   for (std::string item; std::getline(stream, item, ',');) sizes.push_back(std::stoull(item));
   const uint64_t max_size = *std::max_element(sizes.begin(), sizes.end());
 
+  const bool allocate = memory_kind == "allocated";
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) return 1;
   const pid_t child = fork();
   if (child == 0) {
     close(pipe_fds[0]);
-    _exit(RunServer(options, max_size, pipe_fds[1]));
+    _exit(RunServer(options, allocate, max_size, pipe_fds[1]));
   }
   close(pipe_fds[1]);
   std::string address;
@@ -197,7 +221,8 @@ int Main(int argc, char** argv) {
   while (read(pipe_fds[0], &c, 1) == 1 && c != '\n') address += c;
   close(pipe_fds[0]);
 
-  nlohmann::json out = {{"tls", tls}, {"bulk_mode", bulk}, {"window", window}};
+  nlohmann::json out = {
+      {"tls", tls}, {"bulk_mode", bulk}, {"window", window}, {"memory", memory_kind}};
   {
     auto transport = UcxTransport::Create(options);
     if (!transport.ok() || address.empty()) {
@@ -220,8 +245,8 @@ int Main(int argc, char** argv) {
     auto described = mailbox.Pop(DeadlineAfterMillis(15000));
     if (!described.ok()) return 1;
     const RemoteRegion remote = DecodeRegion(described->payload);
-    std::vector<uint8_t> memory(max_size, 2);
-    auto local = (*transport)->RegisterMemory(memory.data(), memory.size());
+    std::vector<uint8_t> memory;
+    auto local = MakeRegion(**transport, allocate, max_size, 2, memory);
     if (!local.ok()) return 1;
     nlohmann::json results = nlohmann::json::array();
     results.push_back(MeasureLatency(**transport, *peer, mailbox, latency_iters));

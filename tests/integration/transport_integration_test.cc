@@ -26,7 +26,7 @@ constexpr uint64_t kRegionBytes = 64ull << 20;
 // A transport_peer child process; killed (SIGKILL) and reaped on destruction if still running.
 class PeerProcess {
  public:
-  static StatusOr<std::unique_ptr<PeerProcess>> Start(const std::string& tls) {
+  static StatusOr<std::unique_ptr<PeerProcess>> Start(const std::string& tls, bool allocate) {
     int out[2];
     if (pipe(out) != 0) return InternalError("pipe failed");
     const pid_t pid = fork();
@@ -37,7 +37,7 @@ class PeerProcess {
       close(out[1]);
       const std::string bytes = std::to_string(kRegionBytes);
       execl(TRANSPORT_PEER_PATH, TRANSPORT_PEER_PATH, tls.c_str(), bytes.c_str(),
-            static_cast<char*>(nullptr));
+            allocate ? "allocated" : "registered", static_cast<char*>(nullptr));
       _exit(127);
     }
     close(out[1]);
@@ -94,14 +94,21 @@ class PeerProcess {
   std::string address_;
 };
 
-class TransportIntegrationTest : public ::testing::TestWithParam<std::string> {
+// UCX_TLS, and whether both sides use AllocateMemory (over sm: direct copies) or registered heap
+// memory.
+struct Setup {
+  std::string tls;
+  bool allocate = false;
+};
+
+class TransportIntegrationTest : public ::testing::TestWithParam<Setup> {
  protected:
   void SetUp() override {
-    auto peer = PeerProcess::Start(GetParam());
+    auto peer = PeerProcess::Start(GetParam().tls, GetParam().allocate);
     ASSERT_TRUE(peer.ok()) << peer.status().ToString();
     peer_ = std::move(*peer);
     UcxOptions options;
-    options.tls = GetParam();
+    options.tls = GetParam().tls;
     auto transport = UcxTransport::Create(options);
     ASSERT_TRUE(transport.ok()) << transport.status().ToString();
     transport_ = std::move(*transport);
@@ -124,6 +131,16 @@ class TransportIntegrationTest : public ::testing::TestWithParam<std::string> {
   StatusOr<Message> Ask(uint32_t type, std::string payload) {
     STRATA_RETURN_IF_ERROR(transport_->Send(peer_id_, type, std::move(payload)));
     return mailbox_.Pop(DeadlineAfterMillis(kWaitMs));
+  }
+  // This side's region of `bytes`, per GetParam().allocate; `heap` backs a registered one.
+  StatusOr<std::unique_ptr<Region>> LocalRegion(uint64_t bytes, std::vector<uint8_t>& heap) {
+    if (GetParam().allocate) {
+      STRATA_ASSIGN_OR_RETURN(auto region, transport_->AllocateMemory(bytes));
+      std::memset(region->data(), 0, bytes);
+      return region;
+    }
+    heap.assign(bytes, 0);
+    return transport_->RegisterMemory(heap.data(), heap.size());
   }
   StatusOr<RemoteRegion> PeerRegion() {
     STRATA_ASSIGN_OR_RETURN(Message reply, Ask(integration::kDescribe, ""));
@@ -162,26 +179,27 @@ TEST_P(TransportIntegrationTest, SixtyFourMebibytesEachWayVerifiedByChecksum) {
   auto remote = PeerRegion();
   ASSERT_TRUE(remote.ok()) << remote.status().ToString();
   ASSERT_EQ(remote->length, kRegionBytes);
-  std::vector<uint8_t> local(kRegionBytes, 0);
-  auto region = transport_->RegisterMemory(local.data(), local.size());
-  ASSERT_TRUE(region.ok());
+  std::vector<uint8_t> heap;
+  auto region = LocalRegion(kRegionBytes, heap);
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  auto* local = static_cast<uint8_t*>((*region)->data());
 
   Transfer get{peer_id_, region->get(), 0, *remote, 0, kRegionBytes, DeadlineAfterMillis(kWaitMs)};
   Status status = GetAndWait(*transport_, get);
   ASSERT_TRUE(status.ok()) << status.ToString();
   const auto expected = integration::Pattern(kRegionBytes, integration::kPeerPatternTag);
-  EXPECT_EQ(integration::Checksum(local.data(), local.size()),
+  EXPECT_EQ(integration::Checksum(local, kRegionBytes),
             integration::Checksum(expected.data(), expected.size()));
 
   // Overwrite in place: the registered buffer must stay the same memory.
   const auto outgoing = integration::Pattern(kRegionBytes, 1234);
-  std::copy(outgoing.begin(), outgoing.end(), local.begin());
+  std::copy(outgoing.begin(), outgoing.end(), local);
   Transfer put{peer_id_, region->get(), 0, *remote, 0, kRegionBytes, DeadlineAfterMillis(kWaitMs)};
   status = PutAndWait(*transport_, put);
   ASSERT_TRUE(status.ok()) << status.ToString();
   auto checksum = Ask(integration::kChecksum, "");
   ASSERT_TRUE(checksum.ok()) << checksum.status().ToString();
-  EXPECT_EQ(checksum->payload, std::to_string(integration::Checksum(local.data(), local.size())));
+  EXPECT_EQ(checksum->payload, std::to_string(integration::Checksum(local, kRegionBytes)));
 
   ASSERT_TRUE(transport_->Send(peer_id_, integration::kExit, "").ok());
   EXPECT_TRUE(peer_->WaitExit(kWaitMs));
@@ -190,10 +208,11 @@ TEST_P(TransportIntegrationTest, SixtyFourMebibytesEachWayVerifiedByChecksum) {
 TEST_P(TransportIntegrationTest, KilledPeerIsReportedAndPendingTransfersFail) {
   auto remote = PeerRegion();
   ASSERT_TRUE(remote.ok()) << remote.status().ToString();
-  std::vector<uint8_t> local(kRegionBytes, 0);
-  auto region = transport_->RegisterMemory(local.data(), local.size());
-  ASSERT_TRUE(region.ok());
-  // Keep transfers in flight while the peer dies.
+  std::vector<uint8_t> heap;
+  auto region = LocalRegion(kRegionBytes, heap);
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  // Keep transfers in flight while the peer dies (direct copies into its shared memory may all
+  // finish first: they need nothing from the peer, and its memory stays mapped here).
   std::vector<std::future<Status>> pending;
   for (int i = 0; i < 8; ++i) {
     auto promise = std::make_shared<std::promise<Status>>();
@@ -222,16 +241,19 @@ TEST_P(TransportIntegrationTest, KilledPeerIsReportedAndPendingTransfersFail) {
         << "a transfer hung";
     num_failed += result.get().ok() ? 0 : 1;
   }
-  EXPECT_GT(num_failed, 0);
+  if (!GetParam().allocate) EXPECT_GT(num_failed, 0);
   // Later calls fail at once.
   EXPECT_EQ(transport_->Send(peer_id_, integration::kEcho, "x").code(), StatusCode::kUnavailable);
   Transfer after{peer_id_, region->get(), 0, *remote, 0, 64, DeadlineAfterMillis(kWaitMs)};
   EXPECT_EQ(PutAndWait(*transport_, after).code(), StatusCode::kUnavailable);
 }
 
-INSTANTIATE_TEST_SUITE_P(Ucx, TransportIntegrationTest, ::testing::Values("tcp", "sm,tcp"),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           return info.param == "tcp" ? std::string("tcp") : std::string("sm");
+INSTANTIATE_TEST_SUITE_P(Ucx, TransportIntegrationTest,
+                         ::testing::Values(Setup{"tcp", false}, Setup{"sm,tcp", false},
+                                           Setup{"tcp", true}, Setup{"sm,tcp", true}),
+                         [](const ::testing::TestParamInfo<Setup>& info) {
+                           return std::string(info.param.tls == "tcp" ? "tcp" : "sm") +
+                                  (info.param.allocate ? "_allocated" : "");
                          });
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,10 +20,11 @@ using namespace strata;
 using namespace strata::transport;
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: transport_peer <ucx-tls> <region-bytes>\n");
+  if (argc != 3 && argc != 4) {
+    std::fprintf(stderr, "usage: transport_peer <ucx-tls> <region-bytes> [allocated]\n");
     return 2;
   }
+  const bool allocate = argc == 4 && std::string(argv[3]) == "allocated";
   UcxOptions options;
   options.tls = argv[1];
   const uint64_t region_bytes = std::strtoull(argv[2], nullptr, 10);
@@ -32,9 +34,19 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<UcxTransport> transport = std::move(created).value();
-  std::vector<uint8_t> memory = integration::Pattern(region_bytes, integration::kPeerPatternTag);
-  auto region = transport->RegisterMemory(memory.data(), memory.size());
+  // Heap memory passed to RegisterMemory, or AllocateMemory (shared memory for a same-host peer).
+  std::vector<uint8_t> pattern = integration::Pattern(region_bytes, integration::kPeerPatternTag);
+  std::vector<uint8_t> heap;
+  StatusOr<std::unique_ptr<Region>> region = InvalidArgumentError("unset");
+  if (allocate) {
+    region = transport->AllocateMemory(region_bytes);
+    if (region.ok()) std::memcpy((*region)->data(), pattern.data(), region_bytes);
+  } else {
+    heap = std::move(pattern);
+    region = transport->RegisterMemory(heap.data(), heap.size());
+  }
   if (!region.ok()) return 1;
+  const uint8_t* memory = static_cast<const uint8_t*>((*region)->data());
 
   Mailbox mailbox;
   Handlers handlers;
@@ -64,7 +76,7 @@ int main(int argc, char** argv) {
         break;
       case integration::kChecksum:
         (void)transport->Send(message->peer, integration::kChecksum,
-                              std::to_string(integration::Checksum(memory.data(), memory.size())));
+                              std::to_string(integration::Checksum(memory, region_bytes)));
         break;
       case integration::kExit:
         transport->Shutdown();

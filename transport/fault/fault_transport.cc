@@ -301,6 +301,10 @@ StatusOr<std::unique_ptr<Region>> FaultTransport::RegisterMemory(void* data, uin
   return inner_->RegisterMemory(data, bytes);
 }
 
+StatusOr<std::unique_ptr<Region>> FaultTransport::AllocateMemory(uint64_t bytes) {
+  return inner_->AllocateMemory(bytes);
+}
+
 void FaultTransport::Put(const Transfer& transfer, Completion done) {
   impl_->StartTransfer(transfer, std::move(done), /*is_put=*/true);
 }

@@ -45,6 +45,7 @@ class FaultTransport : public Transport {
   StatusOr<PeerId> Connect(const std::string& address, Deadline deadline) override;
   Status Send(PeerId peer, MessageType type, std::string payload) override;
   StatusOr<std::unique_ptr<Region>> RegisterMemory(void* data, uint64_t bytes) override;
+  StatusOr<std::unique_ptr<Region>> AllocateMemory(uint64_t bytes) override;
   void Put(const Transfer& transfer, Completion done) override;
   void Get(const Transfer& transfer, Completion done) override;
   Status Disconnect(PeerId peer) override;

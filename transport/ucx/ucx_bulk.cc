@@ -12,10 +12,6 @@ namespace {
 // which register few large regions; the bound keeps a confused peer from growing it forever).
 constexpr size_t kMaxRemoteKeysPerPeer = 4096;
 
-Status UcsError(const char* what, ucs_status_t status) {
-  return UnavailableError(std::string(what) + ": " + ucs_status_string(status));
-}
-
 Status StatusFromWire(int32_t code, std::string message) {
   if (code == 0) return OkStatus();
   // Codes of common/status.h; anything else from a newer peer is kUnknown.
@@ -106,6 +102,7 @@ void UcxTransportImpl::StartTransfer(const Transfer& transfer, Completion done, 
     if (MonoClock::now() > transfer.deadline) {
       return CompleteOp(op_id, DeadlineExceededError("transfer deadline passed before it started"));
     }
+    if (peer->same_host && sm_enabled_ && TryDirectCopy(op_id, *peer, transfer, is_put)) return;
     switch (op.kind) {
       case PendingOp::Kind::kRmaPut:
         return StartRmaPut(op_id, *peer, transfer);
@@ -142,6 +139,27 @@ StatusOr<ucp_rkey_h> UcxTransportImpl::RemoteKey(Peer& peer, const std::string& 
   }
   peer.rkeys.emplace(packed, rkey);
   return rkey;
+}
+
+bool UcxTransportImpl::TryDirectCopy(uint64_t op_id, Peer& peer, const Transfer& transfer,
+                                     bool is_put) {
+  auto rkey = RemoteKey(peer, transfer.remote.packed_key);
+  if (!rkey.ok()) return false;
+  void* mapped = nullptr;
+  // UCS_ERR_UNREACHABLE for memory that is not shared (RegisterMemory of user memory). Like
+  // RMA, this trusts the descriptor's address and length (ValidateTransfer checked the offsets
+  // against them); the mapping outlives the peer, so a dead peer cannot fault this copy.
+  if (ucp_rkey_ptr(*rkey, transfer.remote.address + transfer.remote_offset, &mapped) != UCS_OK) {
+    return false;
+  }
+  uint8_t* local = ops_[op_id].local;
+  if (is_put) {
+    std::memcpy(mapped, local, transfer.length);
+  } else {
+    std::memcpy(local, mapped, transfer.length);
+  }
+  CompleteOp(op_id, OkStatus());
+  return true;
 }
 
 void UcxTransportImpl::StartRmaPut(uint64_t op_id, Peer& peer, const Transfer& transfer) {
@@ -227,27 +245,23 @@ ucs_status_t UcxTransportImpl::HandlePutData(Peer& peer, const BulkHeader& heade
     return UCS_OK;
   }
   // Rendezvous: UCX moves the bytes straight into the registered region (zero-copy where the
-  // transport allows), then we acknowledge.
+  // transport allows), then we acknowledge. The receive starts inside this callback, as UCX
+  // allows, so that the data starts moving at once.
   auto* recv = new PutRecv{this, peer.id, header.op_id};
-  deferred_.push_back([this, recv, data, target, length] {
-    Peer* peer = FindPeer(recv->peer);
-    if (!Receives(peer)) {
-      ucp_am_data_release(worker_, data);
-      delete recv;
-      return;
-    }
-    ucp_request_param_t param{};
-    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    param.cb.recv_am = &OnPutDataReceived;
-    param.user_data = recv;
-    void* request = ucp_am_recv_data_nbx(worker_, data, target, length, &param);
-    if (UCS_PTR_IS_PTR(request)) {
-      ++inflight_;
-      return;
-    }
-    FinishPutData(recv->peer, recv->op_id, UCS_PTR_STATUS(request));
-    delete recv;
-  });
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.recv_am = &OnPutDataReceived;
+  param.user_data = recv;
+  void* request = ucp_am_recv_data_nbx(worker_, data, target, length, &param);
+  if (UCS_PTR_IS_PTR(request)) {
+    ++inflight_;
+    return UCS_INPROGRESS;
+  }
+  delete recv;
+  const PeerId id = peer.id;
+  const uint64_t op_id = header.op_id;
+  const ucs_status_t status = UCS_PTR_STATUS(request);
+  deferred_.push_back([this, id, op_id, status] { FinishPutData(id, op_id, status); });
   return UCS_INPROGRESS;
 }
 
@@ -311,27 +325,19 @@ ucs_status_t UcxTransportImpl::HandleGetData(Peer& peer, const BulkHeader& heade
     CompleteOp(header.op_id, OkStatus());
     return UCS_OK;
   }
-  const uint64_t op_id = header.op_id;
-  deferred_.push_back([this, op_id, data, length] {
-    auto it = ops_.find(op_id);
-    if (it == ops_.end()) {
-      ucp_am_data_release(worker_, data);
-      return;
-    }
-    auto* context = new OpRequest{this, op_id};
-    ucp_request_param_t param{};
-    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    param.cb.recv_am = &OnOpRecvDone;
-    param.user_data = context;
-    void* request = ucp_am_recv_data_nbx(worker_, data, it->second.local, length, &param);
-    if (UCS_PTR_IS_PTR(request)) {
-      ++inflight_;
-      return;
-    }
-    delete context;
-    const ucs_status_t status = UCS_PTR_STATUS(request);
-    CompleteOp(op_id, status == UCS_OK ? OkStatus() : UcsError("receiving get data", status));
-  });
+  auto* context = new OpRequest{this, header.op_id};
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.recv_am = &OnOpRecvDone;
+  param.user_data = context;
+  void* request = ucp_am_recv_data_nbx(worker_, data, it->second.local, length, &param);
+  if (UCS_PTR_IS_PTR(request)) {
+    ++inflight_;
+    return UCS_INPROGRESS;
+  }
+  delete context;
+  const ucs_status_t status = UCS_PTR_STATUS(request);
+  CompleteOp(header.op_id, status == UCS_OK ? OkStatus() : UcsError("receiving get data", status));
   return UCS_INPROGRESS;
 }
 

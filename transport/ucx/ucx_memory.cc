@@ -115,18 +115,33 @@ class UcxRegion : public Region {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Region>> RegisterUcxMemory(std::shared_ptr<UcxContext> context, void* data,
-                                                    uint64_t bytes) {
-  if (data == nullptr || bytes == 0) return InvalidArgumentError("cannot register empty memory");
+namespace {
+
+StatusOr<std::unique_ptr<Region>> MapMemory(std::shared_ptr<UcxContext> context, void* data,
+                                            uint64_t bytes, bool allocate) {
   ucp_mem_map_params_t params{};
   params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
   params.address = data;
   params.length = bytes;
+  if (allocate) {
+    params.field_mask |= UCP_MEM_MAP_PARAM_FIELD_FLAGS;
+    params.flags = UCP_MEM_MAP_ALLOCATE;
+  }
   ucp_mem_h memh = nullptr;
   ucs_status_t status = ucp_mem_map(context->get(), &params, &memh);
   if (status != UCS_OK) {
     return ResourceExhaustedError(std::string("ucp_mem_map of ") + std::to_string(bytes) +
                                   " bytes: " + ucs_status_string(status));
+  }
+  if (allocate) {
+    ucp_mem_attr_t attr{};
+    attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
+    status = ucp_mem_query(memh, &attr);
+    if (status != UCS_OK || attr.address == nullptr || attr.length < bytes) {
+      ucp_mem_unmap(context->get(), memh);
+      return InternalError("ucp_mem_query of allocated memory failed");
+    }
+    data = attr.address;
   }
   void* key_buffer = nullptr;
   size_t key_size = 0;
@@ -140,6 +155,20 @@ StatusOr<std::unique_ptr<Region>> RegisterUcxMemory(std::shared_ptr<UcxContext> 
   ucp_rkey_buffer_release(key_buffer);
   return std::unique_ptr<Region>(
       std::make_unique<UcxRegion>(std::move(context), memh, data, bytes, std::move(remote)));
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Region>> RegisterUcxMemory(std::shared_ptr<UcxContext> context, void* data,
+                                                    uint64_t bytes) {
+  if (data == nullptr || bytes == 0) return InvalidArgumentError("cannot register empty memory");
+  return MapMemory(std::move(context), data, bytes, /*allocate=*/false);
+}
+
+StatusOr<std::unique_ptr<Region>> AllocateUcxMemory(std::shared_ptr<UcxContext> context,
+                                                    uint64_t bytes) {
+  if (bytes == 0) return InvalidArgumentError("cannot allocate 0 bytes");
+  return MapMemory(std::move(context), nullptr, bytes, /*allocate=*/true);
 }
 
 }  // namespace strata::transport::ucx

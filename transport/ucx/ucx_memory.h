@@ -48,5 +48,10 @@ class UcxContext {
 
 StatusOr<std::unique_ptr<Region>> RegisterUcxMemory(std::shared_ptr<UcxContext> context, void* data,
                                                     uint64_t bytes);
+// Memory allocated by UCX (ucp_mem_map with UCP_MEM_MAP_ALLOCATE: System V or POSIX shared
+// memory first, by UCX's default UCX_ALLOC_PRIO), so that peers on this host can map it
+// (ucp_rkey_ptr) and copy to and from it directly. Freed when the Region is destroyed.
+StatusOr<std::unique_ptr<Region>> AllocateUcxMemory(std::shared_ptr<UcxContext> context,
+                                                    uint64_t bytes);
 
 }  // namespace strata::transport::ucx

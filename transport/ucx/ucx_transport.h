@@ -6,12 +6,15 @@
 // endpoint picks after its handshake: RMA (ucp_put_nbx/ucp_get_nbx + flush) when UCX assigned it
 // an RMA lane on an RDMA transport, otherwise AM. Shared memory goes the AM way too: measured
 // here, UCX 1.13's RMA on user memory over sm ran ~100x slower than AM rendezvous over sm (see
-// ChooseRma in ucx_transport.cc); DESIGN.md §4 expected the opposite. AM path: a Put sends the
+// ChooseRma in ucx_connection.cc); DESIGN.md §4 expected the opposite. AM path: a Put sends the
 // bytes as an AM that the target receives straight into the registered region (rendezvous
 // zero-copy for large sizes) and acknowledges; a Get asks the target to send them back the same
 // way. The target checks every AM access against its registered regions. Force a path with
 // kRma / kActiveMessage (e.g. in benchmarks); the chosen one is reported by BulkPath().
-//
+// Whatever the path, a transfer to a same-host peer (sm enabled) whose remote region came from
+// AllocateMemory (UCX-allocated shared memory) is one memcpy into or out of that memory, mapped
+// here with ucp_rkey_ptr: no messages, nothing needed from the peer's thread (without CMA, user
+// memory cannot be reached that way, and UCX's own rendezvous for it runs over tcp lanes).
 // Connections: Listen binds a ucp_listener on a TCP sockaddr ("127.0.0.1:0" picks a port).
 // Connect creates a client endpoint and completes after a hello/ack handshake. Endpoints use
 // UCP_ERR_HANDLING_MODE_PEER: a peer that dies (its sockets close) fails its endpoint, which runs
@@ -20,10 +23,11 @@
 // among them for the sockaddr connection manager, e.g. UCX_TLS=sm,tcp).
 //
 // Threading: one progress thread owns the ucp worker (UCS_THREAD_MODE_SINGLE). Public calls
-// queue a command and wake it through the worker's event fd (ucp_worker_signal); it sleeps in
-// epoll on that fd when idle, after spinning `spin_us`. All callbacks run on it, outside UCX's
-// own callbacks (so they may call Send/Put/Get). Memory registration runs on the caller's thread
-// (the context is created with mt_workers_shared).
+// queue a command and wake it through the worker's event fd (ucp_worker_signal) when it sleeps;
+// it sleeps in epoll on that fd when idle, after polling `spin_us` (and while UCX requests are in
+// flight), yielding the CPU on turns that found nothing to do. All callbacks run on it, outside
+// UCX's own callbacks (so they may call Send/Put/Get). Memory registration runs on the caller's
+// thread (the context is created with mt_workers_shared).
 //
 // Deadlines: a transfer past its deadline completes with kDeadlineExceeded and its endpoint is
 // closed (force): that is the only way to guarantee UCX no longer touches the buffers, so the
@@ -43,8 +47,8 @@ struct UcxOptions {
   std::string tls;
   enum class BulkMode { kAuto, kRma, kActiveMessage };
   BulkMode bulk_mode = BulkMode::kAuto;
-  // Busy-poll this long after the last activity before sleeping on the event fd. Lower latency
-  // for more CPU; 0 sleeps at once.
+  // Poll (yielding between empty turns) this long after the last activity before sleeping on
+  // the event fd. Lower latency for more CPU; 0 sleeps at once.
   int64_t spin_us = 100;
   // Larger incoming messages close the connection (kPayloadTooLarge); a bad peer cannot make
   // this side allocate without bound.

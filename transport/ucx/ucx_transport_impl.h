@@ -1,8 +1,14 @@
-// Internals of the UCX transport, shared by ucx_transport.cc (lifecycle, connections, messages)
-// and ucx_bulk.cc (Put/Get). Everything below `progress thread only` is touched by the progress
-// thread alone; the rest is guarded as marked.
+// Internals of the UCX transport, shared by its translation units:
+//   ucx_transport.cc   creation, start-up and the public calls (Listen, Connect, Send, ...)
+//   ucx_progress.cc    the progress thread: command queue, event loop, deadlines
+//   ucx_connection.cc  addresses, handshake, data endpoints, closing and failing peers
+//   ucx_messages.cc    the AM send path, Send's ordered delivery, dispatch of incoming AMs
+//   ucx_bulk.cc        Put/Get (RMA and AM paths), initiator and target sides
+// Everything below `progress thread only` is touched by the progress thread alone; the rest is
+// guarded as marked.
 #pragma once
 
+#include <netinet/in.h>
 #include <ucp/api/ucp.h>
 
 #include <atomic>
@@ -81,6 +87,21 @@ struct BulkHeader {
 
 class UcxTransportImpl;
 
+inline Status UcsError(const char* what, ucs_status_t status) {
+  return UnavailableError(std::string(what) + ": " + ucs_status_string(status));
+}
+
+// "host:port" (IPv4; "localhost" is 127.0.0.1) -> sockaddr; kInvalidArgument otherwise.
+StatusOr<sockaddr_in> ParseAddress(const std::string& address);
+// "host:port" of an IPv4 sockaddr, "?" for other families.
+std::string FormatAddress(const sockaddr_storage& storage);
+// Equal on two processes that can share memory (see HelloHeader::host_id).
+uint64_t ComputeHostId();
+// Whether a UCX_TLS value (empty: the environment's, else UCX's default) enables shared memory.
+bool TlsHasSharedMemory(std::string tls);
+// The receive callback registered for AM id `id` (kAmHello..kAmBye); arg is the transport.
+ucp_am_recv_callback_t AmHandlerFor(unsigned id);
+
 // user_data of an endpoint's error handler.
 struct EpArg {
   UcxTransportImpl* impl;
@@ -143,6 +164,7 @@ class UcxTransportImpl : public UcxTransport {
   StatusOr<PeerId> Connect(const std::string& address, Deadline deadline) override;
   Status Send(PeerId peer, MessageType type, std::string payload) override;
   StatusOr<std::unique_ptr<Region>> RegisterMemory(void* data, uint64_t bytes) override;
+  StatusOr<std::unique_ptr<Region>> AllocateMemory(uint64_t bytes) override;
   void Put(const Transfer& transfer, Completion done) override;
   void Get(const Transfer& transfer, Completion done) override;
   Status Disconnect(PeerId peer) override;
@@ -160,7 +182,7 @@ class UcxTransportImpl : public UcxTransport {
   void Post(std::function<void()> command);
   void Loop();
   bool RunCommandsAndDeferred();  // true when anything ran
-  void RunEvents();
+  bool RunEvents();               // true when any ran
   void CheckDeadlines();
   int NextTimeoutMs() const;
 
@@ -215,6 +237,10 @@ class UcxTransportImpl : public UcxTransport {
                             bool rendezvous);
   void ProtocolError(Peer& peer, const std::string& what);
   void SendBulkReply(Peer& peer, unsigned am_id, uint64_t op_id, const Status& status);
+  // Same-host peers: when the remote region is shared memory that this process can map
+  // (ucp_rkey_ptr), the transfer is one memcpy here. False when it is not (the caller goes on
+  // with the peer's bulk path).
+  bool TryDirectCopy(uint64_t op_id, Peer& peer, const Transfer& transfer, bool is_put);
   void StartRmaPut(uint64_t op_id, Peer& peer, const Transfer& transfer);
   void StartRmaGet(uint64_t op_id, Peer& peer, const Transfer& transfer);
   void StartAmPut(uint64_t op_id, Peer& peer, const Transfer& transfer);
@@ -232,6 +258,7 @@ class UcxTransportImpl : public UcxTransport {
   std::mutex command_mu_;
   std::vector<std::function<void()>> commands_;  // guarded by command_mu_
   std::atomic<bool> has_commands_{false};
+  std::atomic<bool> sleeping_{false};  // the progress thread is (about to be) in epoll_wait
 
   std::mutex state_mu_;  // guards the fields down to the next blank line
   Handlers handlers_;

@@ -147,6 +147,55 @@ TEST_P(TransportContractTest, PutAndGetMoveBytesBetweenRegions) {
   EXPECT_EQ(0, std::memcmp(a_memory.data(), b_memory.data() + (1u << 20), 6u << 20));
 }
 
+// AllocateMemory regions (UCX: shared memory that a same-host peer copies to directly), alone and
+// mixed with registered heap memory on the other side.
+TEST_P(TransportContractTest, AllocatedRegionsMoveBytesEitherWay) {
+  constexpr uint64_t kRegionBytes = 4u << 20;
+  EXPECT_EQ(a_->AllocateMemory(0).status().code(), StatusCode::kInvalidArgument);
+  auto a_allocated = a_->AllocateMemory(kRegionBytes);
+  auto b_allocated = b_->AllocateMemory(kRegionBytes);
+  ASSERT_TRUE(a_allocated.ok()) << a_allocated.status().ToString();
+  ASSERT_TRUE(b_allocated.ok()) << b_allocated.status().ToString();
+  ASSERT_EQ((*a_allocated)->size(), kRegionBytes);
+  ASSERT_EQ(reinterpret_cast<uintptr_t>((*a_allocated)->data()) % 4096, 0u);
+  std::vector<uint8_t> b_heap = Pattern(kRegionBytes, 7);
+  auto b_registered = b_->RegisterMemory(b_heap.data(), b_heap.size());
+  ASSERT_TRUE(b_registered.ok());
+  auto* a_bytes = static_cast<uint8_t*>((*a_allocated)->data());
+  auto* b_bytes = static_cast<uint8_t*>((*b_allocated)->data());
+  const std::vector<uint8_t> pattern = Pattern(kRegionBytes, 11);
+  std::memcpy(b_bytes, pattern.data(), kRegionBytes);
+  std::memset(a_bytes, 0, kRegionBytes);
+
+  // allocated -> allocated, at offsets.
+  Transfer put{b_to_a_,        b_allocated->get(),          100, (*a_allocated)->remote(), 4096,
+               (1u << 20) + 3, DeadlineAfterMillis(kWaitMs)};
+  ASSERT_TRUE(PutAndWait(*b_, put).ok());
+  EXPECT_EQ(0, std::memcmp(a_bytes + 4096, pattern.data() + 100, (1u << 20) + 3));
+  EXPECT_EQ(a_bytes[4095], 0);
+  EXPECT_EQ(a_bytes[4096 + (1u << 20) + 3], 0);
+  // registered heap -> allocated.
+  Transfer put_heap{b_to_a_,  b_registered->get(),         0, (*a_allocated)->remote(), 2u << 20,
+                    1u << 20, DeadlineAfterMillis(kWaitMs)};
+  ASSERT_TRUE(PutAndWait(*b_, put_heap).ok());
+  EXPECT_EQ(0, std::memcmp(a_bytes + (2u << 20), b_heap.data(), 1u << 20));
+  // Get from allocated into allocated, and into registered heap.
+  std::memset(b_bytes, 0, kRegionBytes);
+  Transfer get{b_to_a_,  b_allocated->get(),          0, (*a_allocated)->remote(), 4096,
+               1u << 20, DeadlineAfterMillis(kWaitMs)};
+  ASSERT_TRUE(GetAndWait(*b_, get).ok());
+  EXPECT_EQ(0, std::memcmp(b_bytes, pattern.data() + 100, 1u << 20));
+  Transfer get_heap{b_to_a_, b_registered->get(),         8, (*a_allocated)->remote(), 2u << 20,
+                    4096,    DeadlineAfterMillis(kWaitMs)};
+  ASSERT_TRUE(GetAndWait(*b_, get_heap).ok());
+  EXPECT_EQ(0, std::memcmp(b_heap.data() + 8, a_bytes + (2u << 20), 4096));
+  // The other way round: a reads b's registered heap region into its allocated one.
+  Transfer reverse{a_to_b_, a_allocated->get(),          0, (*b_registered)->remote(), 0,
+                   65536,   DeadlineAfterMillis(kWaitMs)};
+  ASSERT_TRUE(GetAndWait(*a_, reverse).ok());
+  EXPECT_EQ(0, std::memcmp(a_bytes, b_heap.data(), 65536));
+}
+
 TEST_P(TransportContractTest, ManyConcurrentTransfersAllComplete) {
   constexpr uint64_t kBlock = 64 * 1024;
   constexpr int kNumBlocks = 32;

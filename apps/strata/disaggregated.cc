@@ -1,0 +1,188 @@
+#include "apps/strata/disaggregated.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "supervisor/supervisor.h"
+
+namespace strata::apps {
+namespace {
+
+// A port that was free a moment ago on 127.0.0.1.
+StatusOr<int> FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return InternalError("socket() failed");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof(a);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    close(fd);
+    return InternalError("cannot find a free port");
+  }
+  close(fd);
+  return static_cast<int>(ntohs(a.sin_port));
+}
+
+std::string Self() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("strata") : p.string();
+}
+
+void Add(std::vector<std::string>* argv, const std::string& flag, const std::string& value) {
+  argv->push_back("--" + flag);
+  argv->push_back(value);
+}
+
+}  // namespace
+
+void AddDisaggregatedFlags(CLI::App& app, DisaggregatedFlags* f) {
+  AddSwitch(app, "disaggregated", &f->enabled,
+            "Run server, KV pools, prefill and decode as separate processes");
+  AddFlag(app, "prefill", &f->num_prefill, "Disaggregated: prefill instances");
+  AddFlag(app, "decode", &f->num_decode, "Disaggregated: decode instances");
+  AddFlag(app, "kvcache", &f->num_kvcache, "Disaggregated: KV pool instances (0: no pool)");
+  AddFlag(app, "kvcache-capacity-bytes", &f->kvcache_capacity_bytes,
+          "Disaggregated: memory of each KV pool instance");
+  AddFlag(app, "router-port", &f->router_port,
+          "Disaggregated: port instances register at (0: a free one)");
+}
+
+int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f) {
+  // Signals become a descriptor before any thread starts (the supervisor polls it).
+  auto signals = supervisor::StopSignalFd::Create();
+  Status bad = OkStatus();
+  if (f.num_prefill < 1) bad = FlagError("prefill", "must be at least 1");
+  if (f.num_decode < 1) bad = FlagError("decode", "must be at least 1");
+  if (f.num_kvcache < 0) bad = FlagError("kvcache", "must be >= 0");
+  if (f.kvcache_capacity_bytes < (1 << 20)) {
+    bad = FlagError("kvcache-capacity-bytes", "must be at least 1 MiB");
+  }
+  if (bad.ok()) bad = server::ValidateServeConfig(cfg);
+  if (!bad.ok()) {
+    std::cerr << "strata serve: " << bad.message() << "\n";
+    return 2;
+  }
+  if (!signals.ok()) {
+    std::cerr << "strata serve: " << signals.status().message() << "\n";
+    return 1;
+  }
+  const std::string exe = Self();
+  server::ServeConfig serve = cfg;
+  if (serve.port == 0) {
+    // The server's port must be known here (to wait for it and to print it).
+    auto p = FreePort();
+    if (!p.ok()) {
+      std::cerr << "strata serve: " << p.status().message() << "\n";
+      return 1;
+    }
+    serve.port = *p;
+  }
+  int router_port = f.router_port;
+  if (router_port == 0) {
+    auto p = FreePort();
+    if (!p.ok()) {
+      std::cerr << "strata serve: " << p.status().message() << "\n";
+      return 1;
+    }
+    router_port = *p;
+  }
+  const std::string router = "127.0.0.1:" + std::to_string(router_port);
+  const int roles = f.num_prefill + f.num_decode;
+  const int threads =
+      cfg.threads > 0 ? cfg.threads
+                      : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / roles);
+
+  std::vector<supervisor::ChildSpec> specs;
+  std::vector<std::string> pools;
+  for (int i = 0; i < f.num_kvcache; ++i) {
+    auto port = FreePort();
+    if (!port.ok()) {
+      std::cerr << "strata serve: " << port.status().message() << "\n";
+      return 1;
+    }
+    pools.push_back("127.0.0.1:" + std::to_string(*port));
+    supervisor::ChildSpec s;
+    s.name = "kvcache-" + std::to_string(i);
+    s.argv = {exe, "kvcache"};
+    Add(&s.argv, "listen", pools.back());
+    Add(&s.argv, "capacity-bytes", std::to_string(f.kvcache_capacity_bytes));
+    if (!cfg.ucx_tls.empty()) Add(&s.argv, "ucx-tls", cfg.ucx_tls);
+    specs.push_back(std::move(s));
+  }
+  {
+    supervisor::ChildSpec s;
+    s.name = "server";
+    s.argv = {exe, "server"};
+    Add(&s.argv, "model", cfg.model_dir);
+    Add(&s.argv, "host", cfg.host);
+    Add(&s.argv, "port", std::to_string(serve.port));
+    Add(&s.argv, "router-listen", router);
+    if (!cfg.served_model_name.empty()) Add(&s.argv, "served-model-name", cfg.served_model_name);
+    Add(&s.argv, "max-model-len", std::to_string(cfg.max_model_len));
+    Add(&s.argv, "max-waiting", std::to_string(cfg.max_waiting));
+    Add(&s.argv, "http-threads", std::to_string(cfg.http_threads));
+    if (!cfg.api_key.empty()) Add(&s.argv, "api-key", cfg.api_key);
+    Add(&s.argv, "request-timeout", std::to_string(cfg.request_timeout_s));
+    Add(&s.argv, "max-body-bytes", std::to_string(cfg.max_body_bytes));
+    Add(&s.argv, "drain-timeout", std::to_string(cfg.drain_timeout_s));
+    if (!cfg.ucx_tls.empty()) Add(&s.argv, "ucx-tls", cfg.ucx_tls);
+    s.ready = supervisor::TcpPortReady(serve.host, serve.port);
+    specs.push_back(std::move(s));
+  }
+  std::string pool_list;
+  for (const auto& p : pools) pool_list += (pool_list.empty() ? "" : ",") + p;
+  for (int i = 0; i < roles; ++i) {
+    const bool prefill = i < f.num_prefill;
+    const int index = prefill ? i : i - f.num_prefill;
+    supervisor::ChildSpec s;
+    s.name = std::string(prefill ? "prefill-" : "decode-") + std::to_string(index);
+    s.argv = {exe, prefill ? "prefill" : "decode"};
+    Add(&s.argv, "model", cfg.model_dir);
+    Add(&s.argv, "router", router);
+    Add(&s.argv, "instance-id", s.name);
+    Add(&s.argv, "threads", std::to_string(threads));
+    Add(&s.argv, "kv-cache-bytes", std::to_string(cfg.kv_cache_bytes));
+    Add(&s.argv, "block-size", std::to_string(cfg.block_size));
+    Add(&s.argv, "max-num-seqs", std::to_string(cfg.max_num_seqs));
+    Add(&s.argv, "max-num-batched-tokens", std::to_string(cfg.max_num_batched_tokens));
+    Add(&s.argv, "max-model-len", std::to_string(cfg.max_model_len));
+    Add(&s.argv, "enable-prefix-caching", cfg.enable_prefix_caching ? "true" : "false");
+    Add(&s.argv, "drain-timeout", std::to_string(cfg.drain_timeout_s));
+    if (!cfg.ucx_tls.empty()) Add(&s.argv, "ucx-tls", cfg.ucx_tls);
+    if (prefill && !pool_list.empty()) Add(&s.argv, "kvcache", pool_list);
+    specs.push_back(std::move(s));
+  }
+
+  supervisor::SupervisorOptions so;
+  so.grace_period_ms = static_cast<int64_t>(cfg.drain_timeout_s * 1000) + 5000;
+  supervisor::Supervisor sup(so);
+  log::Info(
+      "disaggregated: server on http://{}:{}, router {}, {} prefill, {} decode, {} KV pool(s), "
+      "{} thread(s) per instance",
+      serve.host, serve.port, router, f.num_prefill, f.num_decode, f.num_kvcache, threads);
+  if (Status st = sup.Start(std::move(specs), (*signals)->fd()); !st.ok()) {
+    log::Error("cannot start the roles: {}", st.message());
+    return 1;
+  }
+  Status st = sup.Run((*signals)->fd());
+  if (!st.ok()) {
+    log::Error("{}", st.message());
+    return 1;
+  }
+  log::Info("stopped");
+  return 0;
+}
+
+}  // namespace strata::apps

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Runs kvpool_bench and ucx_perftest on the same transports and sizes and writes
+bench/results/kvpool.json: KV pool Put (Store: the pool pulls the blocks) and Get (Fetch:
+lease, RMA get, release) throughput next to the ucx_perftest figures for that transport and
+size, and the ratio to the best of them (DESIGN.md §7).
+
+  bench/kvpool/run_kvpool_bench.py [--build build] [--tls tcp sm,tcp] [--seconds 0.5]
+"""
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "bench", "transport"))
+from run_transport_bench import PERFTEST_BW, cpu_model, git_sha, perftest  # noqa: E402
+
+SIZES = [1 << 20, 4 << 20, 16 << 20]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    parser.add_argument("--tls", nargs="+", default=["tcp", "sm,tcp"])
+    parser.add_argument("--seconds", default="0.5")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "kvpool.json"))
+    args = parser.parse_args()
+    bench = os.path.join(args.build, "bench", "kvpool_bench")
+    if not os.path.exists(bench):
+        sys.exit(f"{bench} not built: cmake --build {args.build} --target kvpool_bench")
+    report = {
+        "benchmark": "kvpool",
+        "git_sha": git_sha(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu_model": cpu_model(), "cores": os.cpu_count(),
+                    "load_average": os.getloadavg()},
+        "ucx_version": subprocess.run(["ucx_info", "-v"], capture_output=True,
+                                      text=True).stdout.splitlines()[0].strip("# "),
+        "notes": "Two processes: a KvPoolServer and an instance with a KvPoolClient. put = "
+                 "Store of fresh blocks until the pool replied (it pulls each block segment "
+                 "by Get); get = Fetch (lease, one Get per block segment, release). KV of the "
+                 "deepseek_v3 bench preset (MLA, 12 layers, 16-token blocks: 12 segments of "
+                 "9 KiB a block). ratio = Strata / best ucx_perftest figure (put_bw, am_bw, "
+                 "get) moving the same bytes in one message.",
+        "results": [],
+    }
+    for tls in args.tls:
+        print(f"== {tls}: kvpool_bench", file=sys.stderr)
+        run = subprocess.run([bench, "--tls", tls, "--sizes", ",".join(map(str, SIZES)),
+                              "--seconds", args.seconds],
+                             capture_output=True, text=True, timeout=600)
+        if run.returncode != 0:
+            print(run.stderr, file=sys.stderr)
+            report["results"].append({"tls": tls, "error": run.stderr[-2000:]})
+            continue
+        ours = json.loads(run.stdout)
+        for r in ours["results"]:
+            size = r["bytes"]
+            perf = {}
+            for test in PERFTEST_BW:
+                iters = max(3, min(2000, (128 << 20) // size))
+                print(f"== {tls}: ucx_perftest {test} {size}", file=sys.stderr)
+                figures = perftest(test, size, tls, iters, max(1, iters // 10))
+                perf[test] = figures and figures["mb_per_s"]
+            available = [v for v in perf.values() if v]
+            best = max(available) if available else None
+            entry = dict(r, tls=tls, bulk_path=ours.get("bulk_path"),
+                         block_bytes=ours["block_bytes"], segment_bytes=ours["segment_bytes"],
+                         perftest_mb_per_s=perf, perftest_best_mb_per_s=best)
+            for op in ("put", "get"):
+                value = r.get(f"{op}_mb_per_s")
+                entry[f"{op}_ratio"] = value / best if value and best else None
+            report["results"].append(entry)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(json.dumps(report["results"], indent=2))
+
+
+if __name__ == "__main__":
+    main()

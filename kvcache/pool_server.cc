@@ -1,0 +1,473 @@
+#include "kvcache/pool_server.h"
+
+#include <algorithm>
+
+#include "common/log.h"
+#include "kvcache/pool_transfers.h"
+#include "proto/status_convert.h"
+
+namespace strata::kvcache {
+
+using transport::PeerId;
+
+// One Put whose blocks are being read: the reserved slots and what came of each block.
+struct KvPoolServer::PutOp {
+  PeerId peer = 0;
+  uint64_t call_id = 0;
+  std::vector<BlockHash> hashes;  // reserved ones, in request order
+  std::vector<PoolSlot> slots;
+  std::vector<bool> failed;  // per block
+  size_t transfers_left = 0;
+  Status first_error;
+  v1::KvPoolPutReply reply;  // counts of skipped hashes, filled before the reads
+};
+
+StatusOr<std::unique_ptr<KvPoolServer>> KvPoolServer::Create(
+    std::unique_ptr<transport::Transport> transport, KvPoolServerOptions options) {
+  if (transport == nullptr) return InvalidArgumentError("the KV pool needs a transport");
+  if (options.default_lease_ms < 1 || options.max_lease_ms < options.default_lease_ms) {
+    return InvalidArgumentError("KV pool lease limits: need 1 <= default <= max");
+  }
+  if (options.default_put_timeout_ms < 1 ||
+      options.max_put_timeout_ms < options.default_put_timeout_ms) {
+    return InvalidArgumentError("KV pool put timeouts: need 1 <= default <= max");
+  }
+  std::unique_ptr<KvPoolServer> server(new KvPoolServer(std::move(options)));
+  const KvPoolServerOptions& o = server->options_;
+  STRATA_ASSIGN_OR_RETURN(server->arena_, PoolArena::Create(o.capacity_bytes, o.try_huge_pages));
+  server->stats_.capacity_bytes = o.capacity_bytes;
+  server->stats_.page_kind = PageKindName(server->arena_->page_kind());
+  KvPoolServer* raw = server.get();
+  service::RpcCallbacks callbacks;
+  callbacks.on_request = [raw](PeerId from, service::Envelope e) {
+    raw->OnRequest(from, std::move(e));
+  };
+  callbacks.on_peer_failure = [raw](PeerId peer, const Status&) { raw->OnPeerFailure(peer); };
+  STRATA_ASSIGN_OR_RETURN(server->node_,
+                          service::RpcNode::Create(std::move(transport), std::move(callbacks)));
+  {
+    std::lock_guard lock(server->mu_);
+    server->SyncMetricsLocked();
+  }
+  return server;
+}
+
+KvPoolServer::~KvPoolServer() {
+  Shutdown();
+  regions_.clear();  // deregistered while the transport still exists
+}
+
+StatusOr<std::string> KvPoolServer::Listen(const std::string& address) {
+  STRATA_ASSIGN_OR_RETURN(std::string bound, node_->Listen(address));
+  log::Info("KV pool {} listening on {} ({} bytes, {} pages)", options_.instance_id, bound,
+            options_.capacity_bytes, PageKindName(arena_->page_kind()));
+  return bound;
+}
+
+void KvPoolServer::Shutdown() {
+  if (node_ != nullptr) node_->Shutdown();
+}
+
+void KvPoolServer::ReplyTo(PeerId peer, uint64_t call_id, service::Envelope reply) {
+  if (call_id == 0) return;
+  Status st = node_->Reply(peer, call_id, std::move(reply));
+  if (!st.ok()) log::Debug("KV pool reply to peer {} lost: {}", peer, st.message());
+}
+
+void KvPoolServer::OnRequest(PeerId from, service::Envelope envelope) {
+  const uint64_t call_id = envelope.call_id();
+  switch (envelope.body_case()) {
+    case v1::Envelope::kKvPoolLookup:
+      OnLookup(from, call_id, envelope.kv_pool_lookup());
+      return;
+    case v1::Envelope::kKvPoolPut:
+      OnPut(from, call_id, envelope.kv_pool_put());
+      return;
+    case v1::Envelope::kKvPoolGet:
+      OnGet(from, call_id, envelope.kv_pool_get());
+      return;
+    case v1::Envelope::kKvPoolRelease:
+      OnRelease(from, call_id, envelope.kv_pool_release());
+      return;
+    default:
+      log::Warn("KV pool: peer {} sent {}, which a pool does not serve", from,
+                proto::BodyName(envelope));
+      if (call_id != 0) {
+        (void)node_->ReplyError(from, call_id,
+                                InvalidArgumentError("a KV pool does not serve " +
+                                                     std::string(proto::BodyName(envelope))));
+      }
+  }
+}
+
+namespace {
+
+Status CheckRequestSize(int num_blocks, int64_t max_blocks) {
+  if (num_blocks > max_blocks) {
+    return InvalidArgumentError("a KV pool request names " + std::to_string(num_blocks) +
+                                " blocks; at most " + std::to_string(max_blocks));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+void KvPoolServer::OnLookup(PeerId from, uint64_t call_id, const v1::KvPoolLookup& lookup) {
+  if (Status st = CheckRequestSize(lookup.block_hashes_size(), options_.max_blocks_per_request);
+      !st.ok()) {
+    (void)node_->ReplyError(from, call_id, st);
+    return;
+  }
+  int64_t held = 0;
+  {
+    std::lock_guard lock(mu_);
+    const std::span<const BlockHash> hashes(lookup.block_hashes().data(),
+                                            lookup.block_hashes_size());
+    if (index_ != nullptr) held = index_->CountHeldPrefix(hashes, /*touch=*/true);
+    stats_.hit_blocks += held;
+    stats_.miss_blocks += lookup.block_hashes_size() - held;
+    SyncMetricsLocked();
+  }
+  service::Envelope reply;
+  reply.mutable_kv_pool_lookup_reply()->set_num_hit_blocks(static_cast<uint32_t>(held));
+  ReplyTo(from, call_id, std::move(reply));
+}
+
+Status KvPoolServer::AcceptLayoutLocked(const v1::KvLocation& source, int num_blocks) {
+  if (source.blocks_size() != num_blocks) {
+    return InvalidArgumentError("KV pool Put names " + std::to_string(num_blocks) + " hashes but " +
+                                std::to_string(source.blocks_size()) + " source blocks");
+  }
+  if (source.num_segments() < 1 || source.num_segments() > 65536 || source.segment_bytes() < 1 ||
+      source.segment_bytes() > (1ull << 40) || source.block_size_tokens() < 1) {
+    return InvalidArgumentError("KV pool Put: bad layout (" +
+                                std::to_string(source.num_segments()) + " segments of " +
+                                std::to_string(source.segment_bytes()) + " bytes, " +
+                                std::to_string(source.block_size_tokens()) + " tokens a block)");
+  }
+  if (source.segments_in_regions()
+          ? source.regions_size() != static_cast<int>(source.num_segments())
+          : source.regions_size() < 1) {
+    return InvalidArgumentError("KV pool Put: the source names " +
+                                std::to_string(source.regions_size()) + " regions for " +
+                                std::to_string(source.num_segments()) + " segments");
+  }
+  Layout layout{source.num_segments(), source.segment_bytes(), source.block_size_tokens()};
+  if (layout_.num_segments == 0) {
+    if (layout.slot_bytes() > options_.capacity_bytes) {
+      return InvalidArgumentError("a KV block of " + std::to_string(layout.slot_bytes()) +
+                                  " bytes does not fit in the pool's " +
+                                  std::to_string(options_.capacity_bytes) + " bytes");
+    }
+    const uint64_t num_slots = options_.capacity_bytes / layout.slot_bytes();
+    const uint64_t array_bytes = num_slots * layout.segment_bytes;
+    std::vector<std::unique_ptr<transport::Region>> regions;
+    for (uint32_t seg = 0; seg < layout.num_segments; ++seg) {
+      auto region =
+          node_->transport().RegisterMemory(arena_->data() + seg * array_bytes, array_bytes);
+      if (!region.ok()) {
+        return region.status().WithContext("registering the pool's arena");
+      }
+      regions.push_back(std::move(region).value());
+    }
+    regions_ = std::move(regions);
+    layout_ = layout;
+    index_ = std::make_unique<PoolIndex>(static_cast<int64_t>(num_slots));
+    stats_.slot_bytes = layout.slot_bytes();
+    log::Info("KV pool layout: {} segments x {} bytes, {} tokens a block; {} slots",
+              layout.num_segments, layout.segment_bytes, layout.block_size_tokens,
+              options_.capacity_bytes / layout.slot_bytes());
+    return OkStatus();
+  }
+  if (layout.num_segments != layout_.num_segments ||
+      layout.segment_bytes != layout_.segment_bytes ||
+      layout.block_size_tokens != layout_.block_size_tokens) {
+    return InvalidArgumentError(
+        "KV layout mismatch: this pool stores blocks of " + std::to_string(layout_.num_segments) +
+        " segments x " + std::to_string(layout_.segment_bytes) + " bytes, " +
+        std::to_string(layout_.block_size_tokens) + " tokens; the Put has " +
+        std::to_string(layout.num_segments) + " x " + std::to_string(layout.segment_bytes) + ", " +
+        std::to_string(layout.block_size_tokens) + " (another model or block size?)");
+  }
+  return OkStatus();
+}
+
+void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put) {
+  const int n = put.block_hashes_size();
+  if (Status st = CheckRequestSize(n, options_.max_blocks_per_request); !st.ok()) {
+    (void)node_->ReplyError(from, call_id, st);
+    return;
+  }
+  const int64_t timeout_ms =
+      put.timeout_ms() == 0
+          ? options_.default_put_timeout_ms
+          : std::min<int64_t>(
+                static_cast<int64_t>(std::min<uint64_t>(put.timeout_ms(), 1ull << 40)),
+                options_.max_put_timeout_ms);
+  const transport::Deadline deadline = transport::DeadlineAfterMillis(timeout_ms);
+  const v1::KvLocation& source = put.source();
+  auto op = std::make_shared<PutOp>();
+  op->peer = from;
+  op->call_id = call_id;
+  std::vector<MergedTransfer> transfers;
+  {
+    std::lock_guard lock(mu_);
+    if (Status st = AcceptLayoutLocked(source, n); !st.ok()) {
+      (void)node_->ReplyError(from, call_id, st);
+      return;
+    }
+    const uint64_t seg = layout_.segment_bytes;
+    std::vector<BlockTransfer> parts;
+    Status bad;
+    for (int i = 0; i < n && bad.ok(); ++i) {
+      const BlockHash hash = put.block_hashes(i);
+      PoolSlot slot = -1;
+      const auto outcome = index_->Reserve(hash, &slot);
+      if (outcome == PoolIndex::ReserveOutcome::kAlreadyHeld) {
+        op->reply.set_num_already_held(op->reply.num_already_held() + 1);
+        continue;
+      }
+      if (outcome == PoolIndex::ReserveOutcome::kNoSpace) {
+        op->reply.set_num_no_space(op->reply.num_no_space() + 1);
+        continue;
+      }
+      const int block = static_cast<int>(op->hashes.size());
+      op->hashes.push_back(hash);
+      op->slots.push_back(slot);
+      const v1::KvBlockRef& ref = source.blocks(i);
+      for (uint32_t s = 0; s < layout_.num_segments; ++s) {
+        transport::Transfer x;
+        x.peer = from;
+        x.local = regions_[s].get();
+        x.local_offset = static_cast<uint64_t>(slot) * seg;
+        const int region = source.segments_in_regions() ? static_cast<int>(s)
+                                                        : static_cast<int>(ref.region_index());
+        if (region >= source.regions_size()) {
+          bad = InvalidArgumentError("KV pool Put: block " + std::to_string(i) + " names region " +
+                                     std::to_string(region) + " of " +
+                                     std::to_string(source.regions_size()));
+          break;
+        }
+        const v1::RemoteMemory& m = source.regions(region);
+        x.remote = transport::RemoteRegion{m.address(), m.length(), m.packed_key()};
+        x.remote_offset = source.segments_in_regions() ? ref.offset() : ref.offset() + s * seg;
+        x.length = seg;
+        x.deadline = deadline;
+        if (Status st = transport::ValidateTransfer(x); !st.ok()) {
+          bad = st.WithContext("KV pool Put: block " + std::to_string(i));
+          break;
+        }
+        parts.push_back(BlockTransfer{std::move(x), block});
+      }
+    }
+    if (!bad.ok()) {
+      for (PoolSlot slot : op->slots) index_->Abort(slot);
+      SyncMetricsLocked();
+      (void)node_->ReplyError(from, call_id, bad);
+      return;
+    }
+    const size_t num_parts = parts.size();
+    transfers = CoalesceTransfers(std::move(parts));
+    log::Debug("KV pool Put from peer {}: {} new blocks in {} transfers (of {} segments)", from,
+               op->hashes.size(), transfers.size(), num_parts);
+    op->failed.assign(op->hashes.size(), false);
+    op->transfers_left = transfers.size();
+    SyncMetricsLocked();
+  }
+  if (op->hashes.empty()) {
+    service::Envelope reply;
+    *reply.mutable_kv_pool_put_reply() = op->reply;
+    ReplyTo(from, call_id, std::move(reply));
+    return;
+  }
+  // Outside the lock: after a shutdown, Get completes on this thread.
+  for (MergedTransfer& t : transfers) {
+    node_->transport().Get(t.transfer, [this, op, blocks = std::move(t.blocks)](Status st) {
+      OnPutTransferDone(op, blocks, st);
+    });
+  }
+}
+
+void KvPoolServer::OnPutTransferDone(const std::shared_ptr<PutOp>& op,
+                                     const std::vector<int>& blocks, const Status& status) {
+  service::Envelope reply;
+  {
+    std::lock_guard lock(mu_);
+    if (!status.ok()) {
+      if (op->first_error.ok()) op->first_error = status;
+      for (int b : blocks) op->failed[b] = true;
+    }
+    if (--op->transfers_left > 0) return;
+    // Every read finished: publish what arrived, the chain's first block most recently used.
+    auto* r = reply.mutable_kv_pool_put_reply();
+    *r = op->reply;
+    for (size_t b = op->hashes.size(); b-- > 0;) {
+      if (op->failed[b]) {
+        index_->Abort(op->slots[b]);
+        ++stats_.failed_blocks;
+      } else {
+        index_->Publish(op->slots[b]);
+        stats_.bytes_in += layout_.slot_bytes();
+      }
+    }
+    for (size_t b = 0; b < op->hashes.size(); ++b) {
+      if (!op->failed[b]) r->add_stored_hashes(op->hashes[b]);
+    }
+    r->set_num_stored(static_cast<uint32_t>(r->stored_hashes_size()));
+    r->set_num_failed(static_cast<uint32_t>(op->hashes.size()) - r->num_stored());
+    if (!op->first_error.ok()) {
+      *r->mutable_error() = proto::ToProto(op->first_error.WithContext(
+          "the pool could not read " + std::to_string(r->num_failed()) + " blocks"));
+      log::Warn("KV pool: reading {} blocks from peer {} failed: {}", r->num_failed(), op->peer,
+                op->first_error.message());
+    }
+    SyncMetricsLocked();
+  }
+  ReplyTo(op->peer, op->call_id, std::move(reply));
+}
+
+void KvPoolServer::OnGet(PeerId from, uint64_t call_id, const v1::KvPoolGet& get) {
+  if (Status st = CheckRequestSize(get.block_hashes_size(), options_.max_blocks_per_request);
+      !st.ok()) {
+    (void)node_->ReplyError(from, call_id, st);
+    return;
+  }
+  const int64_t lease_ms = get.lease_ms() == 0
+                               ? options_.default_lease_ms
+                               : static_cast<int64_t>(std::min<uint64_t>(
+                                     get.lease_ms(), static_cast<uint64_t>(options_.max_lease_ms)));
+  service::Envelope reply;
+  auto* r = reply.mutable_kv_pool_get_reply();
+  uint64_t lease_id = 0;
+  {
+    std::lock_guard lock(mu_);
+    std::vector<PoolSlot> slots;
+    if (index_ != nullptr) {
+      lease_id = index_->Lease(
+          std::span<const BlockHash>(get.block_hashes().data(), get.block_hashes_size()), from,
+          transport::DeadlineAfterMillis(lease_ms), &slots);
+    }
+    v1::KvLocation* loc = r->mutable_location();
+    loc->set_owner_instance_id(options_.instance_id);
+    loc->set_owner_address(node_->listen_address());
+    loc->set_segments_in_regions(true);
+    if (lease_id != 0) {
+      r->set_lease_id(lease_id);
+      for (const auto& region : regions_) {
+        auto* m = loc->add_regions();
+        m->set_address(region->remote().address);
+        m->set_length(region->remote().length);
+        m->set_packed_key(region->remote().packed_key);
+      }
+      loc->set_block_size_tokens(layout_.block_size_tokens);
+      loc->set_num_segments(layout_.num_segments);
+      loc->set_segment_bytes(layout_.segment_bytes);
+      for (PoolSlot slot : slots) {
+        auto* ref = loc->add_blocks();
+        ref->set_region_index(0);
+        ref->set_offset(static_cast<uint64_t>(slot) * layout_.segment_bytes);
+        ref->set_length(layout_.slot_bytes());
+        ref->set_block_id(static_cast<uint32_t>(slot));
+      }
+      ++stats_.leases_granted;
+      stats_.bytes_out += slots.size() * layout_.slot_bytes();
+    }
+    SyncMetricsLocked();
+  }
+  if (lease_id != 0) node_->PostAfter(lease_ms, [this] { ExpireLeases(); });
+  ReplyTo(from, call_id, std::move(reply));
+}
+
+void KvPoolServer::OnRelease(PeerId from, uint64_t call_id, const v1::KvPoolRelease& release) {
+  bool released = false;
+  {
+    std::lock_guard lock(mu_);
+    if (index_ != nullptr) released = index_->Release(release.lease_id(), from);
+    SyncMetricsLocked();
+  }
+  if (!released) log::Debug("KV pool: peer {} released unknown lease {}", from, release.lease_id());
+  service::Envelope reply;
+  reply.mutable_ack();
+  ReplyTo(from, call_id, std::move(reply));
+}
+
+void KvPoolServer::ExpireLeases() {
+  std::lock_guard lock(mu_);
+  if (index_ == nullptr) return;
+  const int64_t n = index_->ExpireLeases(MonoClock::now());
+  if (n > 0) {
+    stats_.leases_expired += n;
+    log::Debug("KV pool: {} leases expired", n);
+  }
+  SyncMetricsLocked();
+}
+
+void KvPoolServer::OnPeerFailure(PeerId peer) {
+  std::lock_guard lock(mu_);
+  if (index_ == nullptr) return;
+  const int64_t n = index_->DropLeasesOf(peer);
+  if (n > 0) log::Info("KV pool: peer {} failed; dropped its {} leases", peer, n);
+  SyncMetricsLocked();
+}
+
+KvPoolStats KvPoolServer::Stats() const {
+  std::lock_guard lock(mu_);
+  KvPoolStats s = stats_;
+  if (index_ != nullptr) {
+    const PoolIndexCounts c = index_->counts();
+    s.num_slots = c.num_slots;
+    s.held_blocks = c.held;
+    s.pending_blocks = c.pending;
+    s.leased_blocks = c.leased_slots;
+    s.active_leases = c.active_leases;
+    s.evictions = c.evictions;
+    s.used_bytes = static_cast<uint64_t>(c.held + c.pending) * layout_.slot_bytes();
+  }
+  return s;
+}
+
+void KvPoolServer::SyncMetricsLocked() {
+  MetricsRegistry* m = options_.metrics;
+  if (m == nullptr) return;
+  const MetricsRegistry::Labels labels{{"instance", options_.instance_id}};
+  KvPoolStats now = stats_;
+  if (index_ != nullptr) {
+    const PoolIndexCounts c = index_->counts();
+    now.held_blocks = c.held;
+    now.leased_blocks = c.leased_slots;
+    now.active_leases = c.active_leases;
+    now.evictions = c.evictions;
+    now.used_bytes = static_cast<uint64_t>(c.held + c.pending) * layout_.slot_bytes();
+  }
+  auto gauge = [&](const char* name, const char* help, double v) {
+    m->Gauge(name, help, labels).Set(v);
+  };
+  auto counter = [&](const char* name, const char* help, double delta) {
+    auto& c = m->Counter(name, help, labels);
+    if (delta > 0) c.Increment(delta);
+  };
+  gauge("strata_kvpool_capacity_bytes", "Bytes of the pool's arena", now.capacity_bytes);
+  gauge("strata_kvpool_used_bytes", "Bytes of held and in-flight blocks", now.used_bytes);
+  gauge("strata_kvpool_blocks", "Blocks held", now.held_blocks);
+  gauge("strata_kvpool_leased_blocks", "Blocks under a read lease", now.leased_blocks);
+  gauge("strata_kvpool_leases", "Active read leases", now.active_leases);
+  counter("strata_kvpool_hit_blocks_total", "Lookup blocks found",
+          now.hit_blocks - exported_.hit_blocks);
+  counter("strata_kvpool_miss_blocks_total", "Lookup blocks not found",
+          now.miss_blocks - exported_.miss_blocks);
+  counter("strata_kvpool_in_bytes_total", "Bytes stored by Puts",
+          static_cast<double>(now.bytes_in - exported_.bytes_in));
+  counter("strata_kvpool_out_bytes_total", "Bytes leased to readers",
+          static_cast<double>(now.bytes_out - exported_.bytes_out));
+  counter("strata_kvpool_evictions_total", "Blocks evicted to make room",
+          now.evictions - exported_.evictions);
+  counter("strata_kvpool_leases_total", "Read leases granted",
+          now.leases_granted - exported_.leases_granted);
+  counter("strata_kvpool_expired_leases_total", "Read leases that expired unreleased",
+          now.leases_expired - exported_.leases_expired);
+  counter("strata_kvpool_failed_blocks_total", "Put blocks whose read failed",
+          now.failed_blocks - exported_.failed_blocks);
+  exported_ = now;
+}
+
+}  // namespace strata::kvcache

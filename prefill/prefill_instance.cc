@@ -1,0 +1,483 @@
+#include "prefill/prefill_instance.h"
+
+#include <future>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "decode/wire.h"
+#include "kvcache/pool_client.h"
+#include "proto/status_convert.h"
+
+namespace strata::prefill {
+
+struct PrefillInstance::Job {
+  std::string id;
+  transport::PeerId server = transport::kInvalidPeer;
+  transport::PeerId decode = transport::kInvalidPeer;
+  v1::KvLocation destination;
+  int64_t num_prompt = 0;
+  int cached_tokens = 0;
+  std::vector<kvcache::BlockHash> hashes;  // full prompt blocks (for the pool offer)
+  int pool_hit_blocks = 0;
+  // Progress (mu_).
+  int pending_puts = 0;
+  Status push_error;
+  bool prefilled = false;  // blocks handed over by the scheduler
+  bool completed = false;
+  bool first_token_sent = false;  // FirstToken goes to the router before KvReady to decode
+  std::vector<kvcache::BlockId> blocks;
+  int32_t first_token = -1;
+};
+
+StatusOr<std::unique_ptr<PrefillInstance>> PrefillInstance::Start(
+    decode::InstanceConfig config, std::unique_ptr<model::ModelRunner> runner,
+    std::unique_ptr<transport::Transport> transport) {
+  std::unique_ptr<PrefillInstance> self(new PrefillInstance());
+  PrefillInstance* raw = self.get();
+  self->config_ = std::move(config);
+  kvcache::PagedKvCache* cache = runner->host_kv_cache();
+  const int32_t num_blocks = runner->num_kv_blocks();
+  self->block_size_ = runner->block_size();
+  decode::SchedulerOptions so = self->config_.scheduler;
+  so.prefill_hooks.on_layer_kv_written =
+      [raw](const std::string& id, std::span<const kvcache::BlockId> blocks, int64_t n, int layer) {
+        raw->OnLayerWritten(id, blocks, n, layer);
+      };
+  so.prefill_hooks.on_prefilled = [raw](const std::string& id, std::vector<kvcache::BlockId> blocks,
+                                        int32_t first) {
+    raw->OnPrefilled(id, std::move(blocks), first);
+  };
+  self->engine_ = std::make_unique<decode::Engine>(so, std::move(runner));
+  service::RpcCallbacks callbacks;
+  callbacks.on_request = [raw](transport::PeerId from, v1::Envelope e) {
+    raw->OnRequest(from, std::move(e));
+  };
+  callbacks.on_peer_failure = [raw](transport::PeerId peer, const Status&) {
+    raw->OnPeerFailure(peer);
+  };
+  STRATA_ASSIGN_OR_RETURN(self->node_,
+                          service::RpcNode::Create(std::move(transport), std::move(callbacks)));
+  STRATA_ASSIGN_OR_RETURN(self->kv_,
+                          kvcache::RegisteredKv::Register(cache, &self->node_->transport()));
+  STRATA_ASSIGN_OR_RETURN(self->address_, self->node_->Listen(self->config_.listen));
+  if (!self->config_.kvcache.empty()) {
+    kvcache::KvPoolClientOptions po;
+    po.instance_id = self->config_.instance_id;
+    self->pool_ = std::make_unique<kvcache::KvPoolClient>(self->node_.get(), self->config_.kvcache,
+                                                          po);
+  }
+  self->admit_thread_ = std::thread([raw] { raw->AdmitLoop(); });
+
+  service::RegistrationOptions ro;
+  ro.router_address = self->config_.router;
+  auto& inst = ro.instance;
+  inst.set_instance_id(self->config_.instance_id);
+  inst.set_role(v1::ROLE_PREFILL);
+  inst.set_address(self->address_);
+  inst.set_model(self->config_.model_name);
+  auto* cap = inst.mutable_capacity();
+  cap->set_num_kv_blocks(static_cast<uint64_t>(num_blocks));
+  cap->set_block_size_tokens(static_cast<uint32_t>(self->block_size_));
+  cap->set_max_running_requests(static_cast<uint32_t>(so.max_num_seqs));
+  cap->set_max_batch_tokens(static_cast<uint32_t>(so.max_num_batched_tokens));
+  cap->set_max_context_tokens(static_cast<uint32_t>(so.max_model_len));
+  self->registration_ = std::make_unique<service::Registration>(
+      self->node_.get(), std::move(ro), [raw] { return raw->CurrentLoad(); });
+  log::Info("prefill instance {} listening on {} ({} KV blocks of {} tokens, {} pool(s))",
+            self->config_.instance_id, self->address_, num_blocks, self->block_size_,
+            self->config_.kvcache.size());
+  return self;
+}
+
+PrefillInstance::~PrefillInstance() { Shutdown(); }
+
+void PrefillInstance::Shutdown() {
+  if (registration_) registration_->Stop();
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (admit_thread_.joinable()) admit_thread_.join();
+  if (engine_) engine_->Shutdown();
+  // The transport last: it completes the pushes still in flight (with errors).
+  if (node_) node_->Shutdown();
+}
+
+PrefillStats PrefillInstance::Stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+v1::Load PrefillInstance::CurrentLoad() const {
+  decode::GenerationStats s = engine_->Stats();
+  v1::Load load;
+  load.set_num_kv_blocks_used(static_cast<uint64_t>(s.kv_blocks_used));
+  load.set_num_running_requests(static_cast<uint32_t>(s.num_running));
+  std::lock_guard lock(mu_);
+  uint64_t queued_tokens = 0;
+  uint32_t queued = 0;
+  for (const auto& [id, job] : jobs_) {
+    if (!job->prefilled) {
+      queued_tokens += static_cast<uint64_t>(job->num_prompt - job->cached_tokens);
+      ++queued;
+    }
+  }
+  queued_tokens += static_cast<uint64_t>(queued_prompt_tokens_);
+  load.set_num_queued_requests(queued);
+  load.set_num_queued_tokens(queued_tokens);
+  return load;
+}
+
+void PrefillInstance::OnRequest(transport::PeerId from, v1::Envelope e) {
+  switch (e.body_case()) {
+    case v1::Envelope::kPrefillRequest: {
+      auto request = std::make_shared<v1::PrefillRequest>(std::move(*e.mutable_prefill_request()));
+      const int64_t tokens = request->prompt_token_ids_size();
+      {
+        std::lock_guard lock(mu_);
+        queued_prompt_tokens_ += tokens;
+      }
+      RunOnAdmissionThread([this, from, request, tokens] {
+        {
+          std::lock_guard lock(mu_);
+          queued_prompt_tokens_ -= tokens;
+        }
+        Admit(from, std::move(*request));
+      });
+      return;
+    }
+    case v1::Envelope::kAbort:
+      engine_->Abort(e.abort().request_id());
+      return;
+    default:
+      log::Warn("prefill: unexpected {} from peer {}", proto::BodyName(e), from);
+      if (e.call_id() != 0) {
+        (void)node_->ReplyError(from, e.call_id(),
+                                InvalidArgumentError("a prefill instance does not take " +
+                                                     std::string(proto::BodyName(e))));
+      }
+  }
+}
+
+void PrefillInstance::OnPeerFailure(transport::PeerId peer) {
+  std::vector<std::string> orphans;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, job] : jobs_) {
+      if (job->server == peer && !job->prefilled) orphans.push_back(id);
+    }
+  }
+  for (const auto& id : orphans) engine_->Abort(id);
+}
+
+void PrefillInstance::RunOnAdmissionThread(std::function<void()> task) {
+  {
+    std::lock_guard lock(mu_);
+    if (stop_) return;
+    tasks_.push_back(std::move(task));
+  }
+  cv_.notify_all();
+}
+
+void PrefillInstance::AdmitLoop() {
+  while (true) {
+    std::function<void()> task;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
+      if (stop_) return;
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();
+  }
+}
+
+void PrefillInstance::FailEarly(transport::PeerId server, transport::PeerId decode,
+                                const std::string& id, const Status& why) {
+  log::Warn("{}: prefill failed: {}", id, why.message());
+  v1::Envelope ft;
+  ft.mutable_first_token()->set_request_id(id);
+  *ft.mutable_first_token()->mutable_error() = proto::ToProto(why);
+  (void)node_->Send(server, std::move(ft));
+  if (decode != transport::kInvalidPeer) {
+    v1::Envelope ready;
+    ready.mutable_kv_ready()->set_request_id(id);
+    *ready.mutable_kv_ready()->mutable_error() = proto::ToProto(why);
+    (void)node_->Send(decode, std::move(ready));
+  }
+  std::lock_guard lock(mu_);
+  ++stats_.failed;
+}
+
+void PrefillInstance::Admit(transport::PeerId from, v1::PrefillRequest r) {
+  auto job = std::make_shared<Job>();
+  job->id = r.request_id();
+  job->server = from;
+  job->num_prompt = r.prompt_token_ids_size();
+  job->destination = std::move(*r.mutable_kv_destination());
+  auto decode = node_->Connect(r.decode_address(),
+                               transport::DeadlineAfterMillis(config_.transfer_timeout_ms));
+  if (!decode.ok()) {
+    FailEarly(from, transport::kInvalidPeer, job->id,
+              UnavailableError("cannot reach decode instance " + r.decode_instance_id() + " at " +
+                               r.decode_address() + ": " + decode.status().message()));
+    return;
+  }
+  job->decode = *decode;
+  decode::GenerateRequest request;
+  request.request_id = job->id;
+  request.prompt_token_ids.assign(r.prompt_token_ids().begin(), r.prompt_token_ids().end());
+  request.sampling = decode::FromProto(r.sampling());
+  request.sampling.max_tokens = 1;  // prefill samples the first token only
+  request.deadline_ns = MonotonicDeadlineFromUnixMillis(static_cast<int64_t>(r.deadline_unix_ms()));
+  if (Status st = engine_->Validate(request); !st.ok()) {
+    FailEarly(from, job->decode, job->id, st);
+    return;
+  }
+  std::vector<kvcache::BlockId> preloaded = FetchFromPool(request.prompt_token_ids, job.get());
+  {
+    std::lock_guard lock(mu_);
+    if (jobs_.count(job->id)) {
+      FailEarly(from, transport::kInvalidPeer, job->id,
+                InvalidArgumentError("duplicate request id '" + job->id + "'"));
+      return;
+    }
+    jobs_[job->id] = job;
+    ++stats_.requests;
+    stats_.prompt_tokens += job->num_prompt;
+  }
+  std::string id = job->id;
+  auto on_event = [this, job](decode::TokenEvent ev) { OnEvent(job, std::move(ev)); };
+  if (preloaded.empty()) {
+    if (Status st = engine_->Submit(std::move(request), on_event); !st.ok()) {
+      {
+        std::lock_guard lock(mu_);
+        jobs_.erase(id);
+      }
+      FailEarly(from, job->decode, id, st);
+    }
+    return;
+  }
+  engine_->Post([this, request = std::move(request), on_event, preloaded = std::move(preloaded),
+                 job](decode::Scheduler& s) mutable {
+    if (Status st = s.AddPreloaded(std::move(request), on_event, std::move(preloaded)); !st.ok()) {
+      {
+        std::lock_guard lock(mu_);
+        jobs_.erase(job->id);
+      }
+      FailEarly(job->server, job->decode, job->id, st);
+    }
+  });
+}
+
+void PrefillInstance::OnLayerWritten(const std::string& id,
+                                     std::span<const kvcache::BlockId> blocks, int64_t num_tokens,
+                                     int layer) {
+  std::shared_ptr<Job> job;
+  {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return;
+    job = it->second;
+  }
+  kvcache::KvTransferRange range;
+  range.first_token = 0;
+  range.num_tokens = num_tokens;
+  range.segments = kvcache::SegmentsOfLayer(kv_->spec(), layer);
+  auto transfers =
+      kvcache::PlanKvTransfers(*kv_, blocks, job->destination, job->decode, range,
+                               transport::DeadlineAfterMillis(config_.transfer_timeout_ms));
+  {
+    std::lock_guard lock(mu_);
+    if (!transfers.ok()) {
+      if (job->push_error.ok()) job->push_error = transfers.status();
+      return;
+    }
+    if (!job->push_error.ok()) return;  // already failed: do not move more
+    job->pending_puts += static_cast<int>(transfers->size());
+    for (const auto& x : *transfers) stats_.kv_bytes_pushed += static_cast<int64_t>(x.length);
+  }
+  // Outside the lock: a transport that has shut down completes a Put on this thread.
+  for (const auto& x : *transfers) {
+    node_->transport().Put(x, [this, job](Status st) {
+      {
+        std::lock_guard lock(mu_);
+        --job->pending_puts;
+        if (!st.ok() && job->push_error.ok()) job->push_error = st;
+      }
+      MaybeComplete(job);
+    });
+  }
+}
+
+void PrefillInstance::OnPrefilled(const std::string& id, std::vector<kvcache::BlockId> blocks,
+                                  int32_t first) {
+  std::shared_ptr<Job> job;
+  {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) {
+      // Not ours any more (cannot happen: jobs leave only after this); give the blocks back.
+      engine_->Post([blocks](decode::Scheduler& s) { s.ReleaseBlocks(blocks); });
+      return;
+    }
+    job = it->second;
+    job->blocks = std::move(blocks);
+    job->first_token = first;
+    job->prefilled = true;
+  }
+  MaybeComplete(job);
+}
+
+void PrefillInstance::OnEvent(const std::shared_ptr<Job>& job, decode::TokenEvent ev) {
+  if (!ev.tokens.empty()) {
+    const decode::GeneratedToken& t = ev.tokens.front();
+    v1::Envelope e;
+    auto* ft = e.mutable_first_token();
+    ft->set_request_id(job->id);
+    ft->set_token_id(t.token_id);
+    ft->set_logprob(t.logprob);
+    for (const auto& x : t.top_logprobs) {
+      auto* top = ft->mutable_top_logprobs()->add_top();
+      top->set_token_id(x.token_id);
+      top->set_logprob(x.logprob);
+    }
+    ft->set_num_prompt_tokens(static_cast<uint32_t>(ev.prompt_tokens));
+    ft->set_num_cached_tokens(static_cast<uint32_t>(ev.cached_tokens));
+    (void)node_->Send(job->server, std::move(e));
+    {
+      std::lock_guard lock(mu_);
+      job->first_token_sent = true;
+    }
+    MaybeComplete(job);
+    return;
+  }
+  if (ev.finish == decode::FinishReason::kError || ev.finish == decode::FinishReason::kAbort) {
+    // Ended before its first token (deadline, abort, forward error): no KV goes to decode.
+    bool ours;
+    {
+      std::lock_guard lock(mu_);
+      ours = !job->prefilled && jobs_.erase(job->id) > 0;
+    }
+    if (ours) {
+      Status why = ev.finish == decode::FinishReason::kError
+                       ? ev.error
+                       : CancelledError("the request was aborted during prefill");
+      FailEarly(job->server, job->decode, job->id, why);
+    }
+  }
+}
+
+void PrefillInstance::MaybeComplete(const std::shared_ptr<Job>& job) {
+  {
+    std::lock_guard lock(mu_);
+    if (!job->prefilled || !job->first_token_sent || job->pending_puts > 0 || job->completed) {
+      return;
+    }
+    job->completed = true;
+    jobs_.erase(job->id);
+  }
+  Complete(job);
+}
+
+void PrefillInstance::Complete(const std::shared_ptr<Job>& job) {
+  v1::Envelope e;
+  auto* ready = e.mutable_kv_ready();
+  ready->set_request_id(job->id);
+  ready->set_first_token_id(job->first_token);
+  ready->set_num_tokens(static_cast<uint32_t>(job->num_prompt));
+  ready->set_num_blocks(static_cast<uint32_t>(job->blocks.size()));
+  if (!job->push_error.ok()) {
+    log::Warn("{}: KV push to decode failed: {}", job->id, job->push_error.message());
+    *ready->mutable_error() = proto::ToProto(job->push_error);
+    std::lock_guard lock(mu_);
+    ++stats_.failed;
+  }
+  (void)node_->Send(job->decode, std::move(e));
+  if (pool_ != nullptr && job->push_error.ok() &&
+      static_cast<int>(job->hashes.size()) > job->pool_hit_blocks) {
+    // The pool reads the new blocks from here: they stay taken until it has.
+    RunOnAdmissionThread([this, job] { OfferToPool(job); });
+    return;
+  }
+  std::vector<kvcache::BlockId> blocks = std::move(job->blocks);
+  engine_->Post([blocks = std::move(blocks)](decode::Scheduler& s) { s.ReleaseBlocks(blocks); });
+}
+
+void PrefillInstance::OfferToPool(const std::shared_ptr<Job>& job) {
+  const size_t first = static_cast<size_t>(job->pool_hit_blocks);
+  const size_t full = std::min(job->hashes.size(), job->blocks.size());
+  std::vector<kvcache::BlockHash> hashes(job->hashes.begin() + first, job->hashes.begin() + full);
+  std::vector<kvcache::BlockId> blocks(job->blocks.begin() + first, job->blocks.begin() + full);
+  pool_->Store(std::move(hashes), *kv_, std::move(blocks),
+               transport::DeadlineAfterMillis(config_.transfer_timeout_ms),
+               [this, job](Status st) {
+                 if (!st.ok()) log::Debug("{}: KV pool offer failed: {}", job->id, st.message());
+                 std::vector<kvcache::BlockId> all = std::move(job->blocks);
+                 engine_->Post([all = std::move(all)](decode::Scheduler& s) { s.ReleaseBlocks(all); });
+               });
+}
+
+std::vector<kvcache::BlockId> PrefillInstance::FetchFromPool(const std::vector<int32_t>& prompt,
+                                                             Job* job) {
+  job->hashes = kvcache::HashFullBlocks(prompt, block_size_);
+  if (pool_ == nullptr || pool_->num_pools() == 0) return {};
+  // Leave at least one token to compute: its logits give the first token.
+  std::vector<kvcache::BlockHash> usable(
+      job->hashes.begin(),
+      job->hashes.begin() + std::min(job->hashes.size(), (prompt.size() - 1) / block_size_));
+  if (usable.empty()) return {};
+  const auto deadline = transport::DeadlineAfterMillis(config_.transfer_timeout_ms);
+  const int hits = pool_->Lookup(usable, deadline);
+  if (hits == 0) return {};
+  usable.resize(static_cast<size_t>(hits));
+  // What this instance's own prefix cache holds is used from there; the rest is read from the
+  // pool into fresh blocks. Blocks belong to the step thread: ask it.
+  struct Plan {
+    std::vector<kvcache::BlockId> local;
+    std::vector<kvcache::BlockId> fresh;
+  };
+  auto promise = std::make_shared<std::promise<Plan>>();
+  auto future = promise->get_future();
+  engine_->Post([usable, promise](decode::Scheduler& s) {
+    Plan plan;
+    const int local = s.mutable_block_pool().CountCachedPrefix(usable);
+    if (local < static_cast<int>(usable.size())) {
+      plan.local = s.mutable_block_pool().MatchPrefix(
+          std::span<const kvcache::BlockHash>(usable.data(), static_cast<size_t>(local)));
+      auto fresh = s.AllocateBlocks(static_cast<int32_t>(usable.size()) - local);
+      if (fresh.ok()) {
+        plan.fresh = std::move(*fresh);
+      } else {
+        s.ReleaseBlocks(plan.local);  // no room: compute it all
+        plan.local.clear();
+      }
+    }
+    promise->set_value(std::move(plan));
+  });
+  if (future.wait_for(std::chrono::milliseconds(config_.transfer_timeout_ms)) !=
+      std::future_status::ready) {
+    return {};  // the engine stopped
+  }
+  Plan plan = future.get();
+  if (plan.fresh.empty()) return {};
+  std::span<const kvcache::BlockHash> to_read(usable.data() + plan.local.size(), plan.fresh.size());
+  auto read = pool_->Fetch(to_read, *kv_, plan.fresh, deadline);
+  const size_t n = read.ok() ? static_cast<size_t>(*read) : 0;
+  if (!read.ok()) log::Debug("{}: KV pool read failed: {}", job->id, read.status().message());
+  std::vector<kvcache::BlockId> unused(plan.fresh.begin() + n, plan.fresh.end());
+  if (!unused.empty()) {
+    engine_->Post([unused](decode::Scheduler& s) { s.ReleaseBlocks(unused); });
+  }
+  std::vector<kvcache::BlockId> preloaded = std::move(plan.local);
+  preloaded.insert(preloaded.end(), plan.fresh.begin(), plan.fresh.begin() + n);
+  job->pool_hit_blocks = static_cast<int>(preloaded.size());
+  job->cached_tokens = static_cast<int>(preloaded.size()) * block_size_;
+  std::lock_guard lock(mu_);
+  stats_.pool_hit_tokens += static_cast<int64_t>(n) * block_size_;
+  return preloaded;
+}
+
+}  // namespace strata::prefill

@@ -1,0 +1,102 @@
+// prefill::PrefillInstance -- the prefill role of disaggregated serving (DESIGN.md §3). For each
+// PrefillRequest of the router it computes the prompt (batched with others by token budget,
+// chunked when long), pushes each layer's KV into the decode instance's reserved blocks as soon
+// as the forward has written that layer (the transfer of layer l overlaps the compute of layers
+// l+1..), sends the first token to the router as soon as it is sampled, and tells the decode
+// instance KvReady once every byte has landed. With a KV pool it first looks the prompt's
+// full blocks up there and reads the hits instead of computing them, and offers the blocks it
+// computed afterwards.
+//
+// Thread-safety: Start/Shutdown from one thread; the rest is internal (the RpcNode's dispatch
+// thread, an admission thread, the engine's step thread and the transport's thread).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "decode/engine.h"
+#include "decode/instance_config.h"
+#include "kvcache/kv_transfer.h"
+#include "service/registration.h"
+#include "service/rpc_node.h"
+
+namespace strata::kvcache {
+class KvPoolClient;
+}
+
+namespace strata::prefill {
+
+struct PrefillStats {
+  int64_t requests = 0;
+  int64_t prompt_tokens = 0;
+  int64_t pool_hit_tokens = 0;  // prompt tokens read from the KV pool instead of computed
+  int64_t kv_bytes_pushed = 0;
+  int64_t failed = 0;
+};
+
+class PrefillInstance {
+ public:
+  static StatusOr<std::unique_ptr<PrefillInstance>> Start(
+      decode::InstanceConfig config, std::unique_ptr<model::ModelRunner> runner,
+      std::unique_ptr<transport::Transport> transport);
+  ~PrefillInstance();  // Shutdown()
+
+  const std::string& address() const { return address_; }
+  PrefillStats Stats() const;
+  decode::GenerationStats EngineStats() const { return engine_->Stats(); }
+  bool WaitRegistered(transport::Deadline deadline) {
+    return registration_->WaitRegistered(deadline);
+  }
+  void Shutdown();
+
+ private:
+  struct Job;
+  PrefillInstance() = default;
+  void OnRequest(transport::PeerId from, v1::Envelope envelope);
+  void OnPeerFailure(transport::PeerId peer);
+  void AdmitLoop();
+  void Admit(transport::PeerId from, v1::PrefillRequest request);
+  // Reads the prompt's pool hits into local blocks (admission thread); returns them.
+  std::vector<kvcache::BlockId> FetchFromPool(const std::vector<int32_t>& prompt, Job* job);
+  void FailEarly(transport::PeerId server, transport::PeerId decode, const std::string& id,
+                 const Status& why);
+  // Step thread hooks.
+  void OnLayerWritten(const std::string& id, std::span<const kvcache::BlockId> blocks,
+                      int64_t num_tokens, int layer);
+  void OnPrefilled(const std::string& id, std::vector<kvcache::BlockId> blocks, int32_t first);
+  void OnEvent(const std::shared_ptr<Job>& job, decode::TokenEvent ev);
+  void RunOnAdmissionThread(std::function<void()> task);
+  // Offers the job's newly computed full blocks to the pool, then gives them back.
+  void OfferToPool(const std::shared_ptr<Job>& job);
+  // Every push of `job` is done and its first token known: KvReady, release, pool offer.
+  void Complete(const std::shared_ptr<Job>& job);
+  void MaybeComplete(const std::shared_ptr<Job>& job);  // mu_ held by nobody
+  v1::Load CurrentLoad() const;
+
+  decode::InstanceConfig config_;
+  std::string address_;
+  int block_size_ = 16;
+  std::unique_ptr<decode::Engine> engine_;
+  std::unique_ptr<service::RpcNode> node_;
+  std::unique_ptr<kvcache::RegisteredKv> kv_;
+  std::unique_ptr<kvcache::KvPoolClient> pool_;
+  std::unique_ptr<service::Registration> registration_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  // Work for the admission thread (admissions, pool offers): it may block on the network.
+  std::deque<std::function<void()>> tasks_;
+  int64_t queued_prompt_tokens_ = 0;  // of admissions not started yet
+  bool stop_ = false;
+  std::map<std::string, std::shared_ptr<Job>> jobs_;
+  PrefillStats stats_;
+  std::thread admit_thread_;
+};
+
+}  // namespace strata::prefill

@@ -1,0 +1,114 @@
+// service::RpcNode -- strata.v1 envelopes over one transport::Transport: one-way sends, calls
+// with deadlines, and a handler for what peers send (DESIGN.md §3-4). Every role (server,
+// prefill, decode, kvcache) is built on one.
+//
+// Threading: the node owns one dispatch thread. Everything the node calls back -- on_request,
+// on_peer_failure, reply callbacks of Call(), tasks given to Post()/PostAfter() -- runs there,
+// one at a time, in arrival order. So a role's control state may be touched from those
+// callbacks without locks. They must not block for long; they may call every method of the
+// node except CallAndWait() and Shutdown() (which would wait for the dispatch thread itself).
+// Connect() blocks for the handshake and is allowed there (the handshake does not need the
+// dispatch thread), though a role that connects to far peers should do it elsewhere.
+//
+// Calls: Call() sends an envelope with a fresh call_id; the peer answers with Reply(), whose
+// envelope carries reply_to = call_id. The callback runs exactly once: with the reply, with the
+// error a reply of body `error` carries, with kDeadlineExceeded when no reply came in time, with
+// kUnavailable when the peer failed first, or with kCancelled at shutdown.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "common/status.h"
+#include "proto/envelope.h"
+#include "transport/transport.h"
+
+namespace strata::service {
+
+using transport::Deadline;
+using transport::PeerId;
+using v1::Envelope;
+
+struct RpcCallbacks {
+  // An envelope that is not a reply (reply_to == 0). `call_id` != 0 asks for a Reply().
+  std::function<void(PeerId from, Envelope envelope)> on_request;
+  // A connected peer failed or closed. Its pending calls have already completed (kUnavailable).
+  std::function<void(PeerId peer, const Status& why)> on_peer_failure;
+};
+
+class RpcNode {
+ public:
+  using ReplyCallback = std::function<void(StatusOr<Envelope>)>;
+
+  // Takes the transport (fresh: no handlers set, not listening) and starts the dispatch thread.
+  static StatusOr<std::unique_ptr<RpcNode>> Create(std::unique_ptr<transport::Transport> transport,
+                                                   RpcCallbacks callbacks);
+  ~RpcNode();  // Shutdown()
+
+  // Accepts peers at `address`; returns the address they should use.
+  StatusOr<std::string> Listen(const std::string& address);
+  // The open connection to `address`, or a new one (blocks until connected or the deadline).
+  StatusOr<PeerId> Connect(const std::string& address, Deadline deadline);
+
+  // One-way message. kUnavailable when the peer is gone.
+  Status Send(PeerId peer, Envelope envelope);
+  // A request expecting a reply; see the file comment.
+  void Call(PeerId peer, Envelope envelope, Deadline deadline, ReplyCallback done);
+  // Call() and wait. Not on the dispatch thread (kFailedPrecondition there).
+  StatusOr<Envelope> CallAndWait(PeerId peer, Envelope envelope, Deadline deadline);
+  // Answers call `call_id` of `peer`.
+  Status Reply(PeerId peer, uint64_t call_id, Envelope reply);
+  // Answers call `call_id` with only an error.
+  Status ReplyError(PeerId peer, uint64_t call_id, const Status& error);
+
+  // Runs `task` on the dispatch thread (soon / after `delay_ms`). Dropped after Shutdown().
+  void Post(std::function<void()> task);
+  void PostAfter(int64_t delay_ms, std::function<void()> task);
+  bool OnDispatchThread() const;
+
+  transport::Transport& transport() { return *transport_; }
+  std::string listen_address() const;
+
+  // Fails pending calls with kCancelled, stops the dispatch thread, shuts the transport down.
+  // Idempotent; not from the dispatch thread.
+  void Shutdown();
+
+ private:
+  struct PendingCall {
+    PeerId peer;
+    Deadline deadline;
+    ReplyCallback done;
+  };
+  RpcNode(std::unique_ptr<transport::Transport> transport, RpcCallbacks callbacks);
+  void OnMessage(transport::Message message);
+  void OnPeerFailure(PeerId peer, const Status& why);
+  void Loop();
+  void Enqueue(std::function<void()> task);
+  // Removes and returns the pending calls matching `pred` (mu_ held).
+  std::vector<PendingCall> TakeCalls(const std::function<bool(uint64_t, const PendingCall&)>& pred);
+
+  std::unique_ptr<transport::Transport> transport_;
+  RpcCallbacks callbacks_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  std::multimap<Deadline, std::function<void()>> timers_;
+  std::unordered_map<uint64_t, PendingCall> calls_;
+  std::unordered_map<std::string, PeerId> peers_by_address_;
+  uint64_t next_call_id_ = 1;
+  bool stop_ = false;
+  std::string listen_address_;
+  std::thread::id dispatch_id_;
+  std::thread thread_;
+};
+
+}  // namespace strata::service

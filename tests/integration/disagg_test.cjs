@@ -1,0 +1,140 @@
+// Disaggregated serving as real processes (`strata serve --disaggregated`: server, KV pools,
+// prefill and decode instances under one supervisor, UCX on 127.0.0.1), driven with the
+// official openai SDK:
+//  - greedy outputs of a 2P + 2D + 2KV cluster equal embedded mode's, for every architecture;
+//  - killing a prefill, a decode or a KV pool process under load: no request hangs, the
+//    supervisor restarts the role, it registers again and takes traffic, KV returns to baseline.
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert');
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+const { assetsPresent, startServer, metric, waitFor, STRATA } = require('../e2e/strata_server.cjs');
+
+const skip = assetsPresent() ? false : 'test assets missing (run scripts/fetch-test-assets)';
+const WORK = process.env.STRATA_E2E_WORK;
+const OpenAI = skip ? null : require('openai');
+const TOKENIZER = { deepseek_v3: 'deepseek_v3', qwen3_moe: 'qwen3', mixtral: 'llama3', llama: 'llama3',
+  qwen3: 'qwen3' };
+const CLUSTER = ['--disaggregated', '--prefill', '2', '--decode', '2', '--kvcache', process.env.DISAGG_TEST_POOLS || '2',
+  '--kvcache-capacity-bytes', String(32 << 20), '--ucx-tls', 'tcp'];
+
+function model(arch) {
+  const out = path.join(WORK, arch);
+  if (!fs.existsSync(path.join(out, 'config.json'))) {
+    fs.mkdirSync(WORK, { recursive: true });
+    execFileSync(STRATA, ['gen-model', '--arch', arch, '--preset', 'tiny', '--tokenizer',
+      path.join(process.env.STRATA_TEST_ASSETS, 'tokenizers', TOKENIZER[arch]), '--out', out,
+      '--seed', '3'], { stdio: 'inherit' });
+  }
+  return out;
+}
+
+const PROMPTS = [
+  'The quick brown fox',
+  'In the beginning the universe was created. This has made a lot of people very angry',
+  'Disaggregated serving moves the KV cache of a prompt from one machine to another',
+  '1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22',
+];
+
+async function completions(baseURL, name, prompts, maxTokens) {
+  const client = new OpenAI({ baseURL: baseURL + '/v1', apiKey: 'x', maxRetries: 0 });
+  return Promise.all(prompts.map(async (prompt) => {
+    const r = await client.completions.create({ model: name, prompt, max_tokens: maxTokens,
+      temperature: 0, ignore_eos: true });
+    return r.choices[0].text;
+  }));
+}
+
+for (const arch of Object.keys(TOKENIZER)) {
+  test(`${arch}: greedy outputs of 2P + 2D + 2KV equal embedded mode's`, { skip }, async () => {
+    const dir = model(arch);
+    const embedded = await startServer(dir);
+    let expected;
+    try {
+      expected = await completions(embedded.baseURL, arch, PROMPTS, 12);
+    } finally {
+      await embedded.stop();
+    }
+    const cluster = await startServer(dir, CLUSTER);
+    try {
+      const got = await completions(cluster.baseURL, arch, PROMPTS, 12);
+      assert.deepStrictEqual(got, expected);
+      // Once more, all at the same time with the prompts repeated (pool and prefix hits).
+      const again = await completions(cluster.baseURL, arch, [...PROMPTS, ...PROMPTS], 12);
+      assert.deepStrictEqual(again, [...expected, ...expected]);
+    } finally {
+      const { code } = await cluster.stop();
+      assert.strictEqual(code, 0, cluster.log().slice(-3000));
+    }
+  });
+}
+
+// The pid of the role `name` started by this cluster's supervisor.
+function rolePid(cluster, name) {
+  const out = execFileSync('pgrep', ['-P', String(cluster.proc.pid), '-f', `instance-id ${name}( |$)`])
+    .toString().trim().split('\n').filter(Boolean);
+  assert.ok(out.length === 1, `one ${name} process, found ${out.length}`);
+  return Number(out[0]);
+}
+function poolPid(cluster, index) {
+  const all = execFileSync('pgrep', ['-P', String(cluster.proc.pid), '-f', 'strata kvcache'])
+    .toString().trim().split('\n').filter(Boolean).map(Number).sort((a, b) => a - b);
+  return all[index];
+}
+
+test('killing prefill, decode and KV pool processes under load: nothing hangs, they come back',
+  { skip }, async () => {
+    const dir = model('deepseek_v3');
+    const cluster = await startServer(dir, [...CLUSTER, '--request-timeout', '60']);
+    const client = new OpenAI({ baseURL: cluster.baseURL + '/v1', apiKey: 'x', maxRetries: 0,
+      timeout: 90000 });
+    const run = (i, maxTokens) => client.completions.create({ model: 'deepseek_v3',
+      prompt: PROMPTS[i % PROMPTS.length] + ' #' + i, max_tokens: maxTokens, temperature: 0,
+      ignore_eos: true, stream: true }).then(async (stream) => {
+      let n = 0;
+      let finish = null;
+      for await (const chunk of stream) {
+        if (chunk.choices[0]?.text) n += 1;
+        if (chunk.choices[0]?.finish_reason) finish = chunk.choices[0].finish_reason;
+      }
+      return { ok: true, n, finish };
+    }).catch((e) => ({ ok: false, status: e.status, message: String(e.message) }));
+    try {
+      for (const victim of ['decode-0', 'prefill-0', 'kvcache-0'].filter((v) => !v.startsWith('kvcache') || process.env.DISAGG_TEST_POOLS !== '0')) {
+        const pid = victim.startsWith('kvcache') ? poolPid(cluster, 0) : rolePid(cluster, victim);
+        const started = Date.now();
+        const load = Array.from({ length: 12 }, (_, i) => run(i, 48));
+        await new Promise((r) => setTimeout(r, 300));
+        process.kill(pid, 'SIGKILL');
+        const results = await Promise.all(load);
+        assert.ok(Date.now() - started < 80000, 'requests took too long to end');
+        const ok = results.filter((r) => r.ok && r.finish === 'length');
+        for (const r of results) {
+          if (!r.ok) assert.ok([503, undefined].includes(r.status) || /unavailable|instance/i.test(r.message),
+            `${victim}: unexpected error ${JSON.stringify(r)}`);
+        }
+        assert.ok(ok.length > 0, `${victim}: no request survived: ${JSON.stringify(results)}`);
+        // The supervisor restarts it; it registers again and the cluster serves again.
+        assert.ok(await waitFor(() => cluster.log().split(`started '${victim}'`).length > 2, 30000),
+          `${victim} was not restarted`);
+        if (!victim.startsWith('kvcache')) {
+          const role = victim.split('-')[0];
+          const registered = `registered ${role} instance ${victim} at`;
+          if (!await waitFor(() => cluster.log().split(registered).length > 2, 60000)) {
+            fs.writeFileSync(path.join(WORK, 'kill-test.log'), cluster.log());
+            assert.fail(`${victim} did not register again after its restart (log: kill-test.log)`);
+          }
+        }
+        assert.ok(await waitFor(async () => {
+          const after = await Promise.all([0, 1, 2, 3].map((i) => run(100 + i, 4)));
+          return after.every((r) => r.ok && r.finish === 'length');
+        }, 30000), `${victim}: the cluster does not serve after the restart`);
+        assert.ok(await waitFor(async () => (await metric(cluster.baseURL,
+          'strata_kv_cache_blocks_used')) === 0, 10000), `${victim}: KV blocks stay used`);
+      }
+    } finally {
+      await cluster.stop();
+    }
+  });

@@ -1,0 +1,453 @@
+// Disaggregated serving in one process: a router, prefill and decode instances over the
+// in-process transport and over UCX (tcp) on 127.0.0.1, on every architecture's tiny
+// checkpoint. Greedy outputs equal the embedded engine's bit for bit (DESIGN.md §6); aborts,
+// lease expiry and instance loss end requests cleanly and give every KV block back.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <mutex>
+
+#include "common/clock.h"
+#include "decode/decode_instance.h"
+#include "decode/engine.h"
+#include "kvcache/pool_server.h"
+#include "model/gen_model.h"
+#include "prefill/prefill_instance.h"
+#include "server/cluster_router.h"
+#include "transport/inproc/inproc_transport.h"
+#include "transport/ucx/ucx_transport.h"
+
+namespace strata {
+namespace {
+
+namespace fs = std::filesystem;
+using decode::FinishReason;
+using decode::GenerateRequest;
+using decode::TokenEvent;
+
+struct Result {
+  std::vector<int32_t> tokens;
+  FinishReason finish = FinishReason::kNone;
+  Status error;
+  int prompt_tokens = 0;
+  int cached_tokens = 0;
+};
+
+class Collector {
+ public:
+  decode::GenerationService::EventCallback Callback(const std::string& id) {
+    return [this, id](TokenEvent ev) {
+      std::lock_guard lock(mu_);
+      Result& r = results_[id];
+      for (const auto& t : ev.tokens) r.tokens.push_back(t.token_id);
+      if (ev.prompt_tokens > 0) {
+        r.prompt_tokens = ev.prompt_tokens;
+        r.cached_tokens = ev.cached_tokens;
+      }
+      if (ev.finish != FinishReason::kNone) {
+        EXPECT_EQ(r.finish, FinishReason::kNone) << id << " finished twice";
+        r.finish = ev.finish;
+        r.error = ev.error;
+        ++done_;
+        cv_.notify_all();
+      }
+    };
+  }
+  bool WaitFor(int n, int timeout_ms = 60000) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return done_ >= n; });
+  }
+  Result Get(const std::string& id) {
+    std::lock_guard lock(mu_);
+    return results_[id];
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, Result> results_;
+  int done_ = 0;
+};
+
+GenerateRequest Greedy(const std::string& id, std::vector<int32_t> prompt, int max_tokens) {
+  GenerateRequest r;
+  r.request_id = id;
+  r.prompt_token_ids = std::move(prompt);
+  r.sampling.temperature = 0.0f;
+  r.sampling.max_tokens = max_tokens;
+  r.sampling.ignore_eos = true;
+  return r;
+}
+
+std::vector<int32_t> Prompt(int n, int salt, int64_t vocab) {
+  std::vector<int32_t> p;
+  for (int i = 0; i < n; ++i)
+    p.push_back(static_cast<int32_t>((i * 7919 + salt * 104729) % (vocab - 10) + 5));
+  return p;
+}
+
+std::unique_ptr<model::ModelRunner> LoadRunner(const std::string& dir, int block_size) {
+  model::RunnerOptions ro;
+  ro.num_threads = 1;
+  ro.kv_block_size = block_size;
+  ro.num_kv_blocks = 256;
+  auto r = model::ModelRunner::Load(dir, ro);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? std::move(*r) : nullptr;
+}
+
+decode::SchedulerOptions SchedOpts(const model::ModelRunner& r) {
+  decode::SchedulerOptions so;
+  so.max_num_seqs = 16;
+  so.max_num_batched_tokens = 64;
+  so.max_model_len = 512;
+  for (int64_t id : r.config().eos_token_ids) so.eos_token_ids.push_back(static_cast<int32_t>(id));
+  return so;
+}
+
+enum class Kind { kInproc, kUcxTcp };
+
+struct Cluster {
+  std::shared_ptr<transport::InprocFabric> fabric;
+  std::vector<std::unique_ptr<kvcache::KvPoolServer>> pools;
+  std::unique_ptr<server::ClusterRouter> router;
+  std::vector<std::unique_ptr<prefill::PrefillInstance>> prefills;
+  std::vector<std::unique_ptr<decode::DecodeInstance>> decodes;
+};
+
+std::unique_ptr<transport::Transport> NewTransport(Kind kind, Cluster& c) {
+  if (kind == Kind::kInproc) return transport::NewInprocTransport(c.fabric);
+  transport::UcxOptions o;
+  o.tls = "tcp";
+  auto t = transport::UcxTransport::Create(o);
+  EXPECT_TRUE(t.ok()) << t.status().ToString();
+  return t.ok() ? std::move(*t) : nullptr;
+}
+
+std::string Listen(Kind kind) { return kind == Kind::kInproc ? "node:0" : "127.0.0.1:0"; }
+
+std::unique_ptr<Cluster> StartCluster(Kind kind, const std::string& dir, int num_p, int num_d,
+                                      int p_block = 16, int d_block = 16, int num_pools = 0,
+                                      bool prefill_prefix_cache = true) {
+  auto c = std::make_unique<Cluster>();
+  c->fabric = transport::NewInprocFabric();
+  std::vector<std::string> pool_addresses;
+  for (int i = 0; i < num_pools; ++i) {
+    kvcache::KvPoolServerOptions po;
+    po.capacity_bytes = 8 << 20;
+    po.try_huge_pages = false;
+    po.instance_id = "kvcache-" + std::to_string(i);
+    auto pool = kvcache::KvPoolServer::Create(NewTransport(kind, *c), po);
+    EXPECT_TRUE(pool.ok()) << pool.status().ToString();
+    if (!pool.ok()) return nullptr;
+    auto addr = (*pool)->Listen(Listen(kind));
+    EXPECT_TRUE(addr.ok()) << addr.status().ToString();
+    if (!addr.ok()) return nullptr;
+    pool_addresses.push_back(*addr);
+    c->pools.push_back(std::move(*pool));
+  }
+  auto probe = LoadRunner(dir, 16);
+  if (!probe) return nullptr;
+  server::RouterOptions ro;
+  ro.listen = Listen(kind);
+  ro.vocab_size = probe->config().vocab_size;
+  ro.max_model_len = 512;
+  ro.heartbeat_interval_ms = 100;
+  ro.instance_lease_ms = 1000;
+  auto router = server::ClusterRouter::Start(ro, NewTransport(kind, *c));
+  EXPECT_TRUE(router.ok()) << router.status().ToString();
+  if (!router.ok()) return nullptr;
+  c->router = std::move(*router);
+  for (int i = 0; i < num_p + num_d; ++i) {
+    const bool is_p = i < num_p;
+    auto runner = LoadRunner(dir, is_p ? p_block : d_block);
+    decode::InstanceConfig ic;
+    ic.instance_id = (is_p ? "prefill-" : "decode-") + std::to_string(i);
+    ic.listen = Listen(kind);
+    ic.router = c->router->address();
+    ic.scheduler = SchedOpts(*runner);  // before the runner moves
+    ic.transfer_timeout_ms = 10000;
+    if (is_p) {
+      ic.kvcache = pool_addresses;
+      ic.scheduler.enable_prefix_caching = prefill_prefix_cache;
+      auto p = prefill::PrefillInstance::Start(ic, std::move(runner), NewTransport(kind, *c));
+      EXPECT_TRUE(p.ok()) << p.status().ToString();
+      if (!p.ok()) return nullptr;
+      c->prefills.push_back(std::move(*p));
+    } else {
+      auto d = decode::DecodeInstance::Start(ic, std::move(runner), NewTransport(kind, *c));
+      EXPECT_TRUE(d.ok()) << d.status().ToString();
+      if (!d.ok()) return nullptr;
+      c->decodes.push_back(std::move(*d));
+    }
+  }
+  auto deadline = transport::DeadlineAfterMillis(10000);
+  while (!c->router->Ready() && MonoClock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(c->router->Ready());
+  return c;
+}
+
+class ClusterTest : public ::testing::TestWithParam<model::Arch> {
+ protected:
+  // The checkpoints are made once for every suite of this file (removed at exit).
+  static void SetUpTestSuite() {
+    const char* assets = std::getenv("STRATA_TEST_ASSETS");
+    if (root_ != nullptr || !assets || !fs::exists(fs::path(assets) / "tokenizers")) return;
+    std::atexit([] {
+      if (root_) fs::remove_all(*root_);
+    });
+    root_ =
+        new fs::path(fs::temp_directory_path() / ("strata_cluster_" + std::to_string(getpid())));
+    for (model::Arch a : {model::Arch::kDeepseekV3, model::Arch::kQwen3Moe, model::Arch::kMixtral,
+                          model::Arch::kLlama, model::Arch::kQwen3}) {
+      model::GenModelOptions o;
+      o.arch = a;
+      const char* tok = a == model::Arch::kDeepseekV3                            ? "deepseek_v3"
+                        : a == model::Arch::kLlama || a == model::Arch::kMixtral ? "llama3"
+                                                                                 : "qwen3";
+      o.tokenizer_dir = (fs::path(assets) / "tokenizers" / tok).string();
+      o.out_dir = (*root_ / std::string(model::ModelTypeName(a))).string();
+      o.seed = 5;
+      o.num_threads = 1;
+      Status st = model::GenerateModel(o);
+      if (!st.ok()) ADD_FAILURE() << st.message();
+    }
+  }
+  void SetUp() override {
+    if (!root_)
+      GTEST_SKIP() << "STRATA_TEST_ASSETS/tokenizers missing (run scripts/fetch-test-assets)";
+  }
+  static std::string Dir(model::Arch a) {
+    return (*root_ / std::string(model::ModelTypeName(a))).string();
+  }
+
+  // The embedded engine's outputs for `requests`.
+  static std::map<std::string, std::vector<int32_t>> Embedded(
+      const std::string& dir, const std::vector<GenerateRequest>& requests) {
+    auto runner = LoadRunner(dir, 16);
+    decode::SchedulerOptions so = SchedOpts(*runner);
+    decode::Engine engine(so, std::move(runner));
+    Collector col;
+    for (const auto& r : requests) EXPECT_TRUE(engine.Submit(r, col.Callback(r.request_id)).ok());
+    EXPECT_TRUE(col.WaitFor(static_cast<int>(requests.size())));
+    std::map<std::string, std::vector<int32_t>> out;
+    for (const auto& r : requests) out[r.request_id] = col.Get(r.request_id).tokens;
+    return out;
+  }
+
+  static fs::path* root_;
+};
+fs::path* ClusterTest::root_ = nullptr;
+
+void ExpectBaseline(Cluster& c) {
+  auto deadline = transport::DeadlineAfterMillis(5000);
+  while (MonoClock::now() < deadline) {
+    bool clean = true;
+    for (auto& d : c.decodes) clean = clean && d->Stats().kv_blocks_used == 0;
+    for (auto& p : c.prefills) clean = clean && p->EngineStats().kv_blocks_used == 0;
+    if (clean) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (auto& d : c.decodes) EXPECT_EQ(d->Stats().kv_blocks_used, 0) << "decode KV blocks leaked";
+  for (auto& p : c.prefills)
+    EXPECT_EQ(p->EngineStats().kv_blocks_used, 0) << "prefill KV blocks leaked";
+}
+
+TEST_P(ClusterTest, GreedyOutputsEqualEmbeddedOverInproc) {
+  const std::string dir = Dir(GetParam());
+  auto probe = LoadRunner(dir, 16);
+  const int64_t vocab = probe->config().vocab_size;
+  std::vector<GenerateRequest> reqs;
+  for (int i = 0; i < 6; ++i)
+    reqs.push_back(Greedy("r" + std::to_string(i), Prompt(5 + 23 * i, i, vocab), 12));
+  auto expected = Embedded(dir, reqs);
+  auto c = StartCluster(Kind::kInproc, dir, 2, 2);
+  ASSERT_NE(c, nullptr);
+  Collector col;
+  for (const auto& r : reqs) ASSERT_TRUE(c->router->Submit(r, col.Callback(r.request_id)).ok());
+  ASSERT_TRUE(col.WaitFor(static_cast<int>(reqs.size())));
+  for (const auto& r : reqs) {
+    Result got = col.Get(r.request_id);
+    EXPECT_EQ(got.finish, FinishReason::kLength) << r.request_id << ": " << got.error.ToString();
+    EXPECT_EQ(got.tokens, expected[r.request_id]) << r.request_id;
+    EXPECT_EQ(got.prompt_tokens, static_cast<int>(r.prompt_token_ids.size()));
+  }
+  ExpectBaseline(*c);
+}
+
+// UCX tcp between the roles, and prefill and decode with different block sizes (the KV handoff
+// follows token runs, not blocks).
+class ClusterUcxTest : public ClusterTest {};
+TEST_P(ClusterUcxTest, GreedyOutputsEqualEmbeddedWithDifferentBlockSizes) {
+  const std::string dir = Dir(GetParam());
+  auto probe = LoadRunner(dir, 16);
+  const int64_t vocab = probe->config().vocab_size;
+  std::vector<GenerateRequest> reqs;
+  for (int i = 0; i < 4; ++i)
+    reqs.push_back(Greedy("u" + std::to_string(i), Prompt(9 + 31 * i, i + 7, vocab), 10));
+  auto expected = Embedded(dir, reqs);
+  auto c = StartCluster(Kind::kUcxTcp, dir, 1, 2, /*p_block=*/16, /*d_block=*/8);
+  ASSERT_NE(c, nullptr);
+  Collector col;
+  for (const auto& r : reqs) ASSERT_TRUE(c->router->Submit(r, col.Callback(r.request_id)).ok());
+  ASSERT_TRUE(col.WaitFor(static_cast<int>(reqs.size())));
+  for (const auto& r : reqs) {
+    Result got = col.Get(r.request_id);
+    EXPECT_EQ(got.finish, FinishReason::kLength) << r.request_id << ": " << got.error.ToString();
+    EXPECT_EQ(got.tokens, expected[r.request_id]) << r.request_id;
+  }
+  EXPECT_GT(c->prefills[0]->Stats().kv_bytes_pushed, 0);
+  ExpectBaseline(*c);
+}
+
+// Aborts at every stage, a decode instance that goes away and a prefill instance that goes
+// away: every request ends (none hangs) and no KV block stays taken.
+class ClusterFaultTest : public ClusterTest {};
+TEST_P(ClusterFaultTest, AbortsAndLostInstancesEndEveryRequest) {
+  const std::string dir = Dir(GetParam());
+  auto probe = LoadRunner(dir, 16);
+  const int64_t vocab = probe->config().vocab_size;
+  auto c = StartCluster(Kind::kInproc, dir, 2, 2);
+  ASSERT_NE(c, nullptr);
+  Collector col;
+  // Aborts right away and mid-generation.
+  for (int i = 0; i < 8; ++i) {
+    std::string id = "a" + std::to_string(i);
+    ASSERT_TRUE(
+        c->router->Submit(Greedy(id, Prompt(20 + i, i, vocab), 200), col.Callback(id)).ok());
+    if (i % 2 == 0) c->router->Abort(id);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 1; i < 8; i += 2) c->router->Abort("a" + std::to_string(i));
+  ASSERT_TRUE(col.WaitFor(8));
+  for (int i = 0; i < 8; ++i)
+    EXPECT_EQ(col.Get("a" + std::to_string(i)).finish, FinishReason::kAbort);
+  ExpectBaseline(*c);
+
+  // A decode instance goes away under load: its requests end (error or retried), none hangs.
+  for (int i = 0; i < 6; ++i) {
+    std::string id = "d" + std::to_string(i);
+    ASSERT_TRUE(
+        c->router->Submit(Greedy(id, Prompt(30 + i, i, vocab), 120), col.Callback(id)).ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  c->decodes[0]->Shutdown();
+  ASSERT_TRUE(col.WaitFor(14));
+  int ok = 0;
+  for (int i = 0; i < 6; ++i) {
+    Result r = col.Get("d" + std::to_string(i));
+    if (r.finish == FinishReason::kLength) {
+      ++ok;
+      EXPECT_EQ(r.tokens.size(), 120u);
+    } else {
+      EXPECT_EQ(r.finish, FinishReason::kError);
+      EXPECT_EQ(r.error.code(), StatusCode::kUnavailable) << r.error.ToString();
+    }
+  }
+  EXPECT_GT(ok, 0) << "the surviving decode instance served nothing";
+
+  // A prefill instance goes away: requests not yet prefilled move to the other one.
+  for (int i = 0; i < 6; ++i) {
+    std::string id = "p" + std::to_string(i);
+    ASSERT_TRUE(c->router->Submit(Greedy(id, Prompt(200 + i, i, vocab), 4), col.Callback(id)).ok());
+  }
+  c->prefills[0]->Shutdown();
+  ASSERT_TRUE(col.WaitFor(20));
+  for (int i = 0; i < 6; ++i) {
+    Result r = col.Get("p" + std::to_string(i));
+    EXPECT_TRUE(r.finish == FinishReason::kLength || r.error.code() == StatusCode::kUnavailable)
+        << r.error.ToString();
+  }
+  // What is left of the cluster still serves, and holds no block.
+  ASSERT_TRUE(
+      c->router->Submit(Greedy("after", Prompt(17, 3, vocab), 5), col.Callback("after")).ok());
+  ASSERT_TRUE(col.WaitFor(21));
+  EXPECT_EQ(col.Get("after").finish, FinishReason::kLength) << col.Get("after").error.ToString();
+  c->decodes.erase(c->decodes.begin());
+  c->prefills.erase(c->prefills.begin());
+  ExpectBaseline(*c);
+}
+
+// With KV pools (and no prefix cache of the prefill instances' own): a repeated long prompt
+// reads its full blocks from the pool instead of computing them, reports them as cached, and
+// the output is unchanged.
+TEST_P(ClusterUcxTest, RepeatedPromptHitsTheKvPool) {
+  const std::string dir = Dir(GetParam());
+  auto probe = LoadRunner(dir, 16);
+  const int64_t vocab = probe->config().vocab_size;
+  std::vector<int32_t> prompt = Prompt(150, 42, vocab);
+  auto expected = Embedded(dir, {Greedy("x", prompt, 8)});
+  auto c = StartCluster(Kind::kUcxTcp, dir, 2, 1, 16, 16, /*num_pools=*/2,
+                        /*prefill_prefix_cache=*/false);
+  ASSERT_NE(c, nullptr);
+  Collector col;
+  ASSERT_TRUE(c->router->Submit(Greedy("first", prompt, 8), col.Callback("first")).ok());
+  ASSERT_TRUE(col.WaitFor(1));
+  EXPECT_EQ(col.Get("first").tokens, expected["x"]);
+  EXPECT_EQ(col.Get("first").cached_tokens, 0);
+  // The offer to the pool completes in the background.
+  auto deadline = transport::DeadlineAfterMillis(5000);
+  int64_t stored = 0;
+  while (MonoClock::now() < deadline) {
+    stored = 0;
+    for (auto& p : c->pools) stored += p->Stats().held_blocks;
+    if (stored >= 9) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(stored, 9) << "150 tokens make 9 full blocks of 16";
+  for (int i = 0; i < 2; ++i) {
+    std::string id = "again" + std::to_string(i);
+    ASSERT_TRUE(c->router->Submit(Greedy(id, prompt, 8), col.Callback(id)).ok());
+    ASSERT_TRUE(col.WaitFor(2 + i));
+    Result r = col.Get(id);
+    EXPECT_EQ(r.tokens, expected["x"]) << id;
+    EXPECT_EQ(r.cached_tokens, 144) << id << ": 9 blocks from the pool";
+  }
+  int64_t hit_tokens = 0;
+  for (auto& p : c->prefills) hit_tokens += p->Stats().pool_hit_tokens;
+  EXPECT_EQ(hit_tokens, 288);
+  ExpectBaseline(*c);
+}
+
+// A request whose deadline passes while it decodes ends with kDeadlineExceeded and frees its KV.
+TEST_P(ClusterFaultTest, DeadlineEndsARequest) {
+  const std::string dir = Dir(GetParam());
+  auto probe = LoadRunner(dir, 16);
+  auto c = StartCluster(Kind::kInproc, dir, 1, 1);
+  ASSERT_NE(c, nullptr);
+  Collector col;
+  GenerateRequest r = Greedy("late", Prompt(12, 1, probe->config().vocab_size), 400);
+  r.deadline_ns = MonotonicNanos() + 30 * 1000000;
+  ASSERT_TRUE(c->router->Submit(r, col.Callback("late")).ok());
+  ASSERT_TRUE(col.WaitFor(1));
+  Result got = col.Get("late");
+  EXPECT_EQ(got.finish, FinishReason::kError);
+  EXPECT_EQ(got.error.code(), StatusCode::kDeadlineExceeded) << got.error.ToString();
+  ExpectBaseline(*c);
+}
+
+INSTANTIATE_TEST_SUITE_P(Archs, ClusterTest,
+                         ::testing::Values(model::Arch::kDeepseekV3, model::Arch::kQwen3Moe,
+                                           model::Arch::kMixtral, model::Arch::kLlama,
+                                           model::Arch::kQwen3),
+                         [](const auto& info) {
+                           return std::string(model::ModelTypeName(info.param));
+                         });
+// UCX covers one MLA and one GQA architecture; the fault paths one architecture.
+INSTANTIATE_TEST_SUITE_P(Archs, ClusterUcxTest,
+                         ::testing::Values(model::Arch::kDeepseekV3, model::Arch::kQwen3Moe),
+                         [](const auto& info) {
+                           return std::string(model::ModelTypeName(info.param));
+                         });
+INSTANTIATE_TEST_SUITE_P(Archs, ClusterFaultTest, ::testing::Values(model::Arch::kLlama),
+                         [](const auto& info) {
+                           return std::string(model::ModelTypeName(info.param));
+                         });
+
+}  // namespace
+}  // namespace strata
