@@ -26,6 +26,10 @@ struct SamplingParams {
   bool ignore_eos = false;
   std::vector<int32_t> stop_token_ids;  // besides the model's EOS ids
   int num_top_logprobs = -1;            // -1: no logprobs; 0: the sampled token's only; N: top N
+  // Prompt logprobs (completions' echo + logprobs): -1 off; 0: each prompt token's own; N: also
+  // the top N. Every prompt token is then computed (the prefix cache is not used for the
+  // request's prompt), so this costs a full prefill with logits for each prompt token.
+  int num_prompt_logprobs = -1;
 };
 
 struct GenerateRequest {
@@ -55,6 +59,9 @@ struct TokenEvent {
   Status error;           // set when finish == kError
   int prompt_tokens = 0;  // set on the first event
   int cached_tokens = 0;  // prompt tokens served from the prefix cache (first event)
+  // First event with num_prompt_logprobs >= 0: one entry per prompt token after the first
+  // (entry i is prompt token i + 1, given prompt tokens 0..i), log_softmax of the raw logits.
+  std::vector<GeneratedToken> prompt_logprobs;
 };
 
 struct GenerationStats {

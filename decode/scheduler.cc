@@ -1,6 +1,8 @@
 #include "decode/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
+#include <numeric>
 #include <random>
 
 #include "common/clock.h"
@@ -24,6 +26,7 @@ struct Scheduler::Sequence {
   bool admitted_once = false;
   bool first_event_sent = false;
   int cached_tokens = 0;
+  std::vector<GeneratedToken> prompt_logprobs;  // by position - 1, while collected
   // Disaggregated decode: reserved, not yet activated, until this deadline.
   bool reserved = false;
   int64_t lease_deadline_ns = 0;
@@ -32,6 +35,17 @@ struct Scheduler::Sequence {
   FinishReason finish_next_step = FinishReason::kNone;
 
   int num_output() const { return static_cast<int>(tokens.size()) - num_prompt; }
+  // Prompt logprobs are still to be collected: every prompt chunk needs all its logits rows
+  // and no prompt token may come from the prefix cache (cached tokens have no logits).
+  bool collects_prompt_logprobs() const {
+    return request.sampling.num_prompt_logprobs >= 0 && !first_event_sent && num_prompt > 1;
+  }
+  // The most tokens of one chunk: a sequence collecting prompt logprobs gets a full row of
+  // logits per token, so its chunks are kept small enough for that memory to stay bounded.
+  int64_t max_chunk_tokens(int64_t budget) const {
+    constexpr int64_t kMaxPromptLogprobsChunkTokens = 128;
+    return collects_prompt_logprobs() ? std::min(budget, kMaxPromptLogprobsChunkTokens) : budget;
+  }
 };
 
 namespace {
@@ -48,6 +62,27 @@ ops::SamplingOptions ToOpsSampling(const SamplingParams& p, uint64_t seed) {
   o.seed = seed;
   o.num_top_logprobs = p.num_top_logprobs;
   return o;
+}
+
+// log_softmax of `logits` at `token_id`, and the top `num_top` entries (best first, ties by id).
+GeneratedToken TokenLogprobs(std::span<const float> logits, int32_t token_id, int num_top) {
+  float mx = *std::max_element(logits.begin(), logits.end());
+  double sum = 0.0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v - mx));
+  const float log_z = mx + static_cast<float>(std::log(sum));
+  GeneratedToken g;
+  g.token_id = token_id;
+  g.logprob = logits[static_cast<size_t>(token_id)] - log_z;
+  const int64_t n = std::min<int64_t>(num_top, static_cast<int64_t>(logits.size()));
+  if (n > 0) {
+    std::vector<int32_t> ids(logits.size());
+    std::iota(ids.begin(), ids.end(), 0);
+    std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), [&](int32_t a, int32_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+    for (int64_t i = 0; i < n; ++i) g.top_logprobs.push_back({ids[i], logits[ids[i]] - log_z});
+  }
+  return g;
 }
 
 uint64_t RandomSeed() {
@@ -77,6 +112,12 @@ Status ValidateGenerateRequest(const GenerateRequest& r, int64_t vocab_size, int
   }
   const auto& s = r.sampling;
   if (s.max_tokens < 1) return InvalidArgumentError("'max_tokens': must be at least 1");
+  if (s.num_prompt_logprobs < -1 || s.num_prompt_logprobs > vocab_size) {
+    return InvalidArgumentError(
+        "'prompt_logprobs': must be between -1 (off) and the vocabulary "
+        "size, got " +
+        std::to_string(s.num_prompt_logprobs));
+  }
   int64_t total = static_cast<int64_t>(r.prompt_token_ids.size()) + s.max_tokens;
   if (total > max_model_len) {
     return InvalidArgumentError("'max_tokens': This model's maximum context length is " +
@@ -308,7 +349,7 @@ void Scheduler::ExpireAndAbort(std::vector<PendingEvent>* events) {
 bool Scheduler::AdmitWaiting(Sequence* seq, int* budget, std::vector<Scheduled>* batch) {
   int matched_blocks = 0;
   const int64_t preloaded_tokens = seq->blocks.empty() ? 0 : seq->num_computed;
-  if (options_.enable_prefix_caching && seq->blocks.empty()) {
+  if (options_.enable_prefix_caching && seq->blocks.empty() && !seq->collects_prompt_logprobs()) {
     // Leave at least one token to compute: its logits give the next token.
     auto all = kvcache::HashFullBlocks(seq->tokens, block_size_);
     size_t usable = std::min(all.size(), (seq->tokens.size() - 1) / block_size_);
@@ -320,7 +361,7 @@ bool Scheduler::AdmitWaiting(Sequence* seq, int* budget, std::vector<Scheduled>*
     seq->num_computed = static_cast<int64_t>(matched_blocks) * block_size_;
   }
   int64_t remaining = static_cast<int64_t>(seq->tokens.size()) - seq->num_computed;
-  int n = static_cast<int>(std::min<int64_t>(remaining, *budget));
+  int n = static_cast<int>(std::min<int64_t>(remaining, seq->max_chunk_tokens(*budget)));
   if (!EnsureBlocks(seq, seq->num_computed + n)) {
     ReleaseBlocks(seq);  // gives the prefix hit back; admission waits for blocks (FIFO)
     return false;
@@ -348,7 +389,7 @@ void Scheduler::Schedule(std::vector<Scheduled>* batch) {
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
     Sequence* seq = running_[i];
     int64_t remaining = static_cast<int64_t>(seq->tokens.size()) - seq->num_computed;
-    int n = static_cast<int>(std::min<int64_t>(remaining, budget));
+    int n = static_cast<int>(std::min<int64_t>(remaining, seq->max_chunk_tokens(budget)));
     bool preempted_self = false;
     while (!EnsureBlocks(seq, seq->num_computed + n)) {
       Sequence* victim = running_.back();
@@ -398,6 +439,7 @@ void Scheduler::Sample(Sequence* seq, std::span<const float> logits,
   if (!seq->first_event_sent) {
     ev.event.prompt_tokens = seq->num_prompt;
     ev.event.cached_tokens = seq->cached_tokens;
+    ev.event.prompt_logprobs = std::move(seq->prompt_logprobs);
     seq->first_event_sent = true;
   }
   const auto& sp = seq->request.sampling;
@@ -441,6 +483,7 @@ Status Scheduler::Step(std::vector<PendingEvent>* events) {
     chunk.start_position = static_cast<int32_t>(s.seq->num_computed);
     chunk.block_table = s.seq->blocks;
     chunk.logits = s.sample ? model::LogitsMode::kLast : model::LogitsMode::kNone;
+    if (s.seq->collects_prompt_logprobs()) chunk.logits = model::LogitsMode::kAll;
     fb.sequences.push_back(chunk);
   }
   // The sequences whose prompt completes in this step (prefill instance): each layer of their
@@ -474,9 +517,24 @@ Status Scheduler::Step(std::vector<PendingEvent>* events) {
   }
   for (size_t i = 0; i < batch.size(); ++i) {
     Sequence* seq = batch[i].seq;
-    seq->num_computed += batch[i].num_tokens;
+    const int n = batch[i].num_tokens;
+    int64_t last_row = 0;
+    if (fb.sequences[i].logits == model::LogitsMode::kAll) {
+      // Row j predicts position start + j + 1; the rows that predict a prompt token are kept by
+      // position, so a chunk recomputed after preemption overwrites the same entries.
+      const int64_t start = seq->num_computed;
+      seq->prompt_logprobs.resize(static_cast<size_t>(seq->num_prompt - 1));
+      for (int64_t j = 0; j < n && start + j + 1 < seq->num_prompt; ++j) {
+        const int64_t pos = start + j + 1;
+        seq->prompt_logprobs[static_cast<size_t>(pos - 1)] =
+            TokenLogprobs(result.Row(i, j), seq->tokens[static_cast<size_t>(pos)],
+                          seq->request.sampling.num_prompt_logprobs);
+      }
+      last_row = n - 1;
+    }
+    seq->num_computed += n;
     PublishFullBlocks(seq);
-    if (batch[i].sample) Sample(seq, result.Row(i), events);
+    if (batch[i].sample) Sample(seq, result.Row(i, last_row), events);
   }
   return OkStatus();
 }

@@ -570,6 +570,13 @@ Status ClusterRouter::Submit(decode::GenerateRequest request, EventCallback on_e
   Impl& m = *impl_;
   STRATA_RETURN_IF_ERROR(
       decode::ValidateGenerateRequest(request, m.options.vocab_size, m.options.max_model_len));
+  if (request.sampling.num_prompt_logprobs >= 0) {
+    // Prefill instances do not return prompt logprobs over the wire yet: refuse rather than
+    // answer with a prompt part that has none.
+    return InvalidArgumentError(
+        "'echo': echo with logprobs (prompt logprobs) is served in embedded mode only, not by "
+        "disaggregated prefill/decode instances yet");
+  }
   if (!request.sampling.seed) {
     // Prefill samples the first token, decode the rest: one seed for both.
     thread_local std::mt19937_64 rng{std::random_device{}()};

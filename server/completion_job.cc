@@ -20,7 +20,9 @@ CompletionJob::CompletionJob(JobSpec spec, const TextCodec& codec,
       service_(service),
       metrics_(metrics),
       exchange_(std::move(exchange)),
-      on_done_(std::move(on_done)) {}
+      on_done_(std::move(on_done)) {
+  if (spec_.stream) chunk_writer_.emplace(spec_.envelope, spec_.chat, spec_.include_usage);
+}
 
 Status CompletionJob::Start() {
   // mu_ is held while submitting so that no event is handled before the stream has started;
@@ -91,16 +93,26 @@ void CompletionJob::OnEvent(size_t index, decode::TokenEvent event) {
   }
   ChoiceOutput delta = c.processor->Push(event.tokens, event.finish);
   const auto& choice_spec = spec_.choices[index];
+  if (choice_spec.sampling.num_prompt_logprobs >= 0 && !c.prompt_logprobs_done &&
+      !event.tokens.empty()) {
+    // The first event with tokens carries the prompt logprobs; they precede the output's.
+    c.prompt_logprobs_done = true;
+    ChoiceOutput prompt =
+        c.processor->PromptLogprobs(choice_spec.prompt_token_ids, event.prompt_logprobs);
+    delta.logprobs.insert(delta.logprobs.begin(), std::make_move_iterator(prompt.logprobs.begin()),
+                          std::make_move_iterator(prompt.logprobs.end()));
+    delta.text_offsets.insert(delta.text_offsets.begin(), prompt.text_offsets.begin(),
+                              prompt.text_offsets.end());
+  }
   if (spec_.stream) {
     if (!c.sent_first && !choice_spec.echo_text.empty()) {
       delta.text = choice_spec.echo_text + delta.text;
     }
     bool has_content = !delta.text.empty() || !delta.logprobs.empty() || delta.finish;
-    if (spec_.chat && (has_content || !c.sent_first)) {
-      SendChunkLocked(ChatChunkJson(spec_.envelope, delta, !c.sent_first, spec_.include_usage));
-      c.sent_first = true;
-    } else if (!spec_.chat && has_content) {
-      SendChunkLocked(CompletionChunkJson(spec_.envelope, delta, spec_.include_usage));
+    if (has_content || (spec_.chat && !c.sent_first)) {
+      std::string event_text;
+      chunk_writer_->AppendEvent(delta, !c.sent_first, &event_text);
+      exchange_->Write(std::move(event_text));
       c.sent_first = true;
     }
   } else {

@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,8 +58,9 @@ class CompletionJob : public std::enable_shared_from_this<CompletionJob> {
     std::string text;  // non-streaming: the whole text
     ChoiceOutput accumulated;
     bool sent_first = false;
-    bool finished = false;         // no more output for the client
-    bool generation_done = false;  // the service delivered its final event
+    bool prompt_logprobs_done = false;  // echo + logprobs: the prompt's part was added
+    bool finished = false;              // no more output for the client
+    bool generation_done = false;       // the service delivered its final event
     int prompt_tokens = 0;
     int cached_tokens = 0;
     bool has_prompt_info = false;
@@ -80,6 +82,7 @@ class CompletionJob : public std::enable_shared_from_this<CompletionJob> {
   std::shared_ptr<Exchange> exchange_;
   std::function<void(int)> on_done_;
 
+  std::optional<StreamChunkWriter> chunk_writer_;  // streaming only
   std::mutex mu_;
   std::vector<ChoiceState> choices_;
   int num_finished_ = 0;

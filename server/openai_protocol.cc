@@ -206,7 +206,7 @@ json ChatLogprobsJson(const ChoiceOutput& c) {
                      {"bytes", BytesJson(i < t.top_bytes.size() ? t.top_bytes[i] : "")}});
     }
     content.push_back({{"token", TokenDisplay(t)},
-                       {"logprob", t.logprob},
+                       {"logprob", t.logprob.value_or(0.0f)},
                        {"bytes", BytesJson(t.bytes)},
                        {"top_logprobs", std::move(top)}});
   }
@@ -220,12 +220,17 @@ json CompletionLogprobsJson(const ChoiceOutput& c) {
   for (size_t i = 0; i < c.logprobs.size(); ++i) {
     const auto& t = c.logprobs[i];
     tokens.push_back(TokenDisplay(t));
-    token_logprobs.push_back(t.logprob);
-    json alts = json::object();
-    for (const auto& [text, lp] : t.top) {
-      if (!alts.contains(text)) alts[text] = lp;
+    if (!t.logprob) {  // the first prompt token of an echo
+      token_logprobs.push_back(nullptr);
+      top.push_back(nullptr);
+    } else {
+      token_logprobs.push_back(*t.logprob);
+      json alts = json::object();
+      for (const auto& [text, lp] : t.top) {
+        if (!alts.contains(text)) alts[text] = lp;
+      }
+      top.push_back(std::move(alts));
     }
-    top.push_back(std::move(alts));
     offsets.push_back(i < c.text_offsets.size() ? c.text_offsets[i] : 0);
   }
   return {{"tokens", std::move(tokens)},
@@ -347,10 +352,9 @@ StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body) {
   STRATA_ASSIGN_OR_RETURN(auto logprobs, GetInt(j, "logprobs", 0, kMaxTopLogprobs));
   if (logprobs) req.logprobs = static_cast<int>(*logprobs);
   STRATA_ASSIGN_OR_RETURN(req.echo, GetBool(j, "echo", false));
-  if (req.echo && req.logprobs) {
-    return ParamError("echo", "echo with logprobs (prompt logprobs) is not supported");
-  }
   req.params.sampling.num_top_logprobs = req.logprobs ? *req.logprobs : -1;
+  // The echoed prompt's tokens carry logprobs too.
+  req.params.sampling.num_prompt_logprobs = req.echo && req.logprobs ? *req.logprobs : -1;
   if (const json* best_of = Field(j, "best_of")) {
     if (!best_of->is_number_integer() || best_of->get<int64_t>() != req.params.n) {
       return ParamError("best_of", "only best_of == n is supported");
@@ -447,6 +451,173 @@ json CompletionUsageChunkJson(const Envelope& env, const Usage& usage) {
   j["choices"] = json::array();
   j["usage"] = UsageJson(usage);
   return j;
+}
+
+namespace {
+
+// Length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, at most
+// U+10FFFF) that starts at text[i], or 0.
+size_t Utf8SequenceLength(std::string_view text, size_t i) {
+  auto byte = [&](size_t k) { return static_cast<unsigned char>(text[i + k]); };
+  const unsigned char c = byte(0);
+  size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > text.size() || byte(1) < lo || byte(1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k) {
+    if ((byte(k) >> 6) != 0x2) return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+void AppendJsonString(std::string_view text, std::string* out) {
+  static const char* kHex = "0123456789abcdef";
+  out->push_back('"');
+  size_t start = out->size();
+  for (size_t i = 0; i < text.size();) {
+    // A run of printable ASCII other than '"' and '\\' is copied as is, in one go.
+    size_t run = i;
+    while (run < text.size()) {
+      auto r = static_cast<unsigned char>(text[run]);
+      if (r < 0x20 || r >= 0x80 || r == '"' || r == '\\') break;
+      ++run;
+    }
+    if (run > i) {
+      out->append(text.data() + i, run - i);
+      i = run;
+      continue;
+    }
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x80) {
+      size_t n = Utf8SequenceLength(text, i);
+      if (n == 0) {  // rare: let the JSON library apply its replacement rules to the whole text
+        out->resize(start - 1);
+        out->append(json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace));
+        return;
+      }
+      out->append(text.data() + i, n);
+      i += n;
+      continue;
+    }
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\b':
+        out->append("\\b");
+        break;
+      case '\f':
+        out->append("\\f");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        if (c < 0x20) {
+          out->append("\\u00");
+          out->push_back(kHex[c >> 4]);
+          out->push_back(kHex[c & 0xF]);
+        } else {
+          out->push_back(static_cast<char>(c));
+        }
+    }
+    ++i;
+  }
+  out->push_back('"');
+}
+
+StreamChunkWriter::StreamChunkWriter(const Envelope& env, bool chat, bool with_usage_null)
+    : env_(env), chat_(chat), with_usage_null_(with_usage_null) {
+  // Keys after "choices", in nlohmann's (sorted) order.
+  suffix_ = "}],\"created\":" + std::to_string(env.created) + ",\"id\":";
+  AppendJsonString(env.id, &suffix_);
+  suffix_ += ",\"model\":";
+  AppendJsonString(env.model, &suffix_);
+  suffix_ += chat ? ",\"object\":\"chat.completion.chunk\"" : ",\"object\":\"text_completion\"";
+  suffix_ += ",\"system_fingerprint\":";
+  AppendJsonString(env.system_fingerprint, &suffix_);
+  if (with_usage_null) suffix_ += ",\"usage\":null";
+  suffix_ += "}";
+}
+
+void StreamChunkWriter::AppendEvent(const ChoiceOutput& delta, bool first, std::string* out) const {
+  out->reserve(out->size() + suffix_.size() + delta.text.size() + 128);
+  out->append("data: ");
+  if (delta.has_logprobs) {
+    json j = chat_ ? ChatChunkJson(env_, delta, first, with_usage_null_)
+                   : CompletionChunkJson(env_, delta, with_usage_null_);
+    out->append(j.dump(-1, ' ', false, json::error_handler_t::replace));
+    out->append("\n\n");
+    return;
+  }
+  const char* finish = "null";
+  if (delta.finish) {
+    switch (*delta.finish) {
+      case decode::FinishReason::kNone:
+        break;
+      case decode::FinishReason::kStop:
+        finish = "\"stop\"";
+        break;
+      case decode::FinishReason::kLength:
+        finish = "\"length\"";
+        break;
+      case decode::FinishReason::kAbort:
+        finish = "\"abort\"";
+        break;
+      case decode::FinishReason::kError:
+        finish = "\"error\"";
+        break;
+    }
+  }
+  out->append("{\"choices\":[{");
+  if (chat_) {
+    out->append("\"delta\":{");
+    if (first) {
+      out->append("\"content\":");
+      AppendJsonString(delta.text, out);
+      out->append(",\"role\":\"assistant\"");
+    } else if (!delta.text.empty() || !delta.finish) {
+      out->append("\"content\":");
+      AppendJsonString(delta.text, out);
+    }
+    out->append("},\"finish_reason\":");
+    out->append(finish);
+    out->append(",\"index\":");
+    out->append(std::to_string(delta.index));
+    out->append(",\"logprobs\":null");
+  } else {
+    out->append("\"finish_reason\":");
+    out->append(finish);
+    out->append(",\"index\":");
+    out->append(std::to_string(delta.index));
+    out->append(",\"logprobs\":null,\"text\":");
+    AppendJsonString(delta.text, out);
+  }
+  out->append(suffix_);
+  out->append("\n\n");
 }
 
 json ModelJson(const std::string& id, int64_t created, int max_model_len) {

@@ -49,7 +49,7 @@ struct CompletionRequest {
   CommonParams params;
   std::vector<PromptInput> prompts;  // at least one
   std::optional<int> logprobs;       // 0..20: top-N alternatives per token
-  bool echo = false;
+  bool echo = false;  // with logprobs, params.sampling.num_prompt_logprobs is set too
 };
 
 // Parses a request body. `body` is the raw JSON text.
@@ -69,7 +69,9 @@ struct Usage {
 struct TokenLogprobText {
   std::string text;
   std::string bytes;
-  float logprob = 0.0f;
+  // None only for the first token of an echoed prompt (nothing precedes it): OpenAI then
+  // sends null as its logprob and its top_logprobs.
+  std::optional<float> logprob;
   std::vector<std::pair<std::string, float>> top;  // (token text, logprob), best first
   std::vector<std::string> top_bytes;
 };
@@ -105,6 +107,27 @@ nlohmann::json CompletionJson(const Envelope& env, const std::vector<ChoiceOutpu
 nlohmann::json CompletionChunkJson(const Envelope& env, const ChoiceOutput& delta,
                                    bool with_usage_null);
 nlohmann::json CompletionUsageChunkJson(const Envelope& env, const Usage& usage);
+
+// The hot path of streaming: one SSE event per token per stream. Writes the chunk of
+// ChatChunkJson / CompletionChunkJson from a template made once per request, byte for byte what
+// dumping those gives (keys in the same order), without building a JSON tree per token. Deltas
+// with logprobs take the JSON-tree path. Immutable after construction; thread-safe.
+class StreamChunkWriter {
+ public:
+  StreamChunkWriter(const Envelope& env, bool chat, bool with_usage_null);
+  // Appends "data: <chunk>\n\n" to `out`. `first` as in ChatChunkJson (chat only).
+  void AppendEvent(const ChoiceOutput& delta, bool first, std::string* out) const;
+
+ private:
+  Envelope env_;
+  bool chat_;
+  bool with_usage_null_;
+  std::string suffix_;  // `}],"created":...` to the end of the object
+};
+
+// Appends `text` as a JSON string literal, as nlohmann::json's dump() writes it (UTF-8 kept,
+// invalid sequences replaced by U+FFFD).
+void AppendJsonString(std::string_view text, std::string* out);
 
 nlohmann::json ModelJson(const std::string& id, int64_t created, int max_model_len);
 nlohmann::json ModelListJson(const std::string& id, int64_t created, int max_model_len);

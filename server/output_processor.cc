@@ -44,17 +44,40 @@ OutputProcessor::OutputProcessor(int index, const TextCodec& codec, std::vector<
       detok_(codec.NewDetokenizer()),
       stop_(std::move(stop)),
       want_logprobs_(want_logprobs),
+      text_offset_base_(text_offset_base),
       text_len_(text_offset_base) {}
 
-TokenLogprobText OutputProcessor::LogprobText(const decode::GeneratedToken& t) const {
+TokenLogprobText OutputProcessor::LogprobText(int32_t token_id, std::optional<float> logprob,
+                                              const std::vector<decode::TokenLogprob>& top) const {
   TokenLogprobText out;
-  out.bytes = codec_.TokenBytes(t.token_id);
+  out.bytes = codec_.TokenBytes(token_id);
   out.text = TokenDisplayText(out.bytes);
-  out.logprob = t.logprob;
-  for (const auto& alt : t.top_logprobs) {
+  out.logprob = logprob;
+  for (const auto& alt : top) {
     std::string bytes = codec_.TokenBytes(alt.token_id);
     out.top.emplace_back(TokenDisplayText(bytes), alt.logprob);
     out.top_bytes.push_back(std::move(bytes));
+  }
+  return out;
+}
+
+ChoiceOutput OutputProcessor::PromptLogprobs(
+    std::span<const int32_t> prompt, const std::vector<decode::GeneratedToken>& logprobs) const {
+  ChoiceOutput out;
+  out.index = index_;
+  out.has_logprobs = true;
+  auto detok = codec_.NewDetokenizer();
+  int offset = 0;
+  static const std::vector<decode::TokenLogprob> kNoTop;
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    const decode::GeneratedToken* lp =
+        i > 0 && i - 1 < logprobs.size() ? &logprobs[i - 1] : nullptr;
+    out.logprobs.push_back(LogprobText(prompt[i],
+                                       lp ? std::optional<float>(lp->logprob) : std::nullopt,
+                                       lp ? lp->top_logprobs : kNoTop));
+    // The echoed text may be the caller's own string, not the decoded ids: stay inside it.
+    out.text_offsets.push_back(std::min(offset, text_offset_base_));
+    offset += static_cast<int>(detok->Push(prompt[i]).size());
   }
   return out;
 }
@@ -87,7 +110,7 @@ ChoiceOutput OutputProcessor::Push(const std::vector<decode::GeneratedToken>& to
     ++num_tokens_;
     std::string text = detok_->Push(t.token_id);
     if (want_logprobs_) {
-      delta.logprobs.push_back(LogprobText(t));
+      delta.logprobs.push_back(LogprobText(t.token_id, t.logprob, t.top_logprobs));
       delta.text_offsets.push_back(text_len_);
     }
     text_len_ += static_cast<int>(text.size());

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -26,13 +28,21 @@ class OutputProcessor {
   // after a stop string are dropped. Once finished, further events return an empty delta.
   ChoiceOutput Push(const std::vector<decode::GeneratedToken>& tokens, decode::FinishReason finish);
 
+  // The echoed prompt's part of the logprobs (completions' echo with logprobs): one entry per
+  // prompt token, the first without a logprob, entry i + 1 from `logprobs[i]` (the event's
+  // prompt_logprobs); text_offsets count from the start of the echoed text. Call once, before
+  // the first Push() output is sent.
+  ChoiceOutput PromptLogprobs(std::span<const int32_t> prompt,
+                              const std::vector<decode::GeneratedToken>& logprobs) const;
+
   bool finished() const { return finished_; }
   bool stopped_by_string() const { return stopped_by_string_; }
   // Tokens accepted so far (the ones up to and including a stop string's last token).
   int num_tokens() const { return num_tokens_; }
 
  private:
-  TokenLogprobText LogprobText(const decode::GeneratedToken& t) const;
+  TokenLogprobText LogprobText(int32_t token_id, std::optional<float> logprob,
+                               const std::vector<decode::TokenLogprob>& top) const;
   // Moves text that can no longer start a stop string from pending_ to `out`.
   void Release(std::string* out, bool all);
 
@@ -41,6 +51,7 @@ class OutputProcessor {
   std::unique_ptr<Detokenizer> detok_;
   std::vector<std::string> stop_;
   bool want_logprobs_;
+  int text_offset_base_ = 0;
   int text_len_ = 0;  // bytes of text produced so far (emitted + pending), from the base
   std::string pending_;
   int num_tokens_ = 0;

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "decode/engine.h"
 #include "model/model_runner.h"
+#include "ops/gpu_info.h"
 #include "server/api_server.h"
 #include "server/cluster_router.h"
 #include "server/http_server.h"
@@ -21,6 +22,14 @@
 
 namespace strata::server {
 namespace {
+
+// "cuda" -> 0, "cuda:N" -> N, anything else -> -1 ("cpu" included).
+int CudaDeviceIndex(const std::string& device) {
+  if (device == "cuda") return 0;
+  if (device.rfind("cuda:", 0) != 0 || device.size() < 6 || device.size() > 8) return -1;
+  if (device.find_first_not_of("0123456789", 5) != std::string::npos) return -1;
+  return std::stoi(device.substr(5));
+}
 
 std::string DefaultModelName(const std::string& dir) {
   std::filesystem::path p(dir);
@@ -73,7 +82,13 @@ StatusOr<Loaded> LoadModel(const ServeConfig& cfg, int* max_model_len) {
       cfg.threads > 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   ro.kv_block_size = cfg.block_size;
   ro.kv_cache_bytes = cfg.kv_cache_bytes;
-  STRATA_ASSIGN_OR_RETURN(auto runner, model::ModelRunner::Load(cfg.model_dir, ro));
+  ro.device = cfg.device;
+  auto loaded_runner = model::ModelRunner::Load(cfg.model_dir, ro);
+  if (!loaded_runner.ok() && cfg.device != "cpu" &&
+      loaded_runner.status().code() == StatusCode::kUnavailable) {
+    return FlagError("device", loaded_runner.status().message());
+  }
+  STRATA_ASSIGN_OR_RETURN(auto runner, std::move(loaded_runner));
   const auto& mc = runner->config();
   int model_len = static_cast<int>(mc.max_position_embeddings);
   if (cfg.max_model_len > model_len) {
@@ -90,9 +105,9 @@ StatusOr<Loaded> LoadModel(const ServeConfig& cfg, int* max_model_len) {
   so.enable_prefix_caching = cfg.enable_prefix_caching;
   for (int64_t id : mc.eos_token_ids) so.eos_token_ids.push_back(static_cast<int32_t>(id));
   if (auto eos = out.codec->tokenizer().eos_token_id()) so.eos_token_ids.push_back(*eos);
-  log::Info("model {} loaded in {:.0f} ms: {} KV blocks of {} tokens, {} threads, context {}",
-            cfg.model_dir, watch.ElapsedMillis(), runner->num_kv_blocks(), runner->block_size(),
-            ro.num_threads, *max_model_len);
+  log::Info("model {} loaded in {:.0f} ms on {}: {} KV blocks of {} tokens, {} threads, context {}",
+            cfg.model_dir, watch.ElapsedMillis(), cfg.device, runner->num_kv_blocks(),
+            runner->block_size(), ro.num_threads, *max_model_len);
   out.engine = std::make_unique<decode::Engine>(so, std::move(runner));
   return out;
 }
@@ -113,6 +128,9 @@ Status ValidateServeConfig(const ServeConfig& c) {
   if (c.block_size < 1 || c.block_size > 1024) {
     return FlagError("block-size", "must be in [1, 1024]");
   }
+  if (c.device != "cpu" && CudaDeviceIndex(c.device) < 0) {
+    return FlagError("device", "must be cpu, cuda or cuda:N, got '" + c.device + "'");
+  }
   if (c.threads < 0) return FlagError("threads", "must be >= 0 (0: every core)");
   if (c.http_threads < 1) return FlagError("http-threads", "must be at least 1");
   if (c.request_timeout_s < 0) return FlagError("request-timeout", "must be >= 0 (0: none)");
@@ -120,8 +138,42 @@ Status ValidateServeConfig(const ServeConfig& c) {
   return OkStatus();
 }
 
+Status CheckServeDevice(const std::string& device) {
+  if (device == "cpu") return OkStatus();
+  const int index = CudaDeviceIndex(device);
+  if (index < 0) return FlagError("device", "must be cpu, cuda or cuda:N, got '" + device + "'");
+  ops::GpuInfo gpus = ops::QueryGpus();
+  if (!gpus.cuda_built) {
+    return FlagError("device", "'" + device +
+                                   "' needs CUDA, and this strata was built without it "
+                                   "(configure with -DSTRATA_CUDA=ON on a machine with the CUDA "
+                                   "toolkit), or use --device cpu");
+  }
+  if (gpus.devices.empty()) {
+    return FlagError("device", "'" + device + "': no CUDA device is visible" +
+                                   (gpus.error.empty() ? std::string() : " (" + gpus.error + ")") +
+                                   "; use --device cpu");
+  }
+  if (index >= static_cast<int>(gpus.devices.size())) {
+    return FlagError("device", "'" + device + "': there are " +
+                                   std::to_string(gpus.devices.size()) +
+                                   " CUDA device(s), numbered from 0");
+  }
+  return OkStatus();
+}
+
 int RunServe(const ServeConfig& cfg) {
   if (Status st = ValidateServeConfig(cfg); !st.ok()) {
+    log::Error("{}", st.message());
+    return 2;
+  }
+  // Before the port opens: a server that can never become ready should not start at all.
+  Status device_ok = cfg.router_listen.empty() || cfg.device == "cpu"
+                         ? CheckServeDevice(cfg.device)
+                         : FlagError("device",
+                                     "the server role runs no model: --device is for "
+                                     "embedded `strata serve`");
+  if (Status st = device_ok; !st.ok()) {
     log::Error("{}", st.message());
     return 2;
   }

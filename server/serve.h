@@ -24,8 +24,9 @@ struct ServeConfig {
   int max_waiting = 1024;
   int64_t kv_cache_bytes = int64_t{1} << 30;
   int block_size = 16;
-  int threads = 0;       // model threads; 0: every core
-  int http_threads = 2;  // I/O threads
+  std::string device = "cpu";  // where the model runs: "cpu", "cuda" or "cuda:N"
+  int threads = 0;             // model threads (CPU); 0: every core
+  int http_threads = 2;        // I/O threads
   std::string api_key;
   double request_timeout_s = 0;  // 0: none
   int64_t max_body_bytes = 32 << 20;
@@ -37,8 +38,12 @@ struct ServeConfig {
   std::string ucx_tls;
 };
 
-// Checks the settings (errors name the flag).
+// Checks the settings (errors name the flag). Pure: --device is checked for its form only.
 Status ValidateServeConfig(const ServeConfig& config);
+
+// Checks that --device can run here: a CUDA device needs a build with CUDA and that GPU
+// present. kInvalidArgument naming --device otherwise.
+Status CheckServeDevice(const std::string& device);
 
 // Runs until SIGTERM/SIGINT (returns 0) or a start-up failure (prints it, returns 1).
 int RunServe(const ServeConfig& config);

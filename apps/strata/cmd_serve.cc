@@ -2,6 +2,8 @@
 // (embedded mode), or with --disaggregated every role as its own process under a supervisor.
 // `strata server`: the server role alone (instances register with it).
 // Flags map to server::ServeConfig; each has a STRATA_* variable.
+#include <iostream>
+
 #include "apps/strata/commands.h"
 #include "apps/strata/disaggregated.h"
 #include "common/config.h"
@@ -27,6 +29,8 @@ void AddServeFlags(CLI::App& app, server::ServeConfig* cfg) {
           "Requests that may wait for admission; beyond that 429");
   AddFlag(app, "kv-cache-bytes", &cfg->kv_cache_bytes, "Memory for the KV cache");
   AddFlag(app, "block-size", &cfg->block_size, "Tokens per KV block");
+  AddFlag(app, "device", &cfg->device,
+          "Where the model runs: cpu, cuda (GPU 0) or cuda:N (needs a CUDA build)");
   AddFlag(app, "threads", &cfg->threads, "Model compute threads (0: every core)");
   AddFlag(app, "http-threads", &cfg->http_threads, "HTTP I/O threads");
   AddFlag(app, "api-key", &cfg->api_key,
@@ -54,6 +58,12 @@ Command ServeCommand() {
             AddServeFlags(app, cfg.get());
             AddDisaggregatedFlags(app, d.get());
             return [cfg, d] {
+              if (d->enabled && cfg->device != "cpu") {
+                // The prefill/decode roles run on the CPU backend for now.
+                std::cerr << "strata serve: --device: " << cfg->device
+                          << " is for embedded mode; --disaggregated roles run on cpu\n";
+                return 2;
+              }
               return d->enabled ? RunDisaggregated(*cfg, *d) : server::RunServe(*cfg);
             };
           }};

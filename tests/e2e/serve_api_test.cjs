@@ -185,6 +185,98 @@ test('logprobs in chat and completions formats', { skip }, async () => {
   assert.ok(Object.keys(lp.top_logprobs[0]).length <= 2);
 });
 
+test('completions: echo with logprobs scores the prompt tokens too', { skip }, async () => {
+  const P = [1, 500, 700, 900, 1100];
+  const req = { model: 'tiny', prompt: P, max_tokens: 3, temperature: 0, ignore_eos: true,
+    echo: true, logprobs: 3 };
+  const r = await client.completions.create(req);
+  const c = r.choices[0];
+  const lp = c.logprobs;
+  const n = P.length + r.usage.completion_tokens;
+  assert.equal(r.usage.completion_tokens, 3);
+  for (const k of ['tokens', 'token_logprobs', 'top_logprobs', 'text_offset']) {
+    assert.equal(lp[k].length, n, k);
+  }
+  // Nothing precedes the first prompt token: null, as OpenAI sends it.
+  assert.equal(lp.token_logprobs[0], null);
+  assert.equal(lp.top_logprobs[0], null);
+  assert.equal(lp.text_offset[0], 0);
+  for (let i = 1; i < n; ++i) {
+    assert.equal(typeof lp.token_logprobs[i], 'number');
+    assert.ok(lp.token_logprobs[i] <= 0);
+    const alts = Object.values(lp.top_logprobs[i]);
+    assert.ok(alts.length >= 1 && alts.length <= 3);
+    // The prompt token is never more likely than the best alternative.
+    assert.ok(lp.token_logprobs[i] <= Math.max(...alts) + 1e-6);
+    assert.ok(lp.text_offset[i] >= lp.text_offset[i - 1]);
+  }
+  // The echoed text is the prompt's text; the generated text starts right after it.
+  const plain = await client.completions.create({ ...req, echo: false, logprobs: 3 });
+  const echoLen = c.text.length - plain.choices[0].text.length;
+  assert.equal(c.text.slice(echoLen), plain.choices[0].text);
+  assert.equal(Buffer.byteLength(c.text.slice(0, echoLen)), lp.text_offset[P.length]);
+  assert.deepEqual(lp.tokens.slice(P.length), plain.choices[0].logprobs.tokens);
+
+  // Prompt token k's alternatives are the distribution after P[0..k): the same distribution a
+  // request for the prompt P[0..k) samples its first token from (computed by a separate path:
+  // the last-row logits of a shorter prefill).
+  for (let k = 1; k < P.length; ++k) {
+    const g = await client.completions.create({ model: 'tiny', prompt: P.slice(0, k),
+      max_tokens: 1, temperature: 0, ignore_eos: true, logprobs: 3 });
+    const want = g.choices[0].logprobs.top_logprobs[0];
+    const got = lp.top_logprobs[k];
+    assert.deepEqual(Object.keys(got).sort(), Object.keys(want).sort(), `position ${k}`);
+    for (const t of Object.keys(want)) assert.ok(Math.abs(got[t] - want[t]) < 2e-3, `${k} ${t}`);
+  }
+
+  // Streaming: the first chunk carries the echo and the prompt's logprobs; all chunks together
+  // equal the non-streaming answer.
+  const s = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+  let text = '';
+  for await (const chunk of await client.completions.create({ ...req, stream: true })) {
+    for (const ch of chunk.choices) {
+      text += ch.text;
+      if (ch.logprobs) for (const k of Object.keys(s)) s[k].push(...ch.logprobs[k]);
+    }
+  }
+  assert.equal(text, c.text);
+  assert.deepEqual(s.tokens, lp.tokens);
+  assert.deepEqual(s.text_offset, lp.text_offset);
+  assert.equal(s.token_logprobs[0], null);
+  for (let i = 1; i < n; ++i) assert.ok(Math.abs(s.token_logprobs[i] - lp.token_logprobs[i]) < 1e-5);
+
+  // A cached prompt has no logits: with prompt logprobs the prompt is computed again.
+  const long = 'Strata serves mixture-of-experts models. '.repeat(8);
+  const a = await client.completions.create({ model: 'tiny', prompt: long, max_tokens: 2,
+    temperature: 0, echo: true, logprobs: 1 });
+  const b = await client.completions.create({ model: 'tiny', prompt: long, max_tokens: 2,
+    temperature: 0, echo: true, logprobs: 1 });
+  assert.equal(b.usage.prompt_tokens_details.cached_tokens, 0);
+  assert.equal(b.choices[0].logprobs.tokens.length, b.usage.prompt_tokens + 2);
+  assert.deepEqual(b.choices[0].logprobs.token_logprobs, a.choices[0].logprobs.token_logprobs);
+  assert.ok(b.choices[0].text.startsWith(long));
+});
+
+test('serve --device: a device this machine lacks is a clean start-up error naming --device',
+  { skip }, async () => {
+    const { spawnSync, execFileSync } = require('node:child_process');
+    const info = JSON.parse(execFileSync(h.STRATA, ['info', '--json']).toString());
+    const haveGpu = info.cuda_built && (info.gpus || []).length > 0;
+    const cases = [['cuda:99', 'there are|no CUDA device|without it'], ['tpu', 'cpu, cuda or cuda:N']];
+    if (!haveGpu) cases.push(['cuda', info.cuda_built ? 'no CUDA device' : 'built without it']);
+    const model = h.tinyModel('api-model');
+    for (const [device, why] of cases) {
+      const r = spawnSync(h.STRATA, ['serve', '--model', model, '--port', '0', '--device', device],
+        { timeout: 30000 });
+      const err = r.stderr.toString() + r.stdout.toString();
+      assert.equal(r.signal, null, `${device}: ended by a signal: ${err}`);
+      assert.equal(r.status, 2, `${device}: exit code: ${err}`);
+      assert.match(err, /--device/, device);
+      assert.match(err, new RegExp(why), device);
+      assert.doesNotMatch(err, /terminate called|Aborted|Segmentation|listening on/, device);
+    }
+  });
+
 test('prefix caching is reported as cached_tokens', { skip }, async () => {
   const long = 'Strata serves mixture-of-experts models. '.repeat(8);
   const msgs = { messages: [{ role: 'user', content: long }], max_tokens: 2 };

@@ -81,14 +81,21 @@ class FakeRunner : public model::ModelRunner {
       std::vector<int32_t> seen(static_cast<size_t>(end));
       for (int64_t p = 0; p < end; ++p) seen[p] = kv_[Slot(c.block_table, p)];
       result->first_row.push_back(static_cast<int64_t>(result->logits.size()) / kVocab);
-      result->logits.resize(result->logits.size() + kVocab);
-      Logits(seen, result->logits.data() + result->logits.size() - kVocab);
+      // kAll: one row per chunk token, each over the tokens up to and including it.
+      int64_t first = c.logits == model::LogitsMode::kAll ? c.start_position + 1 : end;
+      for (int64_t row_end = first; row_end <= end; ++row_end) {
+        result->logits.resize(result->logits.size() + kVocab);
+        Logits(std::span<const int32_t>(seen.data(), static_cast<size_t>(row_end)),
+               result->logits.data() + result->logits.size() - kVocab);
+      }
+      if (c.logits == model::LogitsMode::kAll) ++num_all_logits_chunks_;
     }
     return OkStatus();
   }
 
   int max_batch_size() const { return max_batch_size_; }
   int64_t max_batch_tokens() const { return max_batch_tokens_; }
+  int num_all_logits_chunks() const { return num_all_logits_chunks_; }
 
  private:
   size_t Slot(std::span<const int32_t> table, int64_t pos) const {
@@ -104,6 +111,7 @@ class FakeRunner : public model::ModelRunner {
   std::unique_ptr<ops::Backend> backend_;
   int max_batch_size_ = 0;
   int64_t max_batch_tokens_ = 0;
+  int num_all_logits_chunks_ = 0;
 };
 
 // The greedy output the model gives for `prompt`, computed without any cache.

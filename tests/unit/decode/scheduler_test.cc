@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
+#include <numeric>
 #include <random>
 
 #include "common/clock.h"
@@ -21,6 +23,8 @@ struct Outcome {
   int prompt_tokens = -1;
   int cached_tokens = -1;
   int num_final_events = 0;
+  std::vector<GeneratedToken> prompt_logprobs;
+  int num_prompt_logprob_events = 0;
 };
 
 class SchedulerHarness {
@@ -43,6 +47,10 @@ class SchedulerHarness {
         o.cached_tokens = ev.cached_tokens;
       }
       for (const auto& t : ev.tokens) o.tokens.push_back(t.token_id);
+      if (!ev.prompt_logprobs.empty()) {
+        o.prompt_logprobs = ev.prompt_logprobs;
+        ++o.num_prompt_logprob_events;
+      }
       if (ev.finish != FinishReason::kNone) {
         o.finish = ev.finish;
         o.error = ev.error;
@@ -242,6 +250,72 @@ TEST(Scheduler, FifoAdmission) {
     }
   }
   EXPECT_EQ(finish_order, (std::vector<std::string>{"f0", "f1", "f2", "f3"}));
+}
+
+// log_softmax over the logits FakeRunner gives for `seq` as a whole (a full recompute).
+std::vector<double> ReferenceLogSoftmax(std::span<const int32_t> seq) {
+  std::vector<float> logits(FakeRunner::kVocab);
+  FakeRunner::Logits(seq, logits.data());
+  double mx = *std::max_element(logits.begin(), logits.end());
+  double sum = 0.0;
+  for (float v : logits) sum += std::exp(v - mx);
+  std::vector<double> out;
+  for (float v : logits) out.push_back(v - mx - std::log(sum));
+  return out;
+}
+
+TEST(Scheduler, PromptLogprobsEqualLogSoftmaxOfAFullRecompute) {
+  SchedulerOptions opt;
+  opt.max_num_batched_tokens = 8;  // prompts span several chunks
+  opt.max_num_seqs = 4;
+  SchedulerHarness h(opt, /*block_size=*/4, /*num_blocks=*/14);
+  std::mt19937 rng(6);
+  std::map<std::string, std::vector<int32_t>> prompts;
+  auto shared = RandomPrompt(rng, 21);
+  ASSERT_TRUE(h.Add("warm", shared, Greedy(2)).ok());  // caches the shared prompt's blocks
+  h.RunToCompletion();
+  SamplingParams sp = Greedy(10);
+  sp.num_prompt_logprobs = 3;
+  prompts["shared"] = shared;
+  for (int i = 0; i < 4; ++i) prompts["p" + std::to_string(i)] = RandomPrompt(rng, 9 + i * 6);
+  prompts["one"] = {5};  // a one-token prompt has no prompt logprobs
+  for (const auto& [id, prompt] : prompts) ASSERT_TRUE(h.Add(id, prompt, sp).ok());
+  ASSERT_TRUE(h.Add("plain", shared, Greedy(10)).ok());  // no prompt logprobs: uses the cache
+  h.RunToCompletion();
+
+  EXPECT_GT(h.scheduler_.num_preemptions(), 0);  // recomputed chunks must give the same rows
+  EXPECT_GT(h.runner_.num_all_logits_chunks(), 8);
+  EXPECT_GT(h.outcomes_["plain"].cached_tokens, 0);
+  EXPECT_TRUE(h.outcomes_["plain"].prompt_logprobs.empty());
+  EXPECT_TRUE(h.outcomes_["one"].prompt_logprobs.empty());
+  EXPECT_EQ(h.outcomes_["one"].tokens, ReferenceGreedy({5}, 10));
+  for (const auto& [id, prompt] : prompts) {
+    const Outcome& o = h.outcomes_[id];
+    EXPECT_EQ(o.tokens, ReferenceGreedy(prompt, 10)) << id;
+    if (prompt.size() < 2) continue;
+    EXPECT_EQ(o.cached_tokens, 0) << id;  // every prompt token was computed
+    EXPECT_EQ(o.num_prompt_logprob_events, 1) << id;
+    ASSERT_EQ(o.prompt_logprobs.size(), prompt.size() - 1) << id;
+    for (size_t i = 0; i + 1 < prompt.size(); ++i) {
+      auto ref = ReferenceLogSoftmax(std::span<const int32_t>(prompt.data(), i + 1));
+      const GeneratedToken& g = o.prompt_logprobs[i];
+      EXPECT_EQ(g.token_id, prompt[i + 1]) << id << " " << i;
+      EXPECT_NEAR(g.logprob, ref[prompt[i + 1]], 1e-5) << id << " " << i;
+      ASSERT_EQ(g.top_logprobs.size(), 3u) << id << " " << i;
+      std::vector<int32_t> order(FakeRunner::kVocab);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int32_t a, int32_t b) { return ref[a] > ref[b]; });
+      for (size_t k = 0; k < 3; ++k) {
+        EXPECT_EQ(g.top_logprobs[k].token_id, order[k]) << id << " " << i;
+        EXPECT_NEAR(g.top_logprobs[k].logprob, ref[order[k]], 1e-5) << id << " " << i;
+      }
+    }
+  }
+  EXPECT_EQ(h.scheduler_.block_pool().counts().used, 0);
+  SamplingParams bad = Greedy(2);
+  bad.num_prompt_logprobs = -2;
+  EXPECT_EQ(h.Add("bad", {1, 2}, bad).code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -120,6 +120,13 @@ TEST(ParseCompletionRequest, PromptShapes) {
   ASSERT_TRUE(lp.ok());
   EXPECT_EQ(lp->logprobs, 3);
   EXPECT_EQ(lp->params.sampling.num_top_logprobs, 3);
+  EXPECT_EQ(lp->params.sampling.num_prompt_logprobs, -1);  // no echo: the prompt is not scored
+  auto echo_lp =
+      ParseCompletionRequest(R"({"model": "m", "prompt": "x", "logprobs": 2, "echo": true})");
+  ASSERT_TRUE(echo_lp.ok());
+  EXPECT_EQ(echo_lp->params.sampling.num_top_logprobs, 2);
+  EXPECT_EQ(echo_lp->params.sampling.num_prompt_logprobs, 2);
+  EXPECT_EQ(lists->params.sampling.num_prompt_logprobs, -1);  // echo without logprobs
 
   for (const char* bad : {R"({"model": "m", "prompt": 5})", R"({"model": "m", "prompt": []})",
                           R"({"model": "m", "prompt": [-1]})", R"({"model": "m", "prompt": ""})",
@@ -208,6 +215,75 @@ TEST(Serialize, CompletionLogprobsFormat) {
   EXPECT_EQ(lp["token_logprobs"], json::array({-1.0, -1.0}));
   EXPECT_EQ(lp["top_logprobs"][1], json({{"b", -1.0}}));
   EXPECT_EQ(lp["text_offset"], json::array({0, 1}));
+
+  // An echoed prompt's first token has nothing before it: null logprob and alternatives.
+  c.logprobs[0].logprob.reset();
+  json echo = CompletionJson(env, {c}, Usage{1, 2, 0});
+  const json& elp = echo["choices"][0]["logprobs"];
+  EXPECT_EQ(elp["token_logprobs"], json::array({nullptr, -1.0}));
+  EXPECT_TRUE(elp["top_logprobs"][0].is_null());
+  EXPECT_EQ(elp["top_logprobs"][1], json({{"b", -1.0}}));
+}
+
+// The templated streaming chunk is byte for byte what dumping the JSON tree gives.
+TEST(Serialize, StreamChunkWriterMatchesTheJsonTree) {
+  auto dump = [](const json& j) {
+    return "data: " + j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+  };
+  const std::vector<std::string> texts = {"",
+                                          "hello",
+                                          " world",
+                                          "quote \" back\\slash",
+                                          "tab\tnl\ncr\rbs\bff\f",
+                                          std::string("ctl\x01\x1f\x7f", 6),
+                                          "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+                                          "bad \xff"
+                                          " byte",
+                                          "cut \xe2\x82",
+                                          "overlong \xc0\xaf",
+                                          "surrogate \xed\xa0\x80",
+                                          "too big \xf4\x90\x80\x80",
+                                          "</script><!--"};
+  const std::vector<std::optional<decode::FinishReason>> finishes = {
+      std::nullopt, decode::FinishReason::kStop, decode::FinishReason::kLength,
+      decode::FinishReason::kError};
+  for (const Envelope& env : {Envelope{"chatcmpl-abc", 1700000000, "tiny", "fp_0123"},
+                              Envelope{"cmpl-\"x\"", 0, "m\u00e9/\\", ""}}) {
+    for (bool usage : {false, true}) {
+      StreamChunkWriter chat(env, /*chat=*/true, usage);
+      StreamChunkWriter completion(env, /*chat=*/false, usage);
+      for (const auto& text : texts) {
+        for (const auto& finish : finishes) {
+          for (int index : {0, 7}) {
+            ChoiceOutput d;
+            d.index = index;
+            d.text = text;
+            d.finish = finish;
+            for (bool first : {false, true}) {
+              std::string got;
+              chat.AppendEvent(d, first, &got);
+              EXPECT_EQ(got, dump(ChatChunkJson(env, d, first, usage))) << text;
+            }
+            std::string got;
+            completion.AppendEvent(d, false, &got);
+            EXPECT_EQ(got, dump(CompletionChunkJson(env, d, usage))) << text;
+          }
+        }
+      }
+      // With logprobs the tree is built.
+      ChoiceOutput d;
+      d.text = "a";
+      d.has_logprobs = true;
+      d.logprobs.push_back({"a", "a", -0.5f, {{"a", -0.5f}}, {"a"}});
+      d.text_offsets = {3};
+      std::string got;
+      completion.AppendEvent(d, false, &got);
+      EXPECT_EQ(got, dump(CompletionChunkJson(env, d, usage)));
+      got.clear();
+      chat.AppendEvent(d, true, &got);
+      EXPECT_EQ(got, dump(ChatChunkJson(env, d, true, usage)));
+    }
+  }
 }
 
 TEST(Serialize, ErrorShape) {

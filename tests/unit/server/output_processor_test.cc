@@ -51,6 +51,29 @@ TEST(OutputProcessor, HeldTextIsReleasedAtTheEnd) {
   EXPECT_FALSE(p.stopped_by_string());
 }
 
+TEST(OutputProcessor, PromptLogprobsOfAnEcho) {
+  testing::ByteCodec codec;
+  // The echoed text "abc" comes first in the choice's text; the output's offsets follow it.
+  OutputProcessor p(0, codec, {}, /*want_logprobs=*/true, /*text_offset_base=*/3);
+  std::vector<GeneratedToken> prompt_lps = {{'b', -0.5f, {{'x', -0.25f}, {'b', -0.5f}}},
+                                            {'c', -2.0f, {{'a', -0.125f}, {'z', -1.0f}}}};
+  std::vector<int32_t> prompt = {'a', 'b', 'c'};
+  ChoiceOutput d = p.PromptLogprobs(prompt, prompt_lps);
+  ASSERT_EQ(d.logprobs.size(), 3u);
+  EXPECT_FALSE(d.logprobs[0].logprob.has_value());
+  EXPECT_TRUE(d.logprobs[0].top.empty());
+  EXPECT_EQ(d.logprobs[0].text, "a");
+  EXPECT_EQ(d.logprobs[1].text, "b");
+  EXPECT_EQ(d.logprobs[1].logprob, -0.5f);
+  ASSERT_EQ(d.logprobs[1].top.size(), 2u);
+  EXPECT_EQ(d.logprobs[1].top[0], (std::pair<std::string, float>{"x", -0.25f}));
+  EXPECT_EQ(d.logprobs[2].logprob, -2.0f);
+  EXPECT_EQ(d.logprobs[2].top[1].first, "z");
+  EXPECT_EQ(d.text_offsets, (std::vector<int>{0, 1, 2}));
+  auto out = p.Push(Tokens("de"), FinishReason::kNone);
+  EXPECT_EQ(out.text_offsets, (std::vector<int>{3, 4}));
+}
+
 TEST(OutputProcessor, EarliestOfSeveralStopStrings) {
   testing::ByteCodec codec;
   OutputProcessor p(0, codec, {"cd", "b"}, false);
