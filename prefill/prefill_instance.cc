@@ -25,7 +25,7 @@ struct PrefillInstance::Job {
   bool prefilled = false;  // blocks handed over by the scheduler
   bool completed = false;
   bool first_token_sent = false;
-  int64_t first_put_ns = 0;      // push timing (PrefillStats)
+  int64_t first_put_ns = 0;  // push timing (PrefillStats)
   int64_t prefilled_ns = 0;
   int64_t last_put_done_ns = 0;  // FirstToken goes to the router before KvReady to decode
   std::vector<kvcache::BlockId> blocks;
@@ -66,8 +66,8 @@ StatusOr<std::unique_ptr<PrefillInstance>> PrefillInstance::Start(
   if (!self->config_.kvcache.empty()) {
     kvcache::KvPoolClientOptions po;
     po.instance_id = self->config_.instance_id;
-    self->pool_ = std::make_unique<kvcache::KvPoolClient>(self->node_.get(), self->config_.kvcache,
-                                                          po);
+    self->pool_ =
+        std::make_unique<kvcache::KvPoolClient>(self->node_.get(), self->config_.kvcache, po);
   }
   self->admit_thread_ = std::thread([raw] { raw->AdmitLoop(); });
 
@@ -421,13 +421,13 @@ void PrefillInstance::OfferToPool(const std::shared_ptr<Job>& job) {
   const size_t full = std::min(job->hashes.size(), job->blocks.size());
   std::vector<kvcache::BlockHash> hashes(job->hashes.begin() + first, job->hashes.begin() + full);
   std::vector<kvcache::BlockId> blocks(job->blocks.begin() + first, job->blocks.begin() + full);
-  pool_->Store(std::move(hashes), *kv_, std::move(blocks),
-               transport::DeadlineAfterMillis(config_.transfer_timeout_ms),
-               [this, job](Status st) {
-                 if (!st.ok()) log::Debug("{}: KV pool offer failed: {}", job->id, st.message());
-                 std::vector<kvcache::BlockId> all = std::move(job->blocks);
-                 engine_->Post([all = std::move(all)](decode::Scheduler& s) { s.ReleaseBlocks(all); });
-               });
+  pool_->Store(
+      std::move(hashes), *kv_, std::move(blocks),
+      transport::DeadlineAfterMillis(config_.transfer_timeout_ms), [this, job](Status st) {
+        if (!st.ok()) log::Debug("{}: KV pool offer failed: {}", job->id, st.message());
+        std::vector<kvcache::BlockId> all = std::move(job->blocks);
+        engine_->Post([all = std::move(all)](decode::Scheduler& s) { s.ReleaseBlocks(all); });
+      });
 }
 
 std::vector<kvcache::BlockId> PrefillInstance::FetchFromPool(const std::vector<int32_t>& prompt,

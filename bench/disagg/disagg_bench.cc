@@ -42,8 +42,8 @@ struct Flags {
 std::vector<int32_t> MakePrompt(int n, int salt, int64_t vocab) {
   std::vector<int32_t> p;
   for (int i = 0; i < n; ++i) {
-    p.push_back(static_cast<int32_t>((static_cast<int64_t>(i) * 7919 + salt * 104729 + 13) %
-                                         (vocab - 10) + 5));
+    p.push_back(static_cast<int32_t>(
+        (static_cast<int64_t>(i) * 7919 + salt * 104729 + 13) % (vocab - 10) + 5));
   }
   return p;
 }
@@ -143,7 +143,8 @@ int Run(const Flags& f) {
     decode::Engine engine(so, std::move(runner));
     Time(engine, OneToken("warm", MakePrompt(32, 999, vocab)));
     for (int i = 0; i < f.repeats; ++i) {
-      auto [ttft, e2e] = Time(engine, OneToken("e" + std::to_string(i), MakePrompt(f.prompt_tokens, i, vocab)));
+      auto [ttft, e2e] =
+          Time(engine, OneToken("e" + std::to_string(i), MakePrompt(f.prompt_tokens, i, vocab)));
       embedded.push_back(ttft);
       std::cerr << "embedded ttft " << ttft << " ms\n";
     }
@@ -204,7 +205,8 @@ int Run(const Flags& f) {
   out["ttft_ms"] = {{"embedded", Median(embedded)},
                     {"disaggregated", Median(disagg)},
                     {"disaggregated_pool_hit", Median(hit)}};
-  out["ttft_ms_runs"] = {{"embedded", embedded}, {"disaggregated", disagg}, {"disaggregated_pool_hit", hit}};
+  out["ttft_ms_runs"] = {
+      {"embedded", embedded}, {"disaggregated", disagg}, {"disaggregated_pool_hit", hit}};
   out["pool_hit_speedup"] = Median(hit) > 0 ? Median(disagg) / Median(hit) : 0;
   out["pool_hit_tokens"] = after.pool_hit_tokens - before.pool_hit_tokens;
   out["kv_bytes_pushed"] = after.kv_bytes_pushed - before.kv_bytes_pushed;
