@@ -34,17 +34,8 @@ StatusOr<std::unique_ptr<DecodeInstance>> DecodeInstance::Start(
 
   service::RegistrationOptions ro;
   ro.router_address = self->config_.router;
-  auto& inst = ro.instance;
-  inst.set_instance_id(self->config_.instance_id);
-  inst.set_role(v1::ROLE_DECODE);
-  inst.set_address(self->address_);
-  inst.set_model(self->config_.model_name);
-  auto* cap = inst.mutable_capacity();
-  cap->set_num_kv_blocks(static_cast<uint64_t>(num_blocks));
-  cap->set_block_size_tokens(static_cast<uint32_t>(block_size));
-  cap->set_max_running_requests(static_cast<uint32_t>(self->config_.scheduler.max_num_seqs));
-  cap->set_max_batch_tokens(static_cast<uint32_t>(self->config_.scheduler.max_num_batched_tokens));
-  cap->set_max_context_tokens(static_cast<uint32_t>(self->config_.scheduler.max_model_len));
+  ro.instance =
+      DescribeInstance(self->config_, v1::ROLE_DECODE, self->address_, num_blocks, block_size);
   self->registration_ = std::make_unique<service::Registration>(
       self->node_.get(), std::move(ro), [raw] { return raw->CurrentLoad(); });
   log::Info("decode instance {} listening on {} ({} KV blocks of {} tokens)",

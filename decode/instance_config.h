@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "decode/scheduler.h"
+#include "proto/registry.pb.h"
 
 namespace strata::decode {
 
@@ -23,5 +24,10 @@ struct InstanceConfig {
   // Prefill: deadline of each KV push and pool operation.
   int64_t transfer_timeout_ms = 30000;
 };
+
+// What an instance tells the router when it registers: id, role, address, model, capacity.
+v1::RegisterInstance DescribeInstance(const InstanceConfig& config, v1::Role role,
+                                      const std::string& address, int32_t num_kv_blocks,
+                                      int block_size);
 
 }  // namespace strata::decode

@@ -1,5 +1,7 @@
 #include "decode/wire.h"
 
+#include "decode/instance_config.h"
+
 namespace strata::decode {
 
 v1::SamplingParams ToProto(const SamplingParams& p) {
@@ -89,6 +91,23 @@ GeneratedToken TokenAt(const v1::RequestTokens& in, int i) {
       t.top_logprobs.push_back({e.token_id(), e.logprob()});
   }
   return t;
+}
+
+v1::RegisterInstance DescribeInstance(const InstanceConfig& config, v1::Role role,
+                                      const std::string& address, int32_t num_kv_blocks,
+                                      int block_size) {
+  v1::RegisterInstance inst;
+  inst.set_instance_id(config.instance_id);
+  inst.set_role(role);
+  inst.set_address(address);
+  inst.set_model(config.model_name);
+  auto* cap = inst.mutable_capacity();
+  cap->set_num_kv_blocks(static_cast<uint64_t>(num_kv_blocks));
+  cap->set_block_size_tokens(static_cast<uint32_t>(block_size));
+  cap->set_max_running_requests(static_cast<uint32_t>(config.scheduler.max_num_seqs));
+  cap->set_max_batch_tokens(static_cast<uint32_t>(config.scheduler.max_num_batched_tokens));
+  cap->set_max_context_tokens(static_cast<uint32_t>(config.scheduler.max_model_len));
+  return inst;
 }
 
 }  // namespace strata::decode

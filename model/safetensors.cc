@@ -172,7 +172,7 @@ Status ConvertToFloat(const TensorView& t, const TensorView* scale_inv, std::spa
   const uint8_t* p = t.data;
   switch (t.dtype) {
     case TensorDtype::kF32:
-      std::memcpy(out.data(), p, n * sizeof(float));
+      if (n > 0) std::memcpy(out.data(), p, n * sizeof(float));  // empty: out.data() may be null
       return OkStatus();
     case TensorDtype::kBF16:
       for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(bf16{Load<uint16_t>(p + 2 * i)});
@@ -235,7 +235,7 @@ StatusOr<std::vector<bf16>> ReadTensorAsBf16(const SafetensorsModel& model, std:
   if (t == nullptr) return NotFoundError("tensor '" + std::string(name) + "' not found");
   std::vector<bf16> out(static_cast<size_t>(t->NumElements()));
   if (t->dtype == TensorDtype::kBF16) {
-    std::memcpy(out.data(), t->data, t->bytes);
+    if (t->bytes > 0) std::memcpy(out.data(), t->data, t->bytes);  // empty: data may be null
     return out;
   }
   STRATA_ASSIGN_OR_RETURN(std::vector<float> f,

@@ -73,17 +73,8 @@ StatusOr<std::unique_ptr<PrefillInstance>> PrefillInstance::Start(
 
   service::RegistrationOptions ro;
   ro.router_address = self->config_.router;
-  auto& inst = ro.instance;
-  inst.set_instance_id(self->config_.instance_id);
-  inst.set_role(v1::ROLE_PREFILL);
-  inst.set_address(self->address_);
-  inst.set_model(self->config_.model_name);
-  auto* cap = inst.mutable_capacity();
-  cap->set_num_kv_blocks(static_cast<uint64_t>(num_blocks));
-  cap->set_block_size_tokens(static_cast<uint32_t>(self->block_size_));
-  cap->set_max_running_requests(static_cast<uint32_t>(so.max_num_seqs));
-  cap->set_max_batch_tokens(static_cast<uint32_t>(so.max_num_batched_tokens));
-  cap->set_max_context_tokens(static_cast<uint32_t>(so.max_model_len));
+  ro.instance = decode::DescribeInstance(self->config_, v1::ROLE_PREFILL, self->address_,
+                                         num_blocks, self->block_size_);
   self->registration_ = std::make_unique<service::Registration>(
       self->node_.get(), std::move(ro), [raw] { return raw->CurrentLoad(); });
   log::Info("prefill instance {} listening on {} ({} KV blocks of {} tokens, {} pool(s))",
