@@ -10,7 +10,8 @@ namespace strata::decode {
 Engine::Engine(SchedulerOptions options, std::unique_ptr<model::ModelRunner> runner)
     : runner_(std::move(runner)),
       scheduler_(options, runner_.get()),
-      max_waiting_(options.max_waiting) {
+      max_waiting_(options.max_waiting),
+      idle_step_ms_(options.idle_step_ms) {
   stats_ = scheduler_.Stats();
   thread_ = std::thread([this] { Loop(); });
 }
@@ -64,6 +65,7 @@ bool Engine::Ready() const {
 
 void Engine::Loop() {
   std::vector<PendingEvent> events;
+  int64_t last_forward_ns = MonotonicNanos();
   while (true) {
     std::vector<Incoming> incoming;
     std::vector<std::string> aborts;
@@ -78,6 +80,8 @@ void Engine::Loop() {
       if (scheduler_.num_reserved() > 0) {
         // Reservations expire on their own: look again now and then.
         cv_.wait_for(lock, std::chrono::milliseconds(20), has_work);
+      } else if (idle_step_ms_ > 0) {
+        cv_.wait_for(lock, std::chrono::milliseconds(idle_step_ms_), has_work);
       } else {
         cv_.wait(lock, has_work);
       }
@@ -108,6 +112,16 @@ void Engine::Loop() {
       Status st = scheduler_.Step(&events);
       if (!st.ok()) log::Error("engine step failed: {}", st.ToString());
       idle = scheduler_.num_steps() == steps_before && events.empty();
+      if (!idle) last_forward_ns = MonotonicNanos();
+      if (idle && idle_step_ms_ > 0 &&
+          MonotonicNanos() - last_forward_ns >= idle_step_ms_ * 1000000) {
+        // Keep the lock-step peers (EP ranks) company.
+        model::ForwardBatch empty;
+        model::ForwardResult result;
+        Status st = runner_->Forward(empty, &result);
+        if (!st.ok()) log::Error("idle step failed: {}", st.ToString());
+        last_forward_ns = MonotonicNanos();
+      }
     }
     // Publish the step's stats before the events: a caller told "finished" must already see
     // that request's KV blocks freed and it no longer running.

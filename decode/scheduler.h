@@ -54,6 +54,9 @@ struct SchedulerOptions {
   bool enable_prefix_caching = true;
   std::vector<int32_t> eos_token_ids;  // the model's EOS ids
   PrefillHooks prefill_hooks;          // set on a prefill instance only
+  // > 0: with nothing to run for this long, the engine runs an empty forward (an EP group's
+  // ranks run in lock-step and give up on a leader that stays silent past their deadline).
+  int64_t idle_step_ms = 0;
 };
 
 // One event to deliver, produced by a step. Delivered by the caller without locks held.

@@ -25,7 +25,8 @@ struct PrefillInstance::Job {
   bool prefilled = false;  // blocks handed over by the scheduler
   bool completed = false;
   bool first_token_sent = false;
-  int64_t first_put_ns = 0;  // push timing (PrefillStats)
+  std::vector<bool> layer_pushed;  // a runner may not report layers (then OnPrefilled pushes)
+  int64_t first_put_ns = 0;        // push timing (PrefillStats)
   int64_t prefilled_ns = 0;
   int64_t last_put_done_ns = 0;  // FirstToken goes to the router before KvReady to decode
   std::vector<kvcache::BlockId> blocks;
@@ -276,6 +277,21 @@ void PrefillInstance::OnLayerWritten(const std::string& id,
     if (it == jobs_.end()) return;
     job = it->second;
   }
+  PushLayer(job, blocks, num_tokens, layer);
+}
+
+void PrefillInstance::PushLayer(const std::shared_ptr<Job>& job,
+                                std::span<const kvcache::BlockId> blocks, int64_t num_tokens,
+                                int layer) {
+  {
+    std::lock_guard lock(mu_);
+    if (job->layer_pushed.empty()) job->layer_pushed.assign(kv_->spec().num_layers, false);
+    if (layer < 0 || layer >= static_cast<int>(job->layer_pushed.size()) ||
+        job->layer_pushed[layer]) {
+      return;
+    }
+    job->layer_pushed[layer] = true;
+  }
   kvcache::KvTransferRange range;
   range.first_token = 0;
   range.num_tokens = num_tokens;
@@ -322,6 +338,12 @@ void PrefillInstance::OnPrefilled(const std::string& id, std::vector<kvcache::Bl
     job = it->second;
     job->blocks = std::move(blocks);
     job->first_token = first;
+  }
+  // Layers the runner did not report as they were written (a runner without the per-layer
+  // hook, or a microbatched EP step) move now, before the job may complete.
+  for (int l = 0; l < kv_->spec().num_layers; ++l) PushLayer(job, job->blocks, job->num_prompt, l);
+  {
+    std::lock_guard lock(mu_);
     job->prefilled = true;
     job->prefilled_ns = MonotonicNanos();
   }

@@ -75,6 +75,9 @@ class PrefillInstance {
   void OnLayerWritten(const std::string& id, std::span<const kvcache::BlockId> blocks,
                       int64_t num_tokens, int layer);
   void OnPrefilled(const std::string& id, std::vector<kvcache::BlockId> blocks, int32_t first);
+  // Starts the transfers of one layer's KV of the prompt to decode (once per layer).
+  void PushLayer(const std::shared_ptr<Job>& job, std::span<const kvcache::BlockId> blocks,
+                 int64_t num_tokens, int layer);
   void OnEvent(const std::shared_ptr<Job>& job, decode::TokenEvent ev);
   void RunOnAdmissionThread(std::function<void()> task);
   // Offers the job's newly computed full blocks to the pool, then gives them back.

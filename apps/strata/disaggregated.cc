@@ -57,6 +57,12 @@ void AddDisaggregatedFlags(CLI::App& app, DisaggregatedFlags* f) {
           "Disaggregated: memory of each KV pool instance");
   AddFlag(app, "router-port", &f->router_port,
           "Disaggregated: port instances register at (0: a free one)");
+  AddFlag(app, "prefill-ep", &f->prefill_ep,
+          "Disaggregated: expert-parallel ranks per prefill instance (0/1: none)");
+  AddFlag(app, "decode-ep", &f->decode_ep,
+          "Disaggregated: expert-parallel ranks per decode instance (0/1: none)");
+  AddFlag(app, "ep-dispatch-dtype", &f->ep_dispatch_dtype,
+          "Disaggregated: EP dispatch dtype of the groups, int8 or bf16");
 }
 
 int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f) {
@@ -66,6 +72,12 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
   if (f.num_prefill < 1) bad = FlagError("prefill", "must be at least 1");
   if (f.num_decode < 1) bad = FlagError("decode", "must be at least 1");
   if (f.num_kvcache < 0) bad = FlagError("kvcache", "must be >= 0");
+  if (f.prefill_ep < 0) bad = FlagError("prefill-ep", "must be >= 0");
+  if (f.decode_ep < 0) bad = FlagError("decode-ep", "must be >= 0");
+  if (!f.ep_dispatch_dtype.empty() && f.ep_dispatch_dtype != "int8" &&
+      f.ep_dispatch_dtype != "bf16") {
+    bad = FlagError("ep-dispatch-dtype", "must be int8 or bf16");
+  }
   if (f.kvcache_capacity_bytes < (1 << 20)) {
     bad = FlagError("kvcache-capacity-bytes", "must be at least 1 MiB");
   }
@@ -162,6 +174,12 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
     Add(&s.argv, "drain-timeout", std::to_string(cfg.drain_timeout_s));
     if (!cfg.ucx_tls.empty()) Add(&s.argv, "ucx-tls", cfg.ucx_tls);
     if (prefill && !pool_list.empty()) Add(&s.argv, "kvcache", pool_list);
+    const int ep = prefill ? f.prefill_ep : f.decode_ep;
+    if (ep > 1) {
+      Add(&s.argv, "ep", std::to_string(ep));
+      if (!f.ep_dispatch_dtype.empty()) Add(&s.argv, "ep-dispatch-dtype", f.ep_dispatch_dtype);
+      if (!cfg.ucx_tls.empty()) Add(&s.argv, "ep-ucx-tls", cfg.ucx_tls);
+    }
     specs.push_back(std::move(s));
   }
 

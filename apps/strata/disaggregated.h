@@ -16,6 +16,9 @@ struct DisaggregatedFlags {
   int num_kvcache = 1;
   int64_t kvcache_capacity_bytes = int64_t{1} << 30;
   int router_port = 0;  // 0: a free port
+  int prefill_ep = 0;   // > 1: each prefill instance is an EP group of that many ranks
+  int decode_ep = 0;
+  std::string ep_dispatch_dtype;  // passed to the EP groups ("" = their default, int8)
 };
 
 void AddDisaggregatedFlags(CLI::App& app, DisaggregatedFlags* flags);

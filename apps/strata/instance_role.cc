@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/thread_pool.h"
 #include "decode/decode_instance.h"
+#include "expert_parallel/group/ep_group.h"
 #include "model/model_runner.h"
 #include "prefill/prefill_instance.h"
 #include "transport/ucx/ucx_transport.h"
@@ -76,6 +77,7 @@ void AddInstanceRoleFlags(CLI::App& app, InstanceRoleFlags* f, bool prefill) {
   AddFlag(app, "ucx-tls", &f->ucx_tls, "UCX transports, as UCX_TLS (e.g. tcp or sm,tcp)");
   AddFlag(app, "drain-timeout", &f->drain_timeout_s,
           "Seconds SIGTERM waits for requests in flight before stopping");
+  expert_parallel::AddEpFlags(app, &f->ep);
   if (prefill) {
     AddFlag(app, "kvcache", &f->kvcache,
             "KV pool instances, comma-separated host:port list (empty: no pool)");
@@ -100,7 +102,31 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
   ro.kv_block_size = f.block_size;
   ro.kv_cache_bytes = f.kv_cache_bytes;
   Stopwatch watch;
-  auto runner = model::ModelRunner::Load(f.model, ro);
+  // With --ep N the instance is an EP group: this process is rank 0 (attention and the
+  // scheduler), `strata ep-worker` processes hold the other ranks' experts.
+  std::vector<pid_t> ep_workers;
+  StatusOr<std::unique_ptr<model::ModelRunner>> runner = InternalError("not loaded");
+  if (f.ep.ep > 1) {
+    auto g = expert_parallel::ToGroupOptions(f.ep);
+    if (!g.ok()) {
+      std::cerr << "strata " << role << ": " << g.status().message() << "\n";
+      return 2;
+    }
+    std::vector<std::string> prefix = {"/proc/self/exe",  "ep-worker",
+                                       "--model",         f.model,
+                                       "--threads",       std::to_string(ro.num_threads),
+                                       "--kv-block-size", std::to_string(ro.kv_block_size)};
+    for (auto& a : expert_parallel::EpFlagArgs(f.ep)) prefix.push_back(a);
+    auto group = expert_parallel::StartLeader(f.model, ro, *g, prefix);
+    if (!group.ok()) {
+      log::Error("cannot start the EP group: {}", group.status().ToString());
+      return 1;
+    }
+    ep_workers = group->workers;
+    runner = std::unique_ptr<model::ModelRunner>(std::move(group->runner));
+  } else {
+    runner = model::ModelRunner::Load(f.model, ro);
+  }
   if (!runner.ok()) {
     log::Error("cannot load the model: {}", runner.status().ToString());
     return 1;
@@ -122,6 +148,7 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
   so.max_model_len =
       f.max_model_len > 0 ? f.max_model_len : static_cast<int>(mc.max_position_embeddings);
   so.enable_prefix_caching = f.enable_prefix_caching;
+  if (f.ep.ep > 1) so.idle_step_ms = std::max<int64_t>(100, f.ep.timeout_ms / 4);
   for (int64_t id : mc.eos_token_ids) so.eos_token_ids.push_back(static_cast<int32_t>(id));
   log::Info("{}: model {} loaded in {:.0f} ms", role, f.model, watch.ElapsedMillis());
   transport::UcxOptions uo;
@@ -161,6 +188,13 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
   }
   if (p) p->Shutdown();
   if (d) d->Shutdown();
+  // The EP runner went with the instance (its destructor stops the group): wait for the workers.
+  p.reset();
+  d.reset();
+  if (!ep_workers.empty()) {
+    Status st = expert_parallel::WaitForWorkers(ep_workers, 10000);
+    if (!st.ok()) log::Warn("EP workers: {}", st.message());
+  }
   log::Info("stopped");
   return 0;
 }

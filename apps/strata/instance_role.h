@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include "expert_parallel/group/ep_flags.h"
+
 namespace strata::apps {
 
 struct InstanceRoleFlags {
@@ -26,6 +28,7 @@ struct InstanceRoleFlags {
   std::string ucx_tls;
   std::string kvcache;  // prefill: comma-separated pool addresses
   double drain_timeout_s = 30;
+  expert_parallel::EpFlags ep;  // --ep N: this instance is an EP group of N ranks
 };
 
 // Declares the flags on `app`; `prefill` adds the prefill-only ones.

@@ -60,6 +60,7 @@ class EpRunner final : public model::ModelRunner {
   StatusOr<std::unique_ptr<ModelRunner>> Fork(Communicator* communicator) override {
     return runner_->Fork(communicator);
   }
+  kvcache::PagedKvCache* host_kv_cache() override { return runner_->host_kv_cache(); }
   std::span<const ops::MlpWeights> ExpertWeights(int layer) const override {
     return runner_->ExpertWeights(layer);
   }

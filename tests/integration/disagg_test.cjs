@@ -71,6 +71,30 @@ for (const arch of Object.keys(TOKENIZER)) {
   });
 }
 
+// EP groups inside the instances: with BF16 dispatch the outputs are those of `strata generate
+// --ep 2` (an EP group rounds the expert inputs to BF16, so they are not the plain runner's; the
+// EP tests show EP=1, 2 and 4 agree), whatever the batching of the serving path.
+test('prefill and decode instances as EP groups (--prefill-ep 2 --decode-ep 2, bf16 dispatch) '
+  + 'equal strata generate --ep 2', { skip }, async () => {
+  for (const arch of ['deepseek_v3', 'qwen3_moe']) {
+    const dir = model(arch);
+    const expected = PROMPTS.map((prompt) => JSON.parse(execFileSync(STRATA, ['generate',
+      '--model', dir, '--prompt', prompt, '--max-tokens', '10', '--ignore-eos', '--json',
+      '--threads', '1', '--ep', '2', '--ep-dispatch-dtype', 'bf16', '--ep-ucx-tls', 'tcp'],
+    { stdio: ['ignore', 'pipe', 'ignore'] }).toString()).text);
+    const cluster = await startServer(dir, ['--disaggregated', '--prefill', '1', '--decode', '1',
+      '--kvcache', '1', '--prefill-ep', '2', '--decode-ep', '2', '--ep-dispatch-dtype', 'bf16',
+      '--ucx-tls', 'tcp']);
+    try {
+      assert.deepStrictEqual(await completions(cluster.baseURL, arch, PROMPTS, 10), expected, arch);
+      assert.match(cluster.log(), /decode --model .* --ep 2/, 'the decode instance is no EP group');
+    } finally {
+      const { code } = await cluster.stop();
+      assert.strictEqual(code, 0, cluster.log().slice(-3000));
+    }
+  }
+});
+
 // The pid of the role `name` started by this cluster's supervisor.
 function rolePid(cluster, name) {
   const out = execFileSync('pgrep', ['-P', String(cluster.proc.pid), '-f', `instance-id ${name}( |$)`])
