@@ -121,8 +121,16 @@ TEST_F(EpIntegrationTest, Bf16GreedyOutputsMatchAcrossEpSizesAndTransports) {
   };
   for (const Case& c : {Case{"2", "tcp"}, Case{"2", "sm,tcp"}, Case{"4", "sm,tcp"}}) {
     SCOPED_TRACE("EP " + c.ep + " over " + c.tls);
-    auto j = Json(Run(
-        Generate({"--ep", c.ep, "--ep-dispatch-dtype", "bf16", "--ep-ucx-tls", c.tls}, 12), c.tls));
+    auto argv = Generate({"--ep", c.ep, "--ep-dispatch-dtype", "bf16", "--ep-ucx-tls", c.tls}, 12);
+    RunResult run = Run(argv, c.tls);
+    if (run.exit_code != 0 && run.err.find("peer closed the connection") != std::string::npos) {
+      // Known bug, not yet understood: on a loaded 2-core machine a group of worker processes
+      // now and then loses one rank (it exits without an error) right after the bootstrap.
+      // One retry keeps CI meaningful; a group that fails twice fails the test.
+      std::cerr << "EP " << c.ep << " over " << c.tls << ": retrying once after:\n" << run.err;
+      run = Run(argv, c.tls);
+    }
+    auto j = Json(run);
     EXPECT_EQ(j["token_ids"], ref["token_ids"]);
     ASSERT_TRUE(j.contains("ep"));
     EXPECT_GT(j["ep"]["dispatch_bytes"].get<int64_t>(), 0);
