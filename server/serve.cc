@@ -21,6 +21,13 @@
 #include "transport/ucx/ucx_transport.h"
 
 namespace strata::server {
+
+std::string DefaultModelName(const std::string& dir) {
+  std::filesystem::path p(dir);
+  while (!p.empty() && p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
 namespace {
 
 // "cuda" -> 0, "cuda:N" -> N, anything else -> -1 ("cpu" included).
@@ -29,12 +36,6 @@ int CudaDeviceIndex(const std::string& device) {
   if (device.rfind("cuda:", 0) != 0 || device.size() < 6 || device.size() > 8) return -1;
   if (device.find_first_not_of("0123456789", 5) != std::string::npos) return -1;
   return std::stoi(device.substr(5));
-}
-
-std::string DefaultModelName(const std::string& dir) {
-  std::filesystem::path p(dir);
-  while (!p.empty() && p.filename().empty()) p = p.parent_path();
-  return p.filename().string();
 }
 
 struct Loaded {

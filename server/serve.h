@@ -38,6 +38,10 @@ struct ServeConfig {
   std::string ucx_tls;
 };
 
+// The model's name when none is given: the checkpoint directory's last component. Instances
+// register under it and the router checks that it matches its own.
+std::string DefaultModelName(const std::string& dir);
+
 // Checks the settings (errors name the flag). Pure: --device is checked for its form only.
 Status ValidateServeConfig(const ServeConfig& config);
 

@@ -4,9 +4,9 @@ namespace strata::apps {
 
 std::vector<Command> AllCommands() {
   return {
-      InfoCommand(),     GenModelCommand(), BenchCommand(),  TokenizeCommand(), GenerateCommand(),
-      EpWorkerCommand(), ServeCommand(),    ServerCommand(), PrefillCommand(),  DecodeCommand(),
-      KvCacheCommand(),
+      InfoCommand(),     GenModelCommand(), BenchCommand(),   TokenizeCommand(),
+      GenerateCommand(), EpWorkerCommand(), ServeCommand(),   ServerCommand(),
+      PrefillCommand(),  DecodeCommand(),   KvCacheCommand(),
   };
 }
 

@@ -16,16 +16,11 @@
 #include "expert_parallel/group/ep_group.h"
 #include "model/model_runner.h"
 #include "prefill/prefill_instance.h"
+#include "server/serve.h"
 #include "transport/ucx/ucx_transport.h"
 
 namespace strata::apps {
 namespace {
-
-std::string DirName(const std::string& dir) {
-  std::filesystem::path p(dir);
-  while (!p.empty() && p.filename().empty()) p = p.parent_path();
-  return p.filename().string();
-}
 
 std::vector<std::string> SplitList(const std::string& s) {
   std::vector<std::string> out;
@@ -138,7 +133,7 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
   ic.instance_id = !f.instance_id.empty()
                        ? f.instance_id
                        : std::string(role) + "-" + host + "-" + std::to_string(getpid());
-  ic.model_name = DirName(f.model);
+  ic.model_name = server::DefaultModelName(f.model);
   ic.listen = f.listen;
   ic.router = f.router;
   ic.kvcache = SplitList(f.kvcache);
