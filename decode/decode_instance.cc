@@ -67,17 +67,31 @@ void DecodeInstance::OnRequest(transport::PeerId from, v1::Envelope e) {
       return;
     case v1::Envelope::kKvReady: {
       const v1::KvReady& ready = e.kv_ready();
+      std::string id = ready.request_id();
       if (ready.has_error() && ready.error().code() != v1::STATUS_CODE_OK) {
-        log::Warn("{}: prefill failed to deliver the KV: {}", ready.request_id(),
-                  ready.error().message());
-        engine_->Abort(ready.request_id());
+        log::Warn("{}: prefill failed to deliver the KV: {}", id, ready.error().message());
+        engine_->Post([id](Scheduler& s) {
+          s.EndKvWrite(id);
+          s.Abort(id);
+        });
         return;
       }
-      std::string id = ready.request_id();
       int32_t first = ready.first_token_id();
       engine_->Post([id, first](Scheduler& s) {
         Status st = s.Activate(id, first);
-        if (!st.ok()) log::Warn("{}: KvReady ignored: {}", id, st.message());
+        s.EndKvWrite(id);  // an ended reservation's blocks, held for this writer, go back
+        if (!st.ok()) log::Debug("{}: KvReady ignored: {}", id, st.message());
+      });
+      return;
+    }
+    case v1::Envelope::kKvWriteBegin: {
+      std::string id = e.kv_write_begin().request_id();
+      const uint64_t call_id = e.call_id();
+      engine_->Post([this, id, from, call_id](Scheduler& s) {
+        v1::Envelope reply;
+        reply.mutable_ack()->set_request_id(id);
+        *reply.mutable_ack()->mutable_error() = proto::ToProto(s.BeginKvWrite(id, from));
+        (void)node_->Reply(from, call_id, std::move(reply));
       });
       return;
     }
@@ -180,6 +194,8 @@ void DecodeInstance::OnPeerFailure(transport::PeerId peer) {
     log::Warn("router peer {} failed: aborting its {} request(s)", peer, orphans.size());
   }
   for (const auto& id : orphans) engine_->Abort(id);
+  // A prefill instance that wrote KV here: nothing more of it lands.
+  engine_->Post([peer](Scheduler& s) { s.DropKvWriter(peer); });
 }
 
 }  // namespace strata::decode

@@ -30,6 +30,8 @@ struct Scheduler::Sequence {
   // Disaggregated decode: reserved, not yet activated, until this deadline.
   bool reserved = false;
   int64_t lease_deadline_ns = 0;
+  bool kv_writing = false;  // a writer began (BeginKvWrite) and has not ended
+  uint64_t kv_writer = 0;
   // Ends at the start of the next step with this reason (a first token from prefill that
   // already finished the request).
   FinishReason finish_next_step = FinishReason::kNone;
@@ -297,6 +299,15 @@ void Scheduler::Finish(Sequence* seq, FinishReason reason, Status error,
     }
     events->push_back(std::move(ev));
   }
+  if (seq->reserved && seq->kv_writing) {
+    HeldForWriter held;
+    held.request_id = seq->request.request_id;
+    held.writer = seq->kv_writer;
+    held.blocks = std::move(seq->blocks);
+    held.until_ns = MonotonicNanos() + options_.kv_write_grace_ms * 1000000;
+    held_for_writer_.push_back(std::move(held));
+    seq->blocks.clear();
+  }
   ReleaseBlocks(seq);
   if (seq->running) {
     std::erase(running_, seq);
@@ -312,8 +323,46 @@ void Scheduler::Finish(Sequence* seq, FinishReason reason, Status error,
   sequences_.erase(it);
 }
 
+Status Scheduler::BeginKvWrite(const std::string& request_id, uint64_t writer) {
+  auto it = sequences_.find(request_id);
+  if (it == sequences_.end() || !it->second->reserved || it->second->aborted) {
+    return NotFoundError("no request '" + request_id + "' holds reserved KV blocks here");
+  }
+  it->second->kv_writing = true;
+  it->second->kv_writer = writer;
+  return OkStatus();
+}
+
+void Scheduler::EndKvWrite(const std::string& request_id) {
+  auto it = sequences_.find(request_id);
+  if (it != sequences_.end()) it->second->kv_writing = false;
+  std::erase_if(held_for_writer_, [&](HeldForWriter& h) {
+    if (h.request_id != request_id) return false;
+    pool_.ReleaseAll(h.blocks);
+    return true;
+  });
+}
+
+void Scheduler::DropKvWriter(uint64_t writer) {
+  for (auto& [id, seq] : sequences_) {
+    if (seq->kv_writing && seq->kv_writer == writer) seq->kv_writing = false;
+  }
+  std::erase_if(held_for_writer_, [&](HeldForWriter& h) {
+    if (h.writer != writer) return false;
+    pool_.ReleaseAll(h.blocks);
+    return true;
+  });
+}
+
 void Scheduler::ExpireAndAbort(std::vector<PendingEvent>* events) {
   const int64_t now = MonotonicNanos();
+  std::erase_if(held_for_writer_, [&](HeldForWriter& h) {
+    if (now <= h.until_ns) return false;
+    log::Warn("{}: the KV writer did not finish within {} ms; its blocks are reused", h.request_id,
+              options_.kv_write_grace_ms);
+    pool_.ReleaseAll(h.blocks);
+    return true;
+  });
   std::vector<std::pair<Sequence*, bool>> ended;  // (seq, deadline)
   for (auto& [id, seq] : sequences_) {
     if (seq->finish_next_step != FinishReason::kNone) {

@@ -57,6 +57,9 @@ struct SchedulerOptions {
   // > 0: with nothing to run for this long, the engine runs an empty forward (an EP group's
   // ranks run in lock-step and give up on a leader that stays silent past their deadline).
   int64_t idle_step_ms = 0;
+  // Decode: a reservation that ends while a prefill instance writes into it keeps its blocks
+  // until that writer is done (EndKvWrite), gone (DropKvWriter), or this long has passed.
+  int64_t kv_write_grace_ms = 30000;
 };
 
 // One event to deliver, produced by a step. Delivered by the caller without locks held.
@@ -102,6 +105,16 @@ class Scheduler {
   // token); if first_token already ends it, it finishes at the next step without more tokens.
   // kNotFound for an unknown (expired, aborted) request.
   Status Activate(const std::string& request_id, int32_t first_token);
+  // Decode: `writer` (an opaque id of the prefill instance's connection) starts writing the
+  // KV of the reserved request. From then on, if the reservation ends (abort, lease) before
+  // Activate(), its blocks are held, not reused, until EndKvWrite(), DropKvWriter(writer) or
+  // kv_write_grace_ms: a write still in flight never lands in another request's blocks.
+  // kNotFound when the reservation is gone (the writer must not write).
+  Status BeginKvWrite(const std::string& request_id, uint64_t writer);
+  // The writer of `request_id` is done with it (KvReady, whether or not the push worked).
+  void EndKvWrite(const std::string& request_id);
+  // The writer's connection failed: nothing more of it lands.
+  void DropKvWriter(uint64_t writer);
   // Block ids handed out by AddPreloaded's caller or PrefillHooks::on_prefilled: one reference
   // each. Also allocates for the KV-pool fetch of a prefill (AllocateBlocks).
   void ReleaseBlocks(std::span<const kvcache::BlockId> blocks);
@@ -117,8 +130,9 @@ class Scheduler {
   Status Step(std::vector<PendingEvent>* events);
 
   bool HasWork() const { return !running_.empty() || !waiting_.empty(); }
-  // Requests holding reserved blocks while they wait for Activate().
-  int num_reserved() const { return static_cast<int>(reserved_.size()); }
+  // Requests holding reserved blocks while they wait for Activate(), and ended reservations
+  // whose blocks wait for their writer (both expire on their own: look again now and then).
+  int num_reserved() const { return static_cast<int>(reserved_.size() + held_for_writer_.size()); }
   GenerationStats Stats() const;
   const kvcache::BlockPool& block_pool() const { return pool_; }
   // Steps run and sequences preempted so far (tests, benchmarks).
@@ -143,6 +157,13 @@ class Scheduler {
   void Schedule(std::vector<Scheduled>* batch);
   bool AdmitWaiting(Sequence* seq, int* budget, std::vector<Scheduled>* batch);
   void ExpireAndAbort(std::vector<PendingEvent>* events);
+  // The blocks of ended reservations whose writer may still write into them.
+  struct HeldForWriter {
+    std::string request_id;
+    uint64_t writer = 0;
+    std::vector<kvcache::BlockId> blocks;
+    int64_t until_ns = 0;
+  };
   void Sample(Sequence* seq, std::span<const float> logits, std::vector<PendingEvent>* events);
   void Reap();
 
@@ -155,6 +176,7 @@ class Scheduler {
   std::vector<Sequence*> running_;                              // arrival order
   std::deque<Sequence*> waiting_;    // arrival order (preempted ones go back in order)
   std::vector<Sequence*> reserved_;  // decode: blocks reserved, waiting for Activate()
+  std::vector<HeldForWriter> held_for_writer_;
   std::vector<std::unique_ptr<Sequence>> finished_;  // freed at the start of the next step
   uint64_t next_arrival_ = 0;
   int64_t num_steps_ = 0;

@@ -22,6 +22,9 @@ struct PrefillInstance::Job {
   // Progress (mu_).
   int pending_puts = 0;
   Status push_error;
+  // Ended before its prefill finished: decode gets a KvReady with this error once no write of
+  // the job is in flight any more (its blocks there stay held until then).
+  Status failed;
   bool prefilled = false;  // blocks handed over by the scheduler
   bool completed = false;
   bool first_token_sent = false;
@@ -196,14 +199,17 @@ void PrefillInstance::FailEarly(transport::PeerId server, transport::PeerId deco
   ft.mutable_first_token()->set_request_id(id);
   *ft.mutable_first_token()->mutable_error() = proto::ToProto(why);
   (void)node_->Send(server, std::move(ft));
-  if (decode != transport::kInvalidPeer) {
-    v1::Envelope ready;
-    ready.mutable_kv_ready()->set_request_id(id);
-    *ready.mutable_kv_ready()->mutable_error() = proto::ToProto(why);
-    (void)node_->Send(decode, std::move(ready));
-  }
+  if (decode != transport::kInvalidPeer) SendKvReadyError(decode, id, why);
   std::lock_guard lock(mu_);
   ++stats_.failed;
+}
+
+void PrefillInstance::SendKvReadyError(transport::PeerId decode, const std::string& id,
+                                       const Status& why) {
+  v1::Envelope ready;
+  ready.mutable_kv_ready()->set_request_id(id);
+  *ready.mutable_kv_ready()->mutable_error() = proto::ToProto(why);
+  (void)node_->Send(decode, std::move(ready));
 }
 
 void PrefillInstance::Admit(transport::PeerId from, v1::PrefillRequest r) {
@@ -231,11 +237,26 @@ void PrefillInstance::Admit(transport::PeerId from, v1::PrefillRequest r) {
     FailEarly(from, job->decode, job->id, st);
     return;
   }
+  // Decode lets us write into the reservation (and holds its blocks for us from now on), or
+  // says it is gone.
+  v1::Envelope begin;
+  begin.mutable_kv_write_begin()->set_request_id(job->id);
+  auto ack = node_->CallAndWait(job->decode, std::move(begin),
+                                transport::DeadlineAfterMillis(config_.transfer_timeout_ms));
+  Status granted = ack.ok() ? proto::FromProto(ack->ack().error()) : ack.status();
+  if (!granted.ok()) {
+    // A grant that came too late is given back by the KvReady.
+    FailEarly(from, job->decode, job->id,
+              UnavailableError("decode instance " + r.decode_instance_id() +
+                               " does not take the KV: " + granted.message()));
+    return;
+  }
+  log::Debug("{}: decode granted the KV write", job->id);
   std::vector<kvcache::BlockId> preloaded = FetchFromPool(request.prompt_token_ids, job.get());
   {
     std::lock_guard lock(mu_);
     if (jobs_.count(job->id)) {
-      FailEarly(from, transport::kInvalidPeer, job->id,
+      FailEarly(from, job->decode, job->id,
                 InvalidArgumentError("duplicate request id '" + job->id + "'"));
       return;
     }
@@ -305,7 +326,7 @@ void PrefillInstance::PushLayer(const std::shared_ptr<Job>& job,
       if (job->push_error.ok()) job->push_error = transfers.status();
       return;
     }
-    if (!job->push_error.ok()) return;  // already failed: do not move more
+    if (!job->push_error.ok() || !job->failed.ok()) return;  // already failed: move no more
     job->pending_puts += static_cast<int>(transfers->size());
     if (job->first_put_ns == 0) job->first_put_ns = MonotonicNanos();
     for (const auto& x : *transfers) stats_.kv_bytes_pushed += static_cast<int64_t>(x.length);
@@ -313,13 +334,22 @@ void PrefillInstance::PushLayer(const std::shared_ptr<Job>& job,
   // Outside the lock: a transport that has shut down completes a Put on this thread.
   for (const auto& x : *transfers) {
     node_->transport().Put(x, [this, job](Status st) {
+      bool owe_ready = false;
       {
         std::lock_guard lock(mu_);
         --job->pending_puts;
         job->last_put_done_ns = MonotonicNanos();
         if (!st.ok() && job->push_error.ok()) job->push_error = st;
+        if (!job->failed.ok() && job->pending_puts == 0 && !job->completed) {
+          job->completed = true;
+          owe_ready = true;
+        }
       }
-      MaybeComplete(job);
+      if (owe_ready) {
+        SendKvReadyError(job->decode, job->id, job->failed);
+      } else {
+        MaybeComplete(job);
+      }
     });
   }
 }
@@ -375,17 +405,22 @@ void PrefillInstance::OnEvent(const std::shared_ptr<Job>& job, decode::TokenEven
   }
   if (ev.finish == decode::FinishReason::kError || ev.finish == decode::FinishReason::kAbort) {
     // Ended before its first token (deadline, abort, forward error): no KV goes to decode.
+    Status why = ev.finish == decode::FinishReason::kError
+                     ? ev.error
+                     : CancelledError("the request was aborted during prefill");
     bool ours;
+    bool ready_now = false;
     {
       std::lock_guard lock(mu_);
       ours = !job->prefilled && jobs_.erase(job->id) > 0;
+      if (ours) {
+        // Layers already on their way: decode hears of the failure when they have landed.
+        job->failed = why;
+        job->completed = ready_now = job->pending_puts == 0;
+      }
     }
-    if (ours) {
-      Status why = ev.finish == decode::FinishReason::kError
-                       ? ev.error
-                       : CancelledError("the request was aborted during prefill");
-      FailEarly(job->server, job->decode, job->id, why);
-    }
+    if (ours)
+      FailEarly(job->server, ready_now ? job->decode : transport::kInvalidPeer, job->id, why);
   }
 }
 

@@ -69,6 +69,7 @@ class PrefillInstance {
   void Admit(transport::PeerId from, v1::PrefillRequest request);
   // Reads the prompt's pool hits into local blocks (admission thread); returns them.
   std::vector<kvcache::BlockId> FetchFromPool(const std::vector<int32_t>& prompt, Job* job);
+  void SendKvReadyError(transport::PeerId decode, const std::string& id, const Status& why);
   void FailEarly(transport::PeerId server, transport::PeerId decode, const std::string& id,
                  const Status& why);
   // Step thread hooks.

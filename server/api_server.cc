@@ -230,6 +230,7 @@ void ApiServer::HandleChat(const HttpRequest& request, const std::shared_ptr<Exc
                    system_fingerprint_};
   spec.stop = req.params.stop;
   spec.arrival_ns = arrival_ns;
+  spec.retry_after_seconds = options_.retry_after_seconds;
   if (options_.request_timeout_ms > 0) {
     spec.deadline_ns = arrival_ns + options_.request_timeout_ms * 1'000'000;
   }
@@ -276,6 +277,7 @@ void ApiServer::HandleCompletion(const HttpRequest& request,
   spec.envelope = {"cmpl-" + RandomHex(24), UnixSeconds(), req.params.model, system_fingerprint_};
   spec.stop = req.params.stop;
   spec.arrival_ns = arrival_ns;
+  spec.retry_after_seconds = options_.retry_after_seconds;
   if (options_.request_timeout_ms > 0) {
     spec.deadline_ns = arrival_ns + options_.request_timeout_ms * 1'000'000;
   }

@@ -60,6 +60,12 @@ class ClusterRouter::Impl {
     bool first_token_seen = false;
     std::vector<v1::RequestTokens> early;  // decode tokens that overtook the first token
     int attempts = 0;
+    // The id the instances know this request by: a fresh one for every decode admission, so
+    // the messages and reservations of an attempt given up on (a lost or slow instance) never
+    // meet the next attempt's.
+    std::string wire_id;
+    int admissions = 0;
+    std::string avoid_prefill;  // one that failed it (stopping, or cannot reach decode)
     int64_t deadline_ns = 0;
     int64_t not_before_ns = 0;
   };
@@ -71,6 +77,7 @@ class ClusterRouter::Impl {
   std::map<std::string, Instance> instances;
   std::map<PeerId, std::string> by_peer;
   std::map<std::string, Request> requests;
+  std::map<std::string, std::string> by_wire;  // wire id -> request id
   std::deque<std::string> waiting;
   std::map<uint64_t, std::string> affinity;  // prompt prefix -> prefill instance id
   bool stopped = false;
@@ -89,23 +96,39 @@ class ClusterRouter::Impl {
     ev.error = std::move(error);
     if (!r.first_token_seen) ev.prompt_tokens = static_cast<int>(r.request.prompt_token_ids.size());
     Deliver(out, r, std::move(ev));
-    Release(r, id, reason != FinishReason::kStop && reason != FinishReason::kLength);
+    Release(r, reason != FinishReason::kStop && reason != FinishReason::kLength);
     std::erase(waiting, id);
+    by_wire.erase(r.wire_id);
     requests.erase(it);
   }
   // Lets go of the request's instances; `abort` tells them to stop it.
-  void Release(Request& r, const std::string& id, bool abort) {
+  void Release(Request& r, bool abort) {
     if (auto* d = Find(r.decode_id)) {
       --d->assigned;
-      if (abort) SendAbort(d->peer, id);
+      if (abort) SendAbort(d->peer, r.wire_id);
     }
     if (auto* p = Find(r.prefill_id); p != nullptr && r.phase == Phase::kPrefilling) {
       --p->assigned;
       p->assigned_tokens -= static_cast<int64_t>(r.request.prompt_token_ids.size());
-      if (abort) SendAbort(p->peer, id);
+      if (abort) SendAbort(p->peer, r.wire_id);
     }
     r.decode_id.clear();
     r.prefill_id.clear();
+  }
+  // The request a message from an instance is about, or nullptr (ended, or an old attempt's).
+  Request* FindByWire(const std::string& wire_id, std::string* id) {
+    auto w = by_wire.find(wire_id);
+    if (w == by_wire.end()) return nullptr;
+    auto it = requests.find(w->second);
+    if (it == requests.end()) return nullptr;
+    *id = w->second;
+    return &it->second;
+  }
+  void NewWireId(const std::string& id, Request& r) {
+    by_wire.erase(r.wire_id);
+    ++r.admissions;
+    r.wire_id = r.admissions == 1 ? id : id + "#" + std::to_string(r.admissions);
+    by_wire[r.wire_id] = id;
   }
   Instance* Find(const std::string& id) {
     auto it = instances.find(id);
@@ -141,12 +164,14 @@ class ClusterRouter::Impl {
     }
     return best;
   }
+  // `avoid` (one that failed the request) is taken only when it is the only one.
   Instance* PickPrefill(const Request& r, const std::string& avoid) {
     Instance* best = nullptr;
     auto aff = affinity.find(PrefixKey(r.request.prompt_token_ids));
     for (auto& [id, in] : instances) {
-      if (in.role != v1::ROLE_PREFILL || id == avoid) continue;
+      if (in.role != v1::ROLE_PREFILL) continue;
       auto better = [&](const Instance& a, const Instance& b) {
+        if ((a.id == avoid) != (b.id == avoid)) return b.id == avoid;
         if (a.assigned_tokens != b.assigned_tokens) return a.assigned_tokens < b.assigned_tokens;
         // Cache-aware tie-break: the instance that last ran this prefix.
         return aff != affinity.end() && a.id == aff->second;
@@ -175,10 +200,12 @@ class ClusterRouter::Impl {
           retry_later = true;
           break;  // FIFO: nobody overtakes the head
         }
+        log::Debug("{}: admitting on decode {} (attempt {})", *it, d->id, r.attempts + 1);
         r.phase = Phase::kAdmitting;
         r.decode_id = d->id;
         ++d->assigned;
         ++r.attempts;
+        NewWireId(*it, r);
         SendAdmit(*it, r, *d);
         it = waiting.erase(it);
       }
@@ -190,7 +217,7 @@ class ClusterRouter::Impl {
   void SendAdmit(const std::string& id, const Request& r, const Instance& d) {
     v1::Envelope e;
     auto* a = e.mutable_decode_admit();
-    a->set_request_id(id);
+    a->set_request_id(r.wire_id);
     a->set_num_prompt_tokens(static_cast<uint32_t>(r.request.prompt_token_ids.size()));
     const int64_t bs = std::max<int64_t>(1, d.capacity.block_size_tokens());
     a->set_num_blocks(static_cast<uint32_t>(
@@ -200,12 +227,12 @@ class ClusterRouter::Impl {
     for (int32_t t : r.request.prompt_token_ids) a->add_prompt_token_ids(t);
     a->set_deadline_unix_ms(static_cast<uint64_t>(UnixMillisFromMonotonicDeadline(r.deadline_ns)));
     node->Call(d.peer, std::move(e), transport::DeadlineAfterMillis(options.call_timeout_ms),
-               [this, id, decode_id = d.id](StatusOr<v1::Envelope> reply) {
-                 OnAdmitReply(id, decode_id, std::move(reply));
+               [this, id, wire_id = r.wire_id, decode_id = d.id](StatusOr<v1::Envelope> reply) {
+                 OnAdmitReply(id, wire_id, decode_id, std::move(reply));
                });
   }
 
-  void OnAdmitReply(const std::string& id, const std::string& decode_id,
+  void OnAdmitReply(const std::string& id, const std::string& wire_id, const std::string& decode_id,
                     StatusOr<v1::Envelope> reply) {
     std::vector<Delivery> out;
     {
@@ -214,10 +241,10 @@ class ClusterRouter::Impl {
           reply.ok() ? proto::FromProto(reply->decode_admit_reply().error()) : reply.status();
       auto it = requests.find(id);
       Instance* d = Find(decode_id);
-      if (it == requests.end() || it->second.decode_id != decode_id ||
-          it->second.phase != Phase::kAdmitting) {
+      if (it == requests.end() || it->second.wire_id != wire_id ||
+          it->second.decode_id != decode_id || it->second.phase != Phase::kAdmitting) {
         // Aborted, timed out or moved on meanwhile: give a reservation back.
-        if (st.ok() && d != nullptr) SendAbort(d->peer, id);
+        if (st.ok() && d != nullptr) SendAbort(d->peer, wire_id);
         return;
       }
       Request& r = it->second;
@@ -252,9 +279,8 @@ class ClusterRouter::Impl {
     Run(out);
   }
 
-  void StartPrefill(std::vector<Delivery>* out, const std::string& id, Request& r,
-                    const std::string& avoid = "") {
-    Instance* p = PickPrefill(r, avoid);
+  void StartPrefill(std::vector<Delivery>* out, const std::string& id, Request& r) {
+    Instance* p = PickPrefill(r, r.avoid_prefill);
     Instance* d = Find(r.decode_id);
     if (p == nullptr || d == nullptr) {
       Finish(out, id, FinishReason::kError,
@@ -262,6 +288,7 @@ class ClusterRouter::Impl {
                                            : "the decode instance went away"));
       return;
     }
+    log::Debug("{}: prefill on {} for decode {}", id, p->id, d->id);
     r.phase = Phase::kPrefilling;
     r.prefill_id = p->id;
     ++p->assigned;
@@ -270,7 +297,7 @@ class ClusterRouter::Impl {
     if (affinity.size() > 4096) affinity.erase(affinity.begin());
     v1::Envelope e;
     auto* pr = e.mutable_prefill_request();
-    pr->set_request_id(id);
+    pr->set_request_id(r.wire_id);
     for (int32_t t : r.request.prompt_token_ids) pr->add_prompt_token_ids(t);
     *pr->mutable_sampling() = decode::ToProto(r.request.sampling);
     pr->set_decode_instance_id(d->id);
@@ -291,9 +318,9 @@ class ClusterRouter::Impl {
       case v1::Envelope::kHeartbeat:
         return OnHeartbeat(from, e.call_id(), e.heartbeat());
       case v1::Envelope::kFirstToken:
-        return OnFirstToken(e.first_token());
+        return OnFirstToken(from, e.first_token());
       case v1::Envelope::kTokenBatch:
-        return OnTokenBatch(e.token_batch());
+        return OnTokenBatch(from, e.token_batch());
       default:
         log::Warn("router: unexpected {} from peer {}", proto::BodyName(e), from);
         if (e.call_id() != 0) {
@@ -363,29 +390,35 @@ class ClusterRouter::Impl {
     (void)node->Reply(from, call_id, std::move(reply));
   }
 
-  void OnFirstToken(const v1::FirstToken& ft) {
+  // Whether `from` is the instance `instance_id` serving a request now (and not one it was
+  // moved away from, whose late messages are ignored).
+  bool IsFrom(PeerId from, const std::string& instance_id) {
+    Instance* in = Find(instance_id);
+    return in != nullptr && in->peer == from;
+  }
+
+  void OnFirstToken(PeerId from, const v1::FirstToken& ft) {
     std::vector<Delivery> out;
     {
       std::lock_guard lock(mu);
-      auto it = requests.find(ft.request_id());
-      if (it == requests.end() || it->second.phase != Phase::kPrefilling) return;
-      Request& r = it->second;
+      std::string id;
+      Request* found = FindByWire(ft.request_id(), &id);
+      if (found == nullptr || found->phase != Phase::kPrefilling ||
+          !IsFrom(from, found->prefill_id)) {
+        log::Debug("{}: first token ignored (ended, or an earlier attempt's)", ft.request_id());
+        return;
+      }
+      Request& r = *found;
       if (ft.has_error() && ft.error().code() != v1::STATUS_CODE_OK) {
         Status why = proto::FromProto(ft.error());
         const bool instance_trouble =
             why.code() == StatusCode::kCancelled || why.code() == StatusCode::kUnavailable;
         if (instance_trouble && r.attempts < options.max_attempts) {
           // That prefill instance is stopping or cannot reach decode: another one tries.
-          std::string failed = r.prefill_id;
-          if (Instance* p = Find(failed)) {
-            --p->assigned;
-            p->assigned_tokens -= static_cast<int64_t>(r.request.prompt_token_ids.size());
-          }
-          r.prefill_id.clear();
-          ++r.attempts;
-          StartPrefill(&out, ft.request_id(), r, failed);
+          r.avoid_prefill = r.prefill_id;
+          Readmit(id, r);
         } else {
-          Finish(&out, ft.request_id(), FinishReason::kError, why);
+          Finish(&out, id, FinishReason::kError, why);
         }
       } else {
         if (Instance* p = Find(r.prefill_id)) {
@@ -406,8 +439,9 @@ class ClusterRouter::Impl {
         ev.cached_tokens = static_cast<int>(ft.num_cached_tokens());
         Deliver(&out, r, std::move(ev));
         std::vector<v1::RequestTokens> early = std::move(r.early);
+        Instance* d = Find(r.decode_id);
         for (const auto& rt : early) {
-          if (!OnRequestTokens(&out, rt)) break;
+          if (d == nullptr || !OnRequestTokens(&out, d->peer, rt)) break;
         }
       }
     }
@@ -415,10 +449,11 @@ class ClusterRouter::Impl {
   }
 
   // False when the request ended.
-  bool OnRequestTokens(std::vector<Delivery>* out, const v1::RequestTokens& rt) {
-    auto it = requests.find(rt.request_id());
-    if (it == requests.end()) return false;
-    Request& r = it->second;
+  bool OnRequestTokens(std::vector<Delivery>* out, PeerId from, const v1::RequestTokens& rt) {
+    std::string id;
+    Request* found = FindByWire(rt.request_id(), &id);
+    if (found == nullptr || !IsFrom(from, found->decode_id)) return false;
+    Request& r = *found;
     if (!r.first_token_seen) {
       r.early.push_back(rt);  // decode overtook prefill's FirstToken message
       return true;
@@ -431,8 +466,9 @@ class ClusterRouter::Impl {
       if (done) ev.finish = finish;
       Deliver(out, r, std::move(ev));
       if (done) {
-        Release(r, rt.request_id(), false);
-        requests.erase(it);
+        Release(r, false);
+        by_wire.erase(r.wire_id);
+        requests.erase(id);
         return false;
       }
     }
@@ -445,22 +481,22 @@ class ClusterRouter::Impl {
       finish = FinishReason::kError;
       error = UnavailableError("the decode instance stopped the request (shutting down?)");
     }
-    Finish(out, rt.request_id(), finish, error);
+    Finish(out, id, finish, error);
     return false;
   }
 
-  void OnTokenBatch(const v1::TokenBatch& batch) {
+  void OnTokenBatch(PeerId from, const v1::TokenBatch& batch) {
     std::vector<Delivery> out;
     {
       std::lock_guard lock(mu);
-      for (const auto& rt : batch.requests()) OnRequestTokens(&out, rt);
+      for (const auto& rt : batch.requests()) OnRequestTokens(&out, from, rt);
     }
     Run(out);
   }
 
   // An instance is gone: requests that had no token yet start again elsewhere, the others fail.
-  void DropInstance(std::vector<Delivery>* out, const std::string& instance_id,
-                    const std::string& why) {
+  // By value: callers pass strings owned by the maps this erases from.
+  void DropInstance(std::vector<Delivery>* out, std::string instance_id, const std::string& why) {
     auto iit = instances.find(instance_id);
     if (iit == instances.end()) return;
     log::Warn("dropping instance {}: {}", instance_id, why);
@@ -471,38 +507,30 @@ class ClusterRouter::Impl {
     for (auto& [id, r] : requests) {
       if (r.decode_id == instance_id || r.prefill_id == instance_id) ids.push_back(id);
     }
-    bool readmit = false;
     for (const auto& id : ids) {
       Request& r = requests.at(id);
       const bool no_token = !r.first_token_seen;
-      if (role == v1::ROLE_PREFILL && r.phase == Phase::kPrefilling) {
-        r.prefill_id.clear();
-        if (r.attempts++ < options.max_attempts) {
-          StartPrefill(out, id, r);  // decode's reservation stays valid
-          continue;
-        }
-      } else if (role == v1::ROLE_DECODE && no_token && r.attempts < options.max_attempts) {
-        r.decode_id.clear();
-        if (r.phase == Phase::kPrefilling) {
-          if (Instance* p = Find(r.prefill_id)) {
-            --p->assigned;
-            p->assigned_tokens -= static_cast<int64_t>(r.request.prompt_token_ids.size());
-            SendAbort(p->peer, id);
-          }
-          r.prefill_id.clear();
-        }
-        r.phase = Phase::kWaiting;
-        waiting.push_front(id);
-        readmit = true;
+      log::Debug("{}: its instance {} went away (phase {}, first token {})", id, instance_id,
+                 static_cast<int>(r.phase), r.first_token_seen);
+      if (no_token && r.attempts < options.max_attempts) {
+        Readmit(id, r);
         continue;
       }
-      if (role == v1::ROLE_DECODE) r.decode_id.clear();
       Finish(
           out, id, FinishReason::kError,
           UnavailableError("the " + std::string(role == v1::ROLE_PREFILL ? "prefill" : "decode") +
                            " instance serving the request failed (" + why + ")"));
     }
-    if (readmit) node->Post([this] { TryAdmit(); });
+  }
+
+  // Starts a request that has no token yet over: what its instances hold for it is given back
+  // (the KV reservation too: the next attempt gets a new one, under a new wire id).
+  void Readmit(const std::string& id, Request& r) {
+    Release(r, /*abort=*/true);
+    r.early.clear();  // tokens of the decode instance given up on, if any
+    r.phase = Phase::kWaiting;
+    waiting.push_front(id);
+    node->Post([this] { TryAdmit(); });
   }
 
   void OnPeerFailure(PeerId peer, const Status& why) {

@@ -203,7 +203,11 @@ void CompletionJob::FailLocked(const Status& status) {
     exchange_->Write("data: [DONE]\n\n");
     exchange_->End();
   } else {
-    exchange_->Respond({http_status, "application/json", Dump(ErrorJson(status)), {}});
+    HttpResponse res{http_status, "application/json", Dump(ErrorJson(status)), {}};
+    if (http_status == 429 || http_status == 503) {
+      res.headers.emplace_back("Retry-After", std::to_string(spec_.retry_after_seconds));
+    }
+    exchange_->Respond(std::move(res));
   }
   if (on_done_) on_done_(http_status);
 }

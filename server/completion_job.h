@@ -38,7 +38,8 @@ struct JobSpec {
   std::vector<std::string> stop;
   std::vector<JobChoice> choices;  // in OpenAI `index` order
   int64_t arrival_ns = 0;
-  int64_t deadline_ns = 0;  // 0 = none
+  int64_t deadline_ns = 0;      // 0 = none
+  int retry_after_seconds = 1;  // the Retry-After of a 429 / 503 (the queue filled meanwhile)
 };
 
 class CompletionJob : public std::enable_shared_from_this<CompletionJob> {

@@ -6,6 +6,7 @@
 #include <map>
 #include <numeric>
 #include <random>
+#include <thread>
 
 #include "common/clock.h"
 #include "tests/unit/decode/fake_runner.h"
@@ -187,6 +188,47 @@ TEST(Scheduler, AbortAndDeadlineFreeTheirBlocks) {
   EXPECT_EQ(h.outcomes_["keep"].finish, FinishReason::kLength);
   for (const auto& [id, o] : h.outcomes_) EXPECT_EQ(o.num_final_events, 1) << id;
   EXPECT_EQ(h.scheduler_.block_pool().counts().used, 0);
+}
+
+// Decode side of disaggregated serving: a reservation that ends while a prefill instance
+// writes into it keeps its blocks until that writer is done, gone, or the grace has passed; one
+// nobody began writing goes back at once; a writer cannot begin on an ended reservation.
+TEST(Scheduler, EndedReservationsKeepTheirBlocksForTheirWriter) {
+  SchedulerOptions opt;
+  opt.kv_write_grace_ms = 50;
+  SchedulerHarness h(opt, 4, 64);
+  std::mt19937 rng(9);
+  auto reserve = [&](const std::string& id) {
+    GenerateRequest r;
+    r.request_id = id;
+    r.prompt_token_ids = RandomPrompt(rng, 16);
+    r.sampling = Greedy(4);
+    auto blocks = h.scheduler_.Reserve(
+        std::move(r), [](TokenEvent) {}, MonotonicNanos() + 60'000'000'000);
+    ASSERT_TRUE(blocks.ok());
+    EXPECT_EQ(blocks->size(), 4u);
+  };
+  auto used = [&] { return h.scheduler_.block_pool().counts().used; };
+  for (const char* id : {"idle", "done", "lost", "slow"}) reserve(id);
+  EXPECT_TRUE(h.scheduler_.BeginKvWrite("done", 1).ok());
+  EXPECT_TRUE(h.scheduler_.BeginKvWrite("lost", 2).ok());
+  EXPECT_TRUE(h.scheduler_.BeginKvWrite("slow", 3).ok());
+  EXPECT_EQ(h.scheduler_.BeginKvWrite("nope", 1).code(), StatusCode::kNotFound);
+  EXPECT_EQ(used(), 16);
+  for (const char* id : {"idle", "done", "lost", "slow"}) h.scheduler_.Abort(id);
+  EXPECT_EQ(h.scheduler_.BeginKvWrite("idle", 4).code(), StatusCode::kNotFound)
+      << "an aborted reservation takes no writer";
+  h.Step();
+  EXPECT_EQ(used(), 12) << "only the reservation nobody wrote into is free";
+  h.scheduler_.EndKvWrite("done");
+  EXPECT_EQ(used(), 8);
+  h.scheduler_.DropKvWriter(2);
+  EXPECT_EQ(used(), 4);
+  EXPECT_GT(h.scheduler_.num_reserved(), 0) << "the engine keeps looking while blocks are held";
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  h.Step();
+  EXPECT_EQ(used(), 0) << "the grace has passed";
+  EXPECT_EQ(h.scheduler_.num_reserved(), 0);
 }
 
 TEST(Scheduler, SeededSamplingDoesNotDependOnTheBatch) {

@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "decode/decode_instance.h"
 #include "decode/engine.h"
 #include "kvcache/pool_server.h"
@@ -39,6 +40,10 @@ struct Result {
 class Collector {
  public:
   decode::GenerationService::EventCallback Callback(const std::string& id) {
+    {
+      std::lock_guard lock(mu_);
+      results_[id];  // listed as unfinished until it ends
+    }
     return [this, id](TokenEvent ev) {
       std::lock_guard lock(mu_);
       Result& r = results_[id];
@@ -58,7 +63,15 @@ class Collector {
   }
   bool WaitFor(int n, int timeout_ms = 60000) {
     std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return done_ >= n; });
+    if (cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return done_ >= n; })) {
+      return true;
+    }
+    for (const auto& [id, r] : results_) {
+      if (r.finish == FinishReason::kNone) {
+        ADD_FAILURE() << id << " has not finished (" << r.tokens.size() << " tokens so far)";
+      }
+    }
+    return false;
   }
   Result Get(const std::string& id) {
     std::lock_guard lock(mu_);
@@ -196,6 +209,7 @@ class ClusterTest : public ::testing::TestWithParam<model::Arch> {
  protected:
   // The checkpoints are made once for every suite of this file (removed at exit).
   static void SetUpTestSuite() {
+    log::InitFromEnvironment();  // STRATA_LOG_LEVEL=debug shows the router's decisions
     const char* assets = std::getenv("STRATA_TEST_ASSETS");
     if (root_ != nullptr || !assets || !fs::exists(fs::path(assets) / "tokenizers")) return;
     std::atexit([] {
