@@ -1,5 +1,6 @@
 #include "kvcache/kv_cache.h"
 
+#include <cstring>
 #include <new>
 
 namespace strata::kvcache {
@@ -35,11 +36,14 @@ StatusOr<std::unique_ptr<PagedKvCache>> PagedKvCache::Create(const KvCacheSpec& 
   std::unique_ptr<PagedKvCache> cache(new PagedKvCache(spec, num_blocks));
   size_t elements = static_cast<size_t>(num_blocks) * spec.block_size * spec.TokenElements();
   try {
-    cache->k_.resize(spec.num_layers);
-    for (auto& a : cache->k_) a.resize(elements);
-    if (spec.layout == KvLayout::kGqa) {
-      cache->v_.resize(spec.num_layers);
-      for (auto& a : cache->v_) a.resize(elements);
+    auto array = [&] {
+      std::shared_ptr<bf16[]> a(new bf16[elements]());
+      cache->arrays_.push_back(a);
+      return a.get();
+    };
+    for (int l = 0; l < spec.num_layers; ++l) {
+      cache->k_.push_back(array());
+      if (spec.layout == KvLayout::kGqa) cache->v_.push_back(array());
     }
   } catch (const std::bad_alloc&) {
     return ResourceExhaustedError("KV cache: cannot allocate " +
@@ -48,21 +52,40 @@ StatusOr<std::unique_ptr<PagedKvCache>> PagedKvCache::Create(const KvCacheSpec& 
   return cache;
 }
 
+uint64_t PagedKvCache::array_bytes() const {
+  return static_cast<uint64_t>(num_blocks_) * spec_.block_size * spec_.TokenElements() *
+         sizeof(bf16);
+}
+
+Status PagedKvCache::Relocate(const ArrayAllocator& allocate) {
+  const uint64_t bytes = array_bytes();
+  for (int a = 0; a < num_arrays(); ++a) {
+    STRATA_ASSIGN_OR_RETURN(ArrayMemory m, allocate(a, bytes));
+    if (m.data == nullptr) return InternalError("KV cache: the allocator returned no memory");
+    const bool gqa = spec_.layout == KvLayout::kGqa;
+    bf16*& slot = gqa ? (a % 2 == 0 ? k_[a / 2] : v_[a / 2]) : k_[a];
+    std::memcpy(m.data, slot, bytes);
+    slot = static_cast<bf16*>(m.data);
+    arrays_[a] = std::move(m.owner);
+  }
+  return OkStatus();
+}
+
 ops::KvLayerView PagedKvCache::LayerView(int layer) const {
   ops::KvLayerView view;
   const int64_t token = spec_.TokenElements();
   view.block_stride = token * spec_.block_size;
   view.token_stride = token;
   view.block_size = spec_.block_size;
-  view.k = k_[layer].data();
+  view.k = k_[layer];
   if (spec_.layout == KvLayout::kGqa) {
-    view.v = v_[layer].data();
+    view.v = v_[layer];
     view.head_stride = spec_.head_dim;
     view.num_kv_heads = spec_.num_kv_heads;
     view.k_dim = spec_.head_dim;
     view.v_dim = spec_.head_dim;
   } else {
-    view.v = k_[layer].data();
+    view.v = k_[layer];
     view.head_stride = 0;
     view.num_kv_heads = 1;
     view.k_dim = spec_.kv_lora_rank + spec_.rope_dim;

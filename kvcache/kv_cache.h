@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -51,10 +52,22 @@ class PagedKvCache {
 
   // The first array of `layer` (GQA: K; MLA: the latent + k_pe) and the second (GQA: V; MLA:
   // the same memory).
-  bf16* k(int layer) { return k_[layer].data(); }
-  bf16* v(int layer) {
-    return spec_.layout == KvLayout::kGqa ? v_[layer].data() : k_[layer].data();
-  }
+  bf16* k(int layer) { return k_[layer]; }
+  bf16* v(int layer) { return spec_.layout == KvLayout::kGqa ? v_[layer] : k_[layer]; }
+  int num_arrays() const { return static_cast<int>(arrays_.size()); }
+  uint64_t array_bytes() const;
+
+  // Memory for one array from elsewhere (a transport's AllocateMemory, which peers on this host
+  // reach by direct copy): its start, and what keeps it alive.
+  struct ArrayMemory {
+    void* data = nullptr;
+    std::shared_ptr<void> owner;
+  };
+  using ArrayAllocator = std::function<StatusOr<ArrayMemory>(int array, uint64_t bytes)>;
+  // Moves every array, with its contents, into memory from `allocate` (array order: layer by
+  // layer, K then V for GQA). On an error the arrays that moved stay moved, the rest stay put.
+  // Not while a forward or a transfer uses the cache.
+  Status Relocate(const ArrayAllocator& allocate);
   // Element offset of (block, slot) inside a layer array.
   int64_t Offset(int32_t block, int slot) const {
     return (static_cast<int64_t>(block) * spec_.block_size + slot) * spec_.TokenElements();
@@ -67,8 +80,9 @@ class PagedKvCache {
       : spec_(spec), num_blocks_(num_blocks) {}
   KvCacheSpec spec_;
   int32_t num_blocks_;
-  std::vector<std::vector<bf16>> k_;
-  std::vector<std::vector<bf16>> v_;
+  std::vector<std::shared_ptr<void>> arrays_;  // owners, in Relocate's array order
+  std::vector<bf16*> k_;
+  std::vector<bf16*> v_;  // GQA only
 };
 
 }  // namespace strata::kvcache

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/log.h"
+
 namespace strata::kvcache {
 
 int NumSegments(const KvCacheSpec& spec) {
@@ -24,13 +26,26 @@ StatusOr<std::unique_ptr<RegisteredKv>> RegisteredKv::Register(PagedKvCache* cac
   const KvCacheSpec& spec = cache->spec();
   out->segment_bytes_ =
       static_cast<uint64_t>(spec.block_size) * spec.TokenElements() * sizeof(bf16);
-  const uint64_t array_bytes = out->segment_bytes_ * static_cast<uint64_t>(cache->num_blocks());
+  const uint64_t array_bytes = cache->array_bytes();
+  // The arrays move into memory the transport allocates (UCX: shared memory that a peer on
+  // this host copies to directly, one memcpy per transfer instead of a protocol round).
+  out->regions_.resize(cache->num_arrays());
+  Status moved = cache->Relocate([&](int a, uint64_t bytes) -> StatusOr<PagedKvCache::ArrayMemory> {
+    STRATA_ASSIGN_OR_RETURN(auto region, transport->AllocateMemory(bytes));
+    std::shared_ptr<transport::Region> shared(std::move(region));
+    out->regions_[a] = shared;
+    return PagedKvCache::ArrayMemory{shared->data(), shared};
+  });
+  if (!moved.ok()) {
+    log::Info("KV cache stays in its own memory ({}); it is registered as it is", moved.message());
+  }
   for (int l = 0; l < spec.num_layers; ++l) {
-    STRATA_ASSIGN_OR_RETURN(auto k, transport->RegisterMemory(cache->k(l), array_bytes));
-    out->regions_.push_back(std::move(k));
-    if (spec.layout == KvLayout::kGqa) {
-      STRATA_ASSIGN_OR_RETURN(auto v, transport->RegisterMemory(cache->v(l), array_bytes));
-      out->regions_.push_back(std::move(v));
+    const int first = SegmentsOfLayer(spec, l).first;
+    for (int i = 0; i < SegmentsOfLayer(spec, l).count; ++i) {
+      if (out->regions_[first + i]) continue;
+      bf16* data = i == 0 ? cache->k(l) : cache->v(l);
+      STRATA_ASSIGN_OR_RETURN(auto r, transport->RegisterMemory(data, array_bytes));
+      out->regions_[first + i] = std::move(r);
     }
   }
   return out;

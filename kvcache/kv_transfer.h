@@ -30,7 +30,9 @@ struct SegmentRange {
 SegmentRange SegmentsOfLayer(const KvCacheSpec& spec, int layer);
 int NumSegments(const KvCacheSpec& spec);
 
-// `cache`'s arrays registered with `transport`; both must outlive this.
+// `cache`'s arrays registered with `transport`. Register moves the arrays into memory from the
+// transport's AllocateMemory when it can (the cache then keeps that memory alive); call it before
+// the cache holds anything in use. The cache must outlive this.
 class RegisteredKv {
  public:
   static StatusOr<std::unique_ptr<RegisteredKv>> Register(PagedKvCache* cache,
@@ -48,7 +50,7 @@ class RegisteredKv {
  private:
   PagedKvCache* cache_ = nullptr;
   uint64_t segment_bytes_ = 0;
-  std::vector<std::unique_ptr<transport::Region>> regions_;
+  std::vector<std::shared_ptr<transport::Region>> regions_;  // segment order (shared with cache_)
 };
 
 // What to move: tokens [first_token, first_token + num_tokens) of a sequence whose local blocks

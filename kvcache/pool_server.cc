@@ -34,9 +34,13 @@ StatusOr<std::unique_ptr<KvPoolServer>> KvPoolServer::Create(
   }
   std::unique_ptr<KvPoolServer> server(new KvPoolServer(std::move(options)));
   const KvPoolServerOptions& o = server->options_;
-  STRATA_ASSIGN_OR_RETURN(server->arena_, PoolArena::Create(o.capacity_bytes, o.try_huge_pages));
+  if (!o.transport_memory) {
+    STRATA_ASSIGN_OR_RETURN(server->arena_, PoolArena::Create(o.capacity_bytes, o.try_huge_pages));
+    server->stats_.page_kind = PageKindName(server->arena_->page_kind());
+  } else {
+    server->stats_.page_kind = "transport";  // decided at the first Put (the layout)
+  }
   server->stats_.capacity_bytes = o.capacity_bytes;
-  server->stats_.page_kind = PageKindName(server->arena_->page_kind());
   KvPoolServer* raw = server.get();
   service::RpcCallbacks callbacks;
   callbacks.on_request = [raw](PeerId from, service::Envelope e) {
@@ -59,8 +63,8 @@ KvPoolServer::~KvPoolServer() {
 
 StatusOr<std::string> KvPoolServer::Listen(const std::string& address) {
   STRATA_ASSIGN_OR_RETURN(std::string bound, node_->Listen(address));
-  log::Info("KV pool {} listening on {} ({} bytes, {} pages)", options_.instance_id, bound,
-            options_.capacity_bytes, PageKindName(arena_->page_kind()));
+  log::Info("KV pool {} listening on {} ({} bytes, {} memory)", options_.instance_id, bound,
+            options_.capacity_bytes, stats_.page_kind);
   return bound;
 }
 
@@ -162,13 +166,30 @@ Status KvPoolServer::AcceptLayoutLocked(const v1::KvLocation& source, int num_bl
     const uint64_t num_slots = options_.capacity_bytes / layout.slot_bytes();
     const uint64_t array_bytes = num_slots * layout.segment_bytes;
     std::vector<std::unique_ptr<transport::Region>> regions;
-    for (uint32_t seg = 0; seg < layout.num_segments; ++seg) {
-      auto region =
-          node_->transport().RegisterMemory(arena_->data() + seg * array_bytes, array_bytes);
+    for (uint32_t seg = 0; seg < layout.num_segments && options_.transport_memory; ++seg) {
+      auto region = node_->transport().AllocateMemory(array_bytes);
       if (!region.ok()) {
-        return region.status().WithContext("registering the pool's arena");
+        log::Warn("KV pool: the transport cannot allocate {} bytes ({}); using an arena",
+                  array_bytes, region.status().message());
+        regions.clear();
+        break;
       }
       regions.push_back(std::move(region).value());
+    }
+    if (regions.empty()) {
+      if (arena_ == nullptr) {
+        STRATA_ASSIGN_OR_RETURN(
+            arena_, PoolArena::Create(options_.capacity_bytes, options_.try_huge_pages));
+        stats_.page_kind = PageKindName(arena_->page_kind());
+      }
+      for (uint32_t seg = 0; seg < layout.num_segments; ++seg) {
+        auto region =
+            node_->transport().RegisterMemory(arena_->data() + seg * array_bytes, array_bytes);
+        if (!region.ok()) {
+          return region.status().WithContext("registering the pool's arena");
+        }
+        regions.push_back(std::move(region).value());
+      }
     }
     regions_ = std::move(regions);
     layout_ = layout;

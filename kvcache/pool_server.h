@@ -39,6 +39,11 @@ namespace strata::kvcache {
 
 struct KvPoolServerOptions {
   uint64_t capacity_bytes = 1ull << 30;
+  // The blocks live in memory from the transport's AllocateMemory (UCX: shared memory that a
+  // client on this host copies to and from directly). Off, or when that allocation fails: an
+  // anonymous arena, with huge pages when try_huge_pages and the system has them (better for
+  // NIC registration when clients are on other hosts).
+  bool transport_memory = true;
   bool try_huge_pages = true;
   // Lease length when a Get names none (0), and the most a Get may ask for.
   int64_t default_lease_ms = 10'000;
@@ -70,7 +75,7 @@ struct KvPoolStats {
   int64_t leases_granted = 0;
   int64_t leases_expired = 0;
   int64_t failed_blocks = 0;  // Put blocks whose read failed
-  std::string page_kind;      // "hugetlb" | "thp" | "4k"
+  std::string page_kind;      // "transport" | "hugetlb" | "thp" | "4k"
 };
 
 class KvPoolServer {

@@ -26,6 +26,7 @@ struct KvCacheFlags {
   std::string ucx_tls;
   std::string ucx_bulk = "auto";
   bool no_huge_pages = false;
+  bool anonymous_arena = false;
   int64_t max_lease_ms = 120'000;
   int metrics_port = 0;
   std::string metrics_host = "127.0.0.1";
@@ -88,6 +89,7 @@ int RunKvCache(const KvCacheFlags& f) {
   kvcache::KvPoolServerOptions options;
   options.capacity_bytes = f.capacity_bytes;
   options.try_huge_pages = !f.no_huge_pages;
+  options.transport_memory = !f.anonymous_arena;
   options.max_lease_ms = f.max_lease_ms;
   options.default_lease_ms = std::min(options.default_lease_ms, f.max_lease_ms);
   options.instance_id = f.instance_id.empty() ? "kvcache@" + f.listen : f.instance_id;
@@ -163,7 +165,11 @@ Command KvCacheCommand() {
             AddFlag(app, "transport", &f->transport, "Transport to clients (ucx)");
             AddFlag(app, "ucx-tls", &f->ucx_tls, "UCX transports, as UCX_TLS (e.g. tcp, sm,tcp)");
             AddFlag(app, "ucx-bulk", &f->ucx_bulk, "Bulk path: auto, rma or am");
-            AddSwitch(app, "no-huge-pages", &f->no_huge_pages, "Do not ask for huge pages");
+            AddSwitch(app, "anonymous-arena", &f->anonymous_arena,
+                      "Keep blocks in an anonymous (huge-page) arena, not in UCX-allocated shared "
+                      "memory (clients on other hosts)");
+            AddSwitch(app, "no-huge-pages", &f->no_huge_pages,
+                      "Do not ask for huge pages (with --anonymous-arena)");
             AddFlag(app, "max-lease-ms", &f->max_lease_ms, "Longest read lease a client gets");
             AddFlag(app, "metrics-port", &f->metrics_port,
                     "Serve Prometheus /metrics on this port (0: off)");

@@ -125,6 +125,11 @@ test('killing prefill, decode and KV pool processes under load: nothing hangs, t
       }
       return { ok: true, n, finish };
     }).catch((e) => ({ ok: false, status: e.status, message: String(e.message) }));
+    // /health is 200 once one prefill and one decode instance are in: wait for all of them, or
+    // the first load may all land on the victim.
+    const everyone = ['prefill-0', 'prefill-1', 'decode-0', 'decode-1'];
+    assert.ok(await waitFor(() => everyone.every((id) =>
+      cluster.log().includes(`instance ${id} at`)), 30000), 'not every instance registered');
     try {
       for (const victim of ['decode-0', 'prefill-0', 'kvcache-0'].filter((v) => !v.startsWith('kvcache') || process.env.DISAGG_TEST_POOLS !== '0')) {
         const pid = victim.startsWith('kvcache') ? poolPid(cluster, 0) : rolePid(cluster, victim);
