@@ -19,6 +19,9 @@ v1::SamplingParams ToProto(const SamplingParams& p) {
   o.set_ignore_eos(p.ignore_eos);
   o.set_logprobs(p.num_top_logprobs >= 0);
   o.set_num_top_logprobs(static_cast<uint32_t>(std::max(0, p.num_top_logprobs)));
+  if (p.num_prompt_logprobs >= 0) {
+    o.set_num_prompt_logprobs(static_cast<uint32_t>(p.num_prompt_logprobs));
+  }
   return o;
 }
 
@@ -37,6 +40,10 @@ SamplingParams FromProto(const v1::SamplingParams& p) {
   o.ignore_eos = p.ignore_eos();
   o.num_top_logprobs =
       p.logprobs() ? static_cast<int>(std::min<uint32_t>(p.num_top_logprobs(), 1024)) : -1;
+  o.num_prompt_logprobs =
+      p.has_num_prompt_logprobs()
+          ? static_cast<int>(std::min<uint32_t>(p.num_prompt_logprobs(), 1u << 30))
+          : -1;
   return o;
 }
 

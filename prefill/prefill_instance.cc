@@ -252,7 +252,11 @@ void PrefillInstance::Admit(transport::PeerId from, v1::PrefillRequest r) {
     return;
   }
   log::Debug("{}: decode granted the KV write", job->id);
-  std::vector<kvcache::BlockId> preloaded = FetchFromPool(request.prompt_token_ids, job.get());
+  // Prompt logprobs need the logits of every prompt token: nothing comes from the pool then.
+  std::vector<kvcache::BlockId> preloaded =
+      request.sampling.num_prompt_logprobs >= 0
+          ? std::vector<kvcache::BlockId>{}
+          : FetchFromPool(request.prompt_token_ids, job.get());
   {
     std::lock_guard lock(mu_);
     if (jobs_.count(job->id)) {
@@ -395,6 +399,7 @@ void PrefillInstance::OnEvent(const std::shared_ptr<Job>& job, decode::TokenEven
     }
     ft->set_num_prompt_tokens(static_cast<uint32_t>(ev.prompt_tokens));
     ft->set_num_cached_tokens(static_cast<uint32_t>(ev.cached_tokens));
+    for (const auto& p : ev.prompt_logprobs) decode::AppendToken(p, ft->mutable_prompt_logprobs());
     (void)node_->Send(job->server, std::move(e));
     {
       std::lock_guard lock(mu_);

@@ -224,6 +224,7 @@ class ClusterRouter::Impl {
         (static_cast<int64_t>(r.request.prompt_token_ids.size()) + bs - 1) / bs));
     a->set_lease_ms(static_cast<uint64_t>(options.kv_lease_ms));
     *a->mutable_sampling() = decode::ToProto(r.request.sampling);
+    a->mutable_sampling()->clear_num_prompt_logprobs();  // prefill's job
     for (int32_t t : r.request.prompt_token_ids) a->add_prompt_token_ids(t);
     a->set_deadline_unix_ms(static_cast<uint64_t>(UnixMillisFromMonotonicDeadline(r.deadline_ns)));
     node->Call(d.peer, std::move(e), transport::DeadlineAfterMillis(options.call_timeout_ms),
@@ -437,6 +438,10 @@ class ClusterRouter::Impl {
         ev.tokens.push_back(std::move(t));
         ev.prompt_tokens = static_cast<int>(ft.num_prompt_tokens());
         ev.cached_tokens = static_cast<int>(ft.num_cached_tokens());
+        const v1::RequestTokens& pl = ft.prompt_logprobs();
+        for (int i = 0; i < pl.token_ids_size(); ++i) {
+          ev.prompt_logprobs.push_back(decode::TokenAt(pl, i));
+        }
         Deliver(&out, r, std::move(ev));
         std::vector<v1::RequestTokens> early = std::move(r.early);
         Instance* d = Find(r.decode_id);
@@ -598,13 +603,6 @@ Status ClusterRouter::Submit(decode::GenerateRequest request, EventCallback on_e
   Impl& m = *impl_;
   STRATA_RETURN_IF_ERROR(
       decode::ValidateGenerateRequest(request, m.options.vocab_size, m.options.max_model_len));
-  if (request.sampling.num_prompt_logprobs >= 0) {
-    // Prefill instances do not return prompt logprobs over the wire yet: refuse rather than
-    // answer with a prompt part that has none.
-    return InvalidArgumentError(
-        "'echo': echo with logprobs (prompt logprobs) is served in embedded mode only, not by "
-        "disaggregated prefill/decode instances yet");
-  }
   if (!request.sampling.seed) {
     // Prefill samples the first token, decode the rest: one seed for both.
     thread_local std::mt19937_64 rng{std::random_device{}()};

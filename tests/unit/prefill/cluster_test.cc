@@ -35,6 +35,7 @@ struct Result {
   Status error;
   int prompt_tokens = 0;
   int cached_tokens = 0;
+  std::vector<decode::GeneratedToken> prompt_logprobs;
 };
 
 class Collector {
@@ -48,6 +49,7 @@ class Collector {
       std::lock_guard lock(mu_);
       Result& r = results_[id];
       for (const auto& t : ev.tokens) r.tokens.push_back(t.token_id);
+      if (!ev.prompt_logprobs.empty()) r.prompt_logprobs = ev.prompt_logprobs;
       if (ev.prompt_tokens > 0) {
         r.prompt_tokens = ev.prompt_tokens;
         r.cached_tokens = ev.cached_tokens;
@@ -425,6 +427,57 @@ TEST_P(ClusterUcxTest, RepeatedPromptHitsTheKvPool) {
   int64_t hit_tokens = 0;
   for (auto& p : c->prefills) hit_tokens += p->Stats().pool_hit_tokens;
   EXPECT_EQ(hit_tokens, 288);
+  ExpectBaseline(*c);
+}
+
+// Completions' echo with logprobs: prefill computes the prompt logprobs and they reach the
+// server with the first token, equal to the embedded engine's; a repeated prompt still scores
+// every token (nothing of it comes from the KV pool).
+TEST_P(ClusterUcxTest, PromptLogprobsCrossTheWire) {
+  const std::string dir = Dir(GetParam());
+  auto probe = LoadRunner(dir, 16);
+  GenerateRequest req = Greedy("echo", Prompt(40, 11, probe->config().vocab_size), 3);
+  req.sampling.num_prompt_logprobs = 2;
+  req.sampling.num_top_logprobs = 1;
+  Result want;
+  {
+    auto runner = LoadRunner(dir, 16);
+    decode::SchedulerOptions so = SchedOpts(*runner);  // before the runner moves
+    decode::Engine engine(so, std::move(runner));
+    Collector col;
+    ASSERT_TRUE(engine.Submit(req, col.Callback("echo")).ok());
+    ASSERT_TRUE(col.WaitFor(1));
+    want = col.Get("echo");
+  }
+  ASSERT_EQ(want.prompt_logprobs.size(), 39u);
+  auto c = StartCluster(Kind::kUcxTcp, dir, 1, 1, 16, 16, /*num_pools=*/1,
+                        /*prefill_prefix_cache=*/false);
+  ASSERT_NE(c, nullptr);
+  Collector col;
+  for (int i = 0; i < 2; ++i) {
+    std::string id = "echo" + std::to_string(i);
+    GenerateRequest r = req;
+    r.request_id = id;
+    ASSERT_TRUE(c->router->Submit(r, col.Callback(id)).ok());
+    ASSERT_TRUE(col.WaitFor(i + 1));
+    Result got = col.Get(id);
+    EXPECT_EQ(got.finish, FinishReason::kLength) << got.error.ToString();
+    EXPECT_EQ(got.tokens, want.tokens);
+    ASSERT_EQ(got.prompt_logprobs.size(), want.prompt_logprobs.size()) << id;
+    for (size_t k = 0; k < want.prompt_logprobs.size(); ++k) {
+      const auto& a = got.prompt_logprobs[k];
+      const auto& b = want.prompt_logprobs[k];
+      EXPECT_EQ(a.token_id, req.prompt_token_ids[k + 1]);
+      EXPECT_EQ(a.token_id, b.token_id);
+      EXPECT_EQ(a.logprob, b.logprob) << id << " prompt token " << k + 1;
+      ASSERT_EQ(a.top_logprobs.size(), 2u);
+      for (size_t t = 0; t < 2; ++t) {
+        EXPECT_EQ(a.top_logprobs[t].token_id, b.top_logprobs[t].token_id);
+        EXPECT_EQ(a.top_logprobs[t].logprob, b.top_logprobs[t].logprob);
+      }
+    }
+    EXPECT_EQ(got.cached_tokens, 0) << "prompt logprobs need every prompt token computed";
+  }
   ExpectBaseline(*c);
 }
 
