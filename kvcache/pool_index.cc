@@ -1,5 +1,7 @@
 #include "kvcache/pool_index.h"
 
+#include <algorithm>
+
 namespace strata::kvcache {
 
 PoolIndex::PoolIndex(int64_t num_slots) : slots_(static_cast<size_t>(num_slots)) {
@@ -61,6 +63,14 @@ void PoolIndex::Publish(PoolSlot slot) {
   --num_pending_;
   ++num_held_;
   Touch(slot);
+}
+
+void PoolIndex::SortPending(std::span<const BlockHash> hashes, std::span<PoolSlot> slots) {
+  std::sort(slots.begin(), slots.end());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    slots_[slots[i]].hash = hashes[i];
+    index_[hashes[i]] = slots[i];
+  }
 }
 
 void PoolIndex::Abort(PoolSlot slot) {

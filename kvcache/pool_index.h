@@ -52,6 +52,10 @@ class PoolIndex {
   void Publish(PoolSlot slot);
   // The data of pending `slot` did not arrive: the slot is free again.
   void Abort(PoolSlot slot);
+  // Rebinds the pending `slots` of `hashes` (same order) so that the slots rise with the hashes'
+  // order, and sorts `slots` to match: a Put's consecutive blocks then land in ascending slots
+  // (evicted slots come in any order) and their segments move as one transfer.
+  void SortPending(std::span<const BlockHash> hashes, std::span<PoolSlot> slots);
 
   // Leases the longest held prefix of `hashes` for `peer` until `expiry`; its slots in order go
   // to `slots`. Returns the lease id, or 0 (no lease) when not even the first hash is held.

@@ -240,7 +240,8 @@ void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put
     const uint64_t seg = layout_.segment_bytes;
     std::vector<BlockTransfer> parts;
     Status bad;
-    for (int i = 0; i < n && bad.ok(); ++i) {
+    std::vector<int> source_block;  // the Put's index of each new block
+    for (int i = 0; i < n; ++i) {
       const BlockHash hash = put.block_hashes(i);
       PoolSlot slot = -1;
       const auto outcome = index_->Reserve(hash, &slot);
@@ -252,9 +253,14 @@ void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put
         op->reply.set_num_no_space(op->reply.num_no_space() + 1);
         continue;
       }
-      const int block = static_cast<int>(op->hashes.size());
       op->hashes.push_back(hash);
       op->slots.push_back(slot);
+      source_block.push_back(i);
+    }
+    index_->SortPending(op->hashes, op->slots);
+    for (int block = 0; block < static_cast<int>(op->hashes.size()) && bad.ok(); ++block) {
+      const int i = source_block[block];
+      const PoolSlot slot = op->slots[block];
       const v1::KvBlockRef& ref = source.blocks(i);
       for (uint32_t s = 0; s < layout_.num_segments; ++s) {
         transport::Transfer x;

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "common/clock.h"
+#include "kvcache/pool_index.h"
 #include "kvcache/pool_server.h"
 #include "kvcache/pool_transfers.h"
 #include "tests/unit/kvcache/pool_test_util.h"
@@ -159,6 +160,31 @@ TEST_F(PoolTest, EvictsLeastRecentlyUsedWhenFull) {
   EXPECT_EQ(inst->BlockBytes(40), inst->BlockBytes(4));
   ASSERT_EQ(*inst->Fetch(a, {42, 43}), 2);
   EXPECT_EQ(inst->BlockBytes(43), inst->BlockBytes(1));
+}
+
+// Evicted slots come newest-block-first; SortPending hands them to a Put's blocks in rising
+// order (so their segments merge into one transfer) and the index follows.
+TEST(PoolIndexTest, SortPendingGivesAPutRisingSlots) {
+  PoolIndex index(4);
+  std::vector<PoolSlot> first(4);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(index.Reserve(100 + i, &first[i]), PoolIndex::ReserveOutcome::kReserved);
+  }
+  for (int i = 4; i-- > 0;) index.Publish(first[i]);  // the chain's head most recently used
+  std::vector<BlockHash> hashes = {200, 201, 202};
+  std::vector<PoolSlot> slots(3);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(index.Reserve(hashes[i], &slots[i]), PoolIndex::ReserveOutcome::kReserved);
+  }
+  EXPECT_EQ(slots, (std::vector<PoolSlot>{3, 2, 1})) << "victims from the chain's tail";
+  index.SortPending(hashes, slots);
+  EXPECT_EQ(slots, (std::vector<PoolSlot>{1, 2, 3}));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(index.hash_of(slots[i]), hashes[i]);
+    index.Publish(slots[i]);
+  }
+  EXPECT_EQ(index.CountHeldPrefix(hashes, false), 3);
+  EXPECT_EQ(index.counts().held, 4);
 }
 
 TEST_F(PoolTest, FetchReadsFewerWhenBlocksWereEvictedMeanwhile) {
