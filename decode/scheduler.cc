@@ -32,6 +32,7 @@ struct Scheduler::Sequence {
   int64_t lease_deadline_ns = 0;
   bool kv_writing = false;  // a writer began (BeginKvWrite) and has not ended
   uint64_t kv_writer = 0;
+  Status writer_lost;  // its writer went away before KvReady: ends with this at the next step
   // Ends at the start of the next step with this reason (a first token from prefill that
   // already finished the request).
   FinishReason finish_next_step = FinishReason::kNone;
@@ -345,7 +346,14 @@ void Scheduler::EndKvWrite(const std::string& request_id) {
 
 void Scheduler::DropKvWriter(uint64_t writer) {
   for (auto& [id, seq] : sequences_) {
-    if (seq->kv_writing && seq->kv_writer == writer) seq->kv_writing = false;
+    if (seq->kv_writing && seq->kv_writer == writer) {
+      seq->kv_writing = false;
+      // Its KV will not be complete: end it now rather than at the lease.
+      if (seq->reserved) {
+        seq->writer_lost =
+            UnavailableError("the prefill instance writing the prompt's KV went away");
+      }
+    }
   }
   std::erase_if(held_for_writer_, [&](HeldForWriter& h) {
     if (h.writer != writer) return false;
@@ -367,7 +375,7 @@ void Scheduler::ExpireAndAbort(std::vector<PendingEvent>* events) {
   for (auto& [id, seq] : sequences_) {
     if (seq->finish_next_step != FinishReason::kNone) {
       continue;
-    } else if (seq->aborted) {
+    } else if (seq->aborted || !seq->writer_lost.ok()) {
       ended.emplace_back(seq.get(), false);
     } else if (seq->reserved && now > seq->lease_deadline_ns) {
       ended.emplace_back(seq.get(), true);
@@ -389,6 +397,8 @@ void Scheduler::ExpireAndAbort(std::vector<PendingEvent>* events) {
       Finish(seq, FinishReason::kError,
              DeadlineExceededError("the request ran past its deadline (--request-timeout)"),
              events);
+    } else if (!seq->aborted && !seq->writer_lost.ok()) {
+      Finish(seq, FinishReason::kError, seq->writer_lost, events);
     } else {
       Finish(seq, FinishReason::kAbort, OkStatus(), events);
     }

@@ -113,7 +113,8 @@ class Scheduler {
   Status BeginKvWrite(const std::string& request_id, uint64_t writer);
   // The writer of `request_id` is done with it (KvReady, whether or not the push worked).
   void EndKvWrite(const std::string& request_id);
-  // The writer's connection failed: nothing more of it lands.
+  // The writer's connection failed: nothing more of it lands, and the reservations it was
+  // writing end (kError, kUnavailable) at the next step: their KV will not be complete.
   void DropKvWriter(uint64_t writer);
   // Block ids handed out by AddPreloaded's caller or PrefillHooks::on_prefilled: one reference
   // each. Also allocates for the KV-pool fetch of a prefill (AllocateBlocks).

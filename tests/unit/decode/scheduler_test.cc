@@ -231,6 +231,35 @@ TEST(Scheduler, EndedReservationsKeepTheirBlocksForTheirWriter) {
   EXPECT_EQ(h.scheduler_.num_reserved(), 0);
 }
 
+// A reservation whose writer goes away before KvReady ends at the next step (its KV will not be
+// complete), with kUnavailable, and frees its blocks; one with another writer is untouched.
+TEST(Scheduler, AReservationWhoseWriterIsGoneEndsAtOnce) {
+  SchedulerOptions opt;
+  SchedulerHarness h(opt, 4, 64);
+  std::mt19937 rng(10);
+  std::map<std::string, TokenEvent> last;
+  for (const char* id : {"lost", "kept"}) {
+    GenerateRequest r;
+    r.request_id = id;
+    r.prompt_token_ids = RandomPrompt(rng, 8);
+    r.sampling = Greedy(4);
+    ASSERT_TRUE(h.scheduler_
+                    .Reserve(
+                        std::move(r), [&last, id](TokenEvent ev) { last[id] = ev; },
+                        MonotonicNanos() + 60'000'000'000)
+                    .ok());
+  }
+  ASSERT_TRUE(h.scheduler_.BeginKvWrite("lost", 7).ok());
+  ASSERT_TRUE(h.scheduler_.BeginKvWrite("kept", 8).ok());
+  h.scheduler_.DropKvWriter(7);
+  h.Step();
+  EXPECT_EQ(last["lost"].finish, FinishReason::kError);
+  EXPECT_EQ(last["lost"].error.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(last.count("kept"), 0u);
+  EXPECT_EQ(h.scheduler_.block_pool().counts().used, 2);
+  EXPECT_TRUE(h.scheduler_.Activate("kept", 1).ok());
+}
+
 TEST(Scheduler, SeededSamplingDoesNotDependOnTheBatch) {
   std::mt19937 rng(5);
   auto prompt = RandomPrompt(rng, 9);
