@@ -216,6 +216,9 @@ TEST_F(PoolTest, ExportsPrometheusMetrics) {
   EXPECT_NE(text.find("strata_kvpool_miss_blocks_total{instance=\"pool0\"} 1"), std::string::npos);
   EXPECT_NE(text.find("strata_kvpool_in_bytes_total{instance=\"pool0\"} 1536"), std::string::npos);
   EXPECT_NE(text.find("strata_kvpool_blocks{instance=\"pool0\"} 3"), std::string::npos);
+  // The pool updates its metrics until it is gone: it goes before the registry does.
+  inst.reset();
+  pools_.clear();
 }
 
 TEST_F(PoolTest, LeasedBlocksAreNeverEvicted) {
