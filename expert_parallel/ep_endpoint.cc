@@ -166,6 +166,16 @@ void EpEndpoint::Impl::OnPeerFailure(transport::PeerId peer, const Status& why) 
     auto it = rank_of.find(peer);
     if (it != rank_of.end()) r = it->second;
   }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    // After this rank's stop step, a rank that leaves has had everyone's bye (its own may still
+    // be on the way): expected, not a failure.
+    if (stopping && r >= 0 && r < static_cast<int>(bye_from.size())) {
+      bye_from[r] = true;
+      cv.notify_all();
+      return;
+    }
+  }
   Fail(UnavailableError("EP rank " + std::to_string(r) + " failed: " + why.message()));
 }
 
@@ -189,6 +199,15 @@ void EpEndpoint::Impl::OnMessage(transport::Message m) {
     auto it = rank_of.find(m.peer);
     if (it == rank_of.end()) return;
     step_messages[it->second].push_back(s);
+    cv.notify_all();
+    return;
+  }
+  if (m.type == kEpBye) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = rank_of.find(m.peer);
+    if (it == rank_of.end()) return;
+    if (bye_from.size() != static_cast<size_t>(opt.size)) bye_from.assign(opt.size, false);
+    bye_from[it->second] = true;
     cv.notify_all();
     return;
   }

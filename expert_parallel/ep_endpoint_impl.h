@@ -16,6 +16,8 @@ inline constexpr transport::MessageType kEpRegion = 0x45500003;
 inline constexpr transport::MessageType kEpReady = 0x45500004;
 inline constexpr transport::MessageType kEpStep = 0x45500005;
 inline constexpr transport::MessageType kEpAbort = 0x45500006;
+// "I have every record of the stop step": ranks leave only when all have said it.
+inline constexpr transport::MessageType kEpBye = 0x45500007;
 
 // "Your receive buffer (stream, phase) now holds my round `round`, `bytes` long." 12 bytes, so
 // the payload string stays in its small-string buffer (no allocation).
@@ -75,6 +77,9 @@ struct EpEndpoint::Impl {
   std::condition_variable cv;
   Status failed;  // guarded by mu
   bool closing = false;
+  // The stop step is done here; ranks that said bye may close their connections (guarded by mu).
+  bool stopping = false;
+  std::vector<bool> bye_from;
   std::map<transport::PeerId, int> rank_of;  // guarded by mu
   // [stream][phase][src]: rounds arrived, and the byte size of the latest.
   std::vector<int64_t> arrivals;

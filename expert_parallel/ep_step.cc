@@ -85,6 +85,34 @@ StatusOr<StepInfo> EpEndpoint::BeginStep(int64_t num_tokens, bool stop) {
     info.placement_version = im.placement->version();
   }
   ++im.step;
+  if (info.stop && im.transport) {
+    // Leave together: a rank that closed its connections as soon as it saw the stop would fail
+    // the ranks still waiting for this step's records. Each says bye once it has them all and
+    // waits (bounded) for everyone's; the stop step succeeds either way (the work is done).
+    {
+      std::lock_guard<std::mutex> lock(im.mu);
+      im.stopping = true;
+      if (im.bye_from.size() != static_cast<size_t>(size)) im.bye_from.assign(size, false);
+    }
+    for (int r = 0; r < size; ++r) {
+      if (r != rank) (void)im.transport->Send(im.peers[r], kEpBye, std::string());
+    }
+    const auto deadline = transport::DeadlineAfterMillis(options_.timeout_ms);
+    std::unique_lock<std::mutex> lock(im.mu);
+    auto all_said_bye = [&] {
+      for (int r = 0; r < size; ++r) {
+        if (r != rank && !im.bye_from[r]) return false;
+      }
+      return true;
+    };
+    while (!all_said_bye() && im.failed.ok()) {
+      if (im.cv.wait_until(lock, deadline) == std::cv_status::timeout) break;
+    }
+    if (!all_said_bye()) {
+      log::Warn("EP rank {}: not every rank said bye after the stop step", rank);
+    }
+    return info;
+  }
   if (info.swapped) {
     log::Info("EP rank {}: placement version {} in use from step {}", rank, info.placement_version,
               info.step);
