@@ -334,14 +334,18 @@ Status Scheduler::BeginKvWrite(const std::string& request_id, uint64_t writer) {
   return OkStatus();
 }
 
-void Scheduler::EndKvWrite(const std::string& request_id) {
-  auto it = sequences_.find(request_id);
-  if (it != sequences_.end()) it->second->kv_writing = false;
+void Scheduler::ReleaseHeldIf(const std::function<bool(const HeldForWriter&)>& pred) {
   std::erase_if(held_for_writer_, [&](HeldForWriter& h) {
-    if (h.request_id != request_id) return false;
+    if (!pred(h)) return false;
     pool_.ReleaseAll(h.blocks);
     return true;
   });
+}
+
+void Scheduler::EndKvWrite(const std::string& request_id) {
+  auto it = sequences_.find(request_id);
+  if (it != sequences_.end()) it->second->kv_writing = false;
+  ReleaseHeldIf([&](const HeldForWriter& h) { return h.request_id == request_id; });
 }
 
 void Scheduler::DropKvWriter(uint64_t writer) {
@@ -355,20 +359,15 @@ void Scheduler::DropKvWriter(uint64_t writer) {
       }
     }
   }
-  std::erase_if(held_for_writer_, [&](HeldForWriter& h) {
-    if (h.writer != writer) return false;
-    pool_.ReleaseAll(h.blocks);
-    return true;
-  });
+  ReleaseHeldIf([&](const HeldForWriter& h) { return h.writer == writer; });
 }
 
 void Scheduler::ExpireAndAbort(std::vector<PendingEvent>* events) {
   const int64_t now = MonotonicNanos();
-  std::erase_if(held_for_writer_, [&](HeldForWriter& h) {
+  ReleaseHeldIf([&](const HeldForWriter& h) {
     if (now <= h.until_ns) return false;
     log::Warn("{}: the KV writer did not finish within {} ms; its blocks are reused", h.request_id,
               options_.kv_write_grace_ms);
-    pool_.ReleaseAll(h.blocks);
     return true;
   });
   std::vector<std::pair<Sequence*, bool>> ended;  // (seq, deadline)

@@ -165,6 +165,7 @@ class Scheduler {
     std::vector<kvcache::BlockId> blocks;
     int64_t until_ns = 0;
   };
+  void ReleaseHeldIf(const std::function<bool(const HeldForWriter&)>& pred);
   void Sample(Sequence* seq, std::span<const float> logits, std::vector<PendingEvent>* events);
   void Reap();
 

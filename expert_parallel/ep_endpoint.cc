@@ -99,6 +99,7 @@ StatusOr<std::unique_ptr<EpEndpoint>> EpEndpoint::Build(
   im.puts_pending.assign(static_cast<size_t>(o.num_streams) * 2, 0);
   im.rounds.assign(o.num_streams, 0);
   im.step_messages.resize(o.size);
+  im.bye_from.assign(o.size, false);
   im.peers.assign(o.size, transport::kInvalidPeer);
   im.remote.resize(o.size);
   im.placement = o.placement;
@@ -170,7 +171,7 @@ void EpEndpoint::Impl::OnPeerFailure(transport::PeerId peer, const Status& why) 
     std::lock_guard<std::mutex> lock(mu);
     // After this rank's stop step, a rank that leaves has had everyone's bye (its own may still
     // be on the way): expected, not a failure.
-    if (stopping && r >= 0 && r < static_cast<int>(bye_from.size())) {
+    if (stopping && r >= 0) {
       bye_from[r] = true;
       cv.notify_all();
       return;
@@ -206,7 +207,6 @@ void EpEndpoint::Impl::OnMessage(transport::Message m) {
     std::lock_guard<std::mutex> lock(mu);
     auto it = rank_of.find(m.peer);
     if (it == rank_of.end()) return;
-    if (bye_from.size() != static_cast<size_t>(opt.size)) bye_from.assign(opt.size, false);
     bye_from[it->second] = true;
     cv.notify_all();
     return;

@@ -79,7 +79,7 @@ struct EpEndpoint::Impl {
   bool closing = false;
   // The stop step is done here; ranks that said bye may close their connections (guarded by mu).
   bool stopping = false;
-  std::vector<bool> bye_from;
+  std::vector<bool> bye_from;                // per rank
   std::map<transport::PeerId, int> rank_of;  // guarded by mu
   // [stream][phase][src]: rounds arrived, and the byte size of the latest.
   std::vector<int64_t> arrivals;

@@ -92,7 +92,6 @@ StatusOr<StepInfo> EpEndpoint::BeginStep(int64_t num_tokens, bool stop) {
     {
       std::lock_guard<std::mutex> lock(im.mu);
       im.stopping = true;
-      if (im.bye_from.size() != static_cast<size_t>(size)) im.bye_from.assign(size, false);
     }
     for (int r = 0; r < size; ++r) {
       if (r != rank) (void)im.transport->Send(im.peers[r], kEpBye, std::string());

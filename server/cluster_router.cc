@@ -77,7 +77,6 @@ class ClusterRouter::Impl {
   std::map<std::string, Instance> instances;
   std::map<PeerId, std::string> by_peer;
   std::map<std::string, Request> requests;
-  std::map<std::string, std::string> by_wire;  // wire id -> request id
   std::deque<std::string> waiting;
   std::map<uint64_t, std::string> affinity;  // prompt prefix -> prefill instance id
   bool stopped = false;
@@ -98,7 +97,6 @@ class ClusterRouter::Impl {
     Deliver(out, r, std::move(ev));
     Release(r, reason != FinishReason::kStop && reason != FinishReason::kLength);
     std::erase(waiting, id);
-    by_wire.erase(r.wire_id);
     requests.erase(it);
   }
   // Lets go of the request's instances; `abort` tells them to stop it.
@@ -116,19 +114,20 @@ class ClusterRouter::Impl {
     r.prefill_id.clear();
   }
   // The request a message from an instance is about, or nullptr (ended, or an old attempt's).
+  // A wire id is the request id, then "#N" from the second admission on.
   Request* FindByWire(const std::string& wire_id, std::string* id) {
-    auto w = by_wire.find(wire_id);
-    if (w == by_wire.end()) return nullptr;
-    auto it = requests.find(w->second);
-    if (it == requests.end()) return nullptr;
-    *id = w->second;
-    return &it->second;
+    for (std::string candidate : {wire_id, wire_id.substr(0, wire_id.rfind('#'))}) {
+      auto it = requests.find(candidate);
+      if (it != requests.end() && it->second.wire_id == wire_id) {
+        *id = candidate;
+        return &it->second;
+      }
+    }
+    return nullptr;
   }
   void NewWireId(const std::string& id, Request& r) {
-    by_wire.erase(r.wire_id);
     ++r.admissions;
     r.wire_id = r.admissions == 1 ? id : id + "#" + std::to_string(r.admissions);
-    by_wire[r.wire_id] = id;
   }
   Instance* Find(const std::string& id) {
     auto it = instances.find(id);
@@ -472,7 +471,6 @@ class ClusterRouter::Impl {
       Deliver(out, r, std::move(ev));
       if (done) {
         Release(r, false);
-        by_wire.erase(r.wire_id);
         requests.erase(id);
         return false;
       }
