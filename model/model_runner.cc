@@ -227,29 +227,44 @@ Status RunnerImpl::LoadWeights(const RunnerOptions& options) {
 void RunnerImpl::PackWeights() {
   if (backend_->PackedWeightBytes(lm_head_) == 0) return;  // this backend reads weights as they are
   weights_->Prefault();  // one populate call per tensor instead of a fault per page
+  // Two passes over the same weights: the first sizes one arena for every packed copy (one
+  // huge-page region populated in one call; a buffer per expert would fault page by page), the
+  // second packs into it.
+  constexpr size_t kAlign = 64;
+  size_t total = 0;
+  uint8_t* arena = nullptr;
   auto pack = [&](ops::WeightView& w) {
-    const size_t bytes = backend_->PackedWeightBytes(w);
+    const size_t bytes = (backend_->PackedWeightBytes(w) + kAlign - 1) / kAlign * kAlign;
     if (bytes == 0) return;
-    weights_->Repacked(w);
-    w = backend_->PackWeight(w, weights_->OwnBytes(bytes));
-  };
-  auto pack_mlp = [&](ops::MlpWeights& m) {
-    pack(m.gate);
-    pack(m.up);
-    pack(m.down);
-  };
-  for (LayerWeights& L : layers_) {
-    for (ops::WeightView* w : {&L.gqa.q, &L.gqa.k, &L.gqa.v, &L.gqa.o, &L.mla.q_a, &L.mla.q_b,
-                               &L.mla.q, &L.mla.kv_a, &L.mla.kv_b, &L.mla.o}) {
-      pack(*w);
+    if (arena == nullptr) {
+      total += bytes;
+      return;
     }
-    for (ops::WeightView& w : L.mla.uk_t) pack(w);
-    for (ops::WeightView& w : L.mla.uv) pack(w);
-    pack_mlp(L.mlp);
-    for (ops::MlpWeights& m : L.moe.experts) pack_mlp(m);
-    if (L.moe.has_shared) pack_mlp(L.moe.shared);
-  }
-  pack(lm_head_);  // a copy when tied: the embedding table stays row-major for lookups
+    weights_->Repacked(w);
+    w = backend_->PackWeight(w, arena);
+    arena += bytes;
+  };
+  auto each_weight = [&] {
+    for (LayerWeights& L : layers_) {
+      for (ops::WeightView* w : {&L.gqa.q, &L.gqa.k, &L.gqa.v, &L.gqa.o, &L.mla.q_a, &L.mla.q_b,
+                                 &L.mla.q, &L.mla.kv_a, &L.mla.kv_b, &L.mla.o}) {
+        pack(*w);
+      }
+      for (ops::WeightView& w : L.mla.uk_t) pack(w);
+      for (ops::WeightView& w : L.mla.uv) pack(w);
+      for (ops::MlpWeights* m : {&L.mlp, &L.moe.shared}) {
+        for (ops::WeightView* w : {&m->gate, &m->up, &m->down}) pack(*w);
+      }
+      for (ops::MlpWeights& m : L.moe.experts) {
+        for (ops::WeightView* w : {&m.gate, &m.up, &m.down}) pack(*w);
+      }
+    }
+    pack(lm_head_);  // a copy when tied: the embedding table stays row-major for lookups
+  };
+  each_weight();
+  if (total == 0) return;
+  arena = static_cast<uint8_t*>(weights_->OwnBytes(total));
+  each_weight();
 }
 
 Status RunnerImpl::Validate(const ForwardBatch& batch) const {
