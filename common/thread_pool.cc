@@ -1,8 +1,38 @@
 #include "common/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define STRATA_CPU_RELAX() _mm_pause()
+#else
+#define STRATA_CPU_RELAX() ((void)0)
+#endif
 
 namespace strata {
+namespace {
+
+// How long an idle worker (or a caller waiting for the last items) polls before it sleeps on the
+// condition variable. A forward issues a ParallelFor every few tens of microseconds; waking a
+// sleeping thread costs a futex call on each side plus the scheduler's latency, which on a
+// virtual machine is comparable to a whole decode-sized work item.
+constexpr auto kSpin = std::chrono::microseconds(50);
+
+// Polls `ready` until it returns true or kSpin has passed; true when it became ready.
+template <typename Ready>
+bool SpinUntil(Ready&& ready) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  while (true) {
+    for (int i = 0; i < 64; ++i) {
+      if (ready()) return true;
+      STRATA_CPU_RELAX();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return ready();
+  }
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int num_threads) {
   int extra = std::max(0, num_threads - 1);
@@ -13,7 +43,7 @@ ThreadPool::ThreadPool(int num_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard lock(mu_);
-    stop_ = true;
+    stop_.store(true);
   }
   work_cv_.notify_all();
   for (auto& t : workers_) t.join();
@@ -26,17 +56,20 @@ void ThreadPool::RunItems(std::unique_lock<std::mutex>& lock) {
     lock.unlock();
     (*fn)(i);
     lock.lock();
-    if (--remaining_ == 0) done_cv_.notify_all();
+    if (remaining_.fetch_sub(1) == 1 && caller_sleeping_) done_cv_.notify_all();
   }
 }
 
 void ThreadPool::WorkerLoop() {
   uint64_t seen = 0;
-  std::unique_lock lock(mu_);
   while (true) {
-    work_cv_.wait(lock, [&] { return stop_ || (generation_ != seen && fn_ != nullptr); });
-    if (stop_) return;
-    seen = generation_;
+    SpinUntil([&] { return stop_.load() || generation_.load() != seen; });
+    std::unique_lock lock(mu_);
+    ++sleepers_;
+    work_cv_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+    --sleepers_;
+    if (stop_.load()) return;
+    seen = generation_.load();
     RunItems(lock);
   }
 }
@@ -52,11 +85,18 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t)>& fn) 
   fn_ = &fn;
   n_ = n;
   next_ = 0;
-  remaining_ = n;
-  ++generation_;
-  work_cv_.notify_all();
+  remaining_.store(n);
+  generation_.fetch_add(1);
+  if (sleepers_ > 0) work_cv_.notify_all();
   RunItems(lock);
-  done_cv_.wait(lock, [&] { return remaining_ == 0; });
+  if (remaining_.load() != 0) {
+    lock.unlock();
+    SpinUntil([&] { return remaining_.load() == 0; });
+    lock.lock();
+    caller_sleeping_ = true;
+    done_cv_.wait(lock, [&] { return remaining_.load() == 0; });
+    caller_sleeping_ = false;
+  }
   fn_ = nullptr;
 }
 

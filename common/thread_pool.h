@@ -7,6 +7,7 @@
 // called from inside a work item of the same pool.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -34,15 +35,19 @@ class ThreadPool {
 
   std::vector<std::thread> workers_;
   std::mutex call_mu_;  // serializes ParallelFor calls
+  // Written under mu_; the atomics are also polled without it while a thread spins before it
+  // sleeps (a wake-up through the condition variables is only sent to a thread that sleeps).
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
   const std::function<void(int64_t)>* fn_ = nullptr;
   int64_t n_ = 0;
   int64_t next_ = 0;
-  int64_t remaining_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  std::atomic<int64_t> remaining_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
+  int sleepers_ = 0;              // workers waiting on work_cv_
+  bool caller_sleeping_ = false;  // the caller waits on done_cv_
 };
 
 // Threads to use by default: the machine's hardware concurrency (at least 1).

@@ -32,14 +32,15 @@ class LocalCommunicator final : public Communicator {
       if (n > 0) out->groups.push_back({e, counts_[e], n});
     }
     out->row_of_choice.resize(choices);
-    out->rows.resize(choices * in.hidden_size);
-    const size_t row_bytes = in.hidden_size * sizeof(float);
+    token_of_row_.resize(choices);
     for (int64_t i = 0; i < choices; ++i) {  // token order within each expert
       int64_t row = counts_[in.expert_ids[i]]++;
       out->row_of_choice[i] = static_cast<int32_t>(row);
-      std::memcpy(out->rows.data() + row * in.hidden_size,
-                  in.hidden + (i / in.top_k) * in.hidden_size, row_bytes);
+      token_of_row_[row] = static_cast<int32_t>(i / in.top_k);
     }
+    out->rows.resize(choices * in.hidden_size);
+    backend_->GatherRows(in.hidden, in.hidden_size, token_of_row_.data(), choices, in.hidden_size,
+                         out->rows.data());
     return OkStatus();
   }
 
@@ -54,6 +55,7 @@ class LocalCommunicator final : public Communicator {
   ops::Backend* backend_;
   int num_experts_;
   std::vector<int64_t> counts_;
+  std::vector<int32_t> token_of_row_;
 };
 
 }  // namespace

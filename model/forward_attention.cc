@@ -219,29 +219,30 @@ void RunnerImpl::MlaForward(int layer, const ForwardBatch& batch, const BatchTok
     if (n == 1) continue;
     const int64_t ctx = ch.start_position + n;
     const int64_t t0 = bt.chunk_begin[s];
+    // Keys and values per head ([head][token][qk], values in the first vd of each row), so
+    // attention over one head streams contiguous rows.
     lat_.resize(ctx * lora);
-    kexp_.resize(ctx * h * qk);
-    vexp_.resize(ctx * h * qk);
+    kexp_.resize(h * ctx * qk);
+    vexp_.resize(h * ctx * qk);
     const bf16* cache = cache_->k(layer);
     for (int64_t j = 0; j < ctx; ++j) {
       const bf16* src = cache + cache_->Offset(ch.block_table[j / bs], static_cast<int>(j % bs));
       for (int64_t i = 0; i < lora; ++i) lat_[j * lora + i] = Bf16ToFloat(src[i]);
       for (int hh = 0; hh < h; ++hh) {
-        std::memcpy(kexp_.data() + (j * h + hh) * qk + nope, src + lora, rope * sizeof(bf16));
+        std::memcpy(kexp_.data() + (hh * ctx + j) * qk + nope, src + lora, rope * sizeof(bf16));
       }
     }
     kvb_.resize(ctx * h * (nope + vd));
     ops::MatmulOutput eo{w.kv_b, kvb_.data(), h * (nope + vd)};
     be.Matmul(lat_.data(), ctx, lora, std::span<const ops::MatmulOutput>(&eo, 1));
+    // kvb_ row (token j, head hh) -> row (hh, j) of kexp_ (its first nope) and vexp_.
+    row_offsets_.resize(ctx * h);
     for (int64_t j = 0; j < ctx; ++j) {
-      for (int hh = 0; hh < h; ++hh) {
-        const float* src = kvb_.data() + (j * h + hh) * (nope + vd);
-        bf16* kd = kexp_.data() + (j * h + hh) * qk;
-        bf16* vdst = vexp_.data() + (j * h + hh) * qk;
-        for (int64_t i = 0; i < nope; ++i) kd[i] = FloatToBf16(src[i]);
-        for (int64_t i = 0; i < vd; ++i) vdst[i] = FloatToBf16(src[nope + i]);
-      }
+      for (int hh = 0; hh < h; ++hh) row_offsets_[j * h + hh] = (hh * ctx + j) * qk;
     }
+    be.ScatterToCache(kvb_.data(), ctx * h, nope + vd, nope, kexp_.data(), row_offsets_.data());
+    be.ScatterToCache(kvb_.data() + nope, ctx * h, nope + vd, vd, vexp_.data(),
+                      row_offsets_.data());
     static const int32_t kOneBlock[1] = {0};
     std::vector<std::span<const int32_t>> tables(n, std::span<const int32_t>(kOneBlock, 1));
     ops::AttentionArgs a;
@@ -255,9 +256,9 @@ void RunnerImpl::MlaForward(int layer, const ForwardBatch& batch, const BatchTok
     a.kv.k = kexp_.data();
     a.kv.v = vexp_.data();
     a.kv.block_size = static_cast<int>(ctx);
-    a.kv.block_stride = ctx * h * qk;
-    a.kv.token_stride = h * qk;
-    a.kv.head_stride = qk;
+    a.kv.block_stride = h * ctx * qk;
+    a.kv.token_stride = qk;
+    a.kv.head_stride = ctx * qk;
     a.kv.num_kv_heads = h;
     a.kv.k_dim = static_cast<int>(qk);
     a.kv.v_dim = static_cast<int>(vd);

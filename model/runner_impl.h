@@ -144,6 +144,7 @@ class RunnerImpl final : public ModelRunner {
   std::vector<float> q_, k_, v_, heads_, qa_, kv_;
   std::vector<float> qd_, qlat_, olat_, od_, lat_, kvb_;
   std::vector<bf16> kexp_, vexp_;
+  std::vector<int64_t> row_offsets_;
   std::vector<float> router_logits_, route_weights_, expert_out_;
   std::vector<int32_t> route_ids_;
   expert_parallel::Dispatched dispatched_;

@@ -187,6 +187,13 @@ class Backend {
   virtual void CopyToDevice(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void Copy(void* dst, const void* src, size_t bytes) = 0;
+  // dst row i = src row src_rows[i] (width floats; src rows lds apart), i < n.
+  virtual void GatherRows(const float* src, int64_t lds, const int32_t* src_rows, int64_t n,
+                          int64_t width, float* dst) {
+    for (int64_t i = 0; i < n; ++i) {
+      Copy(dst + i * width, src + src_rows[i] * lds, width * sizeof(float));
+    }
+  }
 
   // Weight layout. A backend whose matmul streams weights faster in its own tile layout says how
   // many bytes a copy of `w` takes in it (0: it reads `w` as it is, keep the original), and

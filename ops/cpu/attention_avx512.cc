@@ -24,23 +24,6 @@
 namespace strata::ops::cpu::avx512 {
 namespace {
 
-// exp(x) for x <= 0 (softmax after subtracting the max), relative error ~1e-7.
-inline __m512 Exp(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 720.0f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
-
 // Two bf16 pairs of a float pair each: hi = bf16(x), lo = bf16(x - hi).
 inline void SplitBf16(const float* x, int n, int32_t* hi, int32_t* lo) {
   for (int i = 0; i < n; i += 32) {
@@ -75,6 +58,7 @@ struct Scratch {
   std::vector<__m512i> kt;          // one key tile, transposed: [pairs][16 keys]
   std::vector<float> s;             // [rows][keys] scores, then e
   std::vector<int32_t> p_hi, p_lo;  // [rows][key pairs]
+  std::vector<int64_t> key;         // [keys] offset of each key's row
 };
 
 constexpr int kMaxRows = 16;
@@ -87,10 +71,6 @@ void AttentionBlock(const AttentionArgs& a, int64_t t0, int nt, int h0, int nh) 
   const int group = a.num_q_heads / kv.num_kv_heads;
   const int64_t kvh_offset = static_cast<int64_t>(h0 / group) * kv.head_stride;
   const int32_t* table = a.block_tables[t0].data();
-  auto key = [&](int j) {
-    return static_cast<int64_t>(table[j / kv.block_size]) * kv.block_stride +
-           static_cast<int64_t>(j % kv.block_size) * kv.token_stride + kvh_offset;
-  };
   const int rows = nt * nh;
   const int kd = kv.k_dim, vd = kv.v_dim;
   const int ktiles = (kd + 31) / 32, qpairs = ktiles * 16;
@@ -99,6 +79,15 @@ void AttentionBlock(const AttentionArgs& a, int64_t t0, int nt, int h0, int nh) 
     n[r] = a.num_keys[t0 + r / nh];
     n_max = std::max(n_max, n[r]);
   }
+  // Element offset of key j's row for this kv head, walked block by block (no division per key).
+  sc.key.resize(n_max);
+  for (int j = 0, b = 0, o = 0; j < n_max; ++j) {
+    sc.key[j] = static_cast<int64_t>(table[b]) * kv.block_stride +
+                static_cast<int64_t>(o) * kv.token_stride + kvh_offset;
+    if (++o == kv.block_size) o = 0, ++b;
+  }
+  const int64_t* key_offset = sc.key.data();
+  auto key = [key_offset](int j) { return key_offset[j]; };
   const int n_pad = (n_max + 15) / 16 * 16, kpairs_max = (n_max + 1) / 2;
   sc.q_hi.assign(static_cast<size_t>(rows) * qpairs, 0);
   sc.q_lo.assign(static_cast<size_t>(rows) * qpairs, 0);

@@ -41,6 +41,7 @@ class CpuBackend final : public Backend {
   CpuBackend(CpuKernels kernels, int num_threads) : kernels_(kernels), pool_(num_threads) {
     if (kernels == CpuKernels::kAvx512) {
       mm_ = cpu::avx512::MatmulKernels();
+      rows_ = cpu::avx512::RowKernels();
       attention_block_ = &cpu::avx512::AttentionBlock;
     } else if (kernels == CpuKernels::kAvx2) {
       mm_ = cpu::avx2::MatmulKernels();
@@ -81,6 +82,12 @@ class CpuBackend final : public Backend {
     std::memcpy(dst, src, bytes);
   }
   void Copy(void* dst, const void* src, size_t bytes) override { std::memmove(dst, src, bytes); }
+  void GatherRows(const float* src, int64_t lds, const int32_t* src_rows, int64_t n, int64_t width,
+                  float* dst) override {
+    ForRows(n, width, [&](int64_t i) {
+      std::memcpy(dst + i * width, src + src_rows[i] * lds, width * sizeof(float));
+    });
+  }
 
   size_t PackedWeightBytes(const WeightView& w) const override {
     if (!Packs(w)) return 0;
@@ -142,8 +149,7 @@ class CpuBackend final : public Backend {
   void RmsNorm(const float* x, int64_t m, int64_t n, int64_t ldx, const float* weight, float eps,
                float* out, int64_t ldo) override {
     if (reference()) return reference::RmsNorm(x, m, n, ldx, weight, eps, out, ldo);
-    ForRows(m, n,
-            [&](int64_t i) { reference::RmsNormRow(x + i * ldx, n, weight, eps, out + i * ldo); });
+    ForRows(m, n, [&](int64_t i) { rows_.rms_norm(x + i * ldx, n, weight, eps, out + i * ldo); });
   }
 
   void Rope(float* x, int64_t num_tokens, int64_t token_stride, int num_heads, int64_t head_stride,
@@ -175,9 +181,8 @@ class CpuBackend final : public Backend {
   void SiluMul(const float* gate, int64_t ldg, const float* up, int64_t ldu, int64_t m, int64_t n,
                float* out, int64_t ldo) override {
     if (reference()) return reference::SiluMul(gate, ldg, up, ldu, m, n, out, ldo);
-    ForRows(m, n * 4, [&](int64_t i) {
-      reference::SiluMul(gate + i * ldg, ldg, up + i * ldu, ldu, 1, n, out + i * ldo, ldo);
-    });
+    ForRows(m, n * 4,
+            [&](int64_t i) { rows_.silu_mul(gate + i * ldg, up + i * ldu, n, out + i * ldo); });
   }
 
   void Add(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t m, int64_t n) override {
@@ -262,8 +267,8 @@ class CpuBackend final : public Backend {
       return reference::WeightedCombine(rows, hidden, num_tokens, top_k, row_index, weights, out);
     }
     ForRows(num_tokens, hidden * top_k, [&](int64_t t) {
-      reference::WeightedCombine(rows, hidden, 1, top_k, row_index + t * top_k, weights + t * top_k,
-                                 out + t * hidden);
+      rows_.weighted_combine(rows, hidden, top_k, row_index + t * top_k, weights + t * top_k,
+                             out + t * hidden);
     });
   }
 
@@ -291,11 +296,13 @@ class CpuBackend final : public Backend {
       spans.push_back({t, nt});
       t += nt;
     }
-    const int64_t per_span = int64_t{a.kv.num_kv_heads} * items_per_group;
-    pool_.ParallelFor(static_cast<int64_t>(spans.size()) * per_span, [&](int64_t u) {
-      const Span& sp = spans[u / per_span];
-      const int64_t r = u % per_span;
-      const int kvh = static_cast<int>(r / items_per_group);
+    // Head-major: items in a row share a kv head, whose keys and values stay in cache (one
+    // head of a long prompt fits in L2; all heads do not).
+    const int64_t per_head = static_cast<int64_t>(spans.size()) * items_per_group;
+    pool_.ParallelFor(per_head * a.kv.num_kv_heads, [&](int64_t u) {
+      const int kvh = static_cast<int>(u / per_head);
+      const int64_t r = u % per_head;
+      const Span& sp = spans[r / items_per_group];
       const int first = kvh * group + static_cast<int>(r % items_per_group) * heads_per_item;
       const int nh = std::min(heads_per_item, (kvh + 1) * group - first);
       attention_block_(a, sp.t0, sp.nt, first, nh);
@@ -479,7 +486,8 @@ class CpuBackend final : public Backend {
   std::string name_;
   ThreadPool pool_;
   cpu::MatmulKernelSet mm_;
-  cpu::AttentionUnitFn attention_unit_ = nullptr;    // AVX2: one token per work item
+  cpu::AttentionUnitFn attention_unit_ = nullptr;  // AVX2: one token per work item
+  cpu::RowKernelSet rows_ = cpu::PortableRowKernels();
   cpu::AttentionBlockFn attention_block_ = nullptr;  // AVX-512: blocks of query rows
   std::vector<bf16> pack_a_, pack_b_, pack_w_;
   std::vector<float> gate_, up_;

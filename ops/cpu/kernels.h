@@ -56,8 +56,20 @@ using AttentionUnitFn = void (*)(const AttentionArgs& args, int64_t token, int f
 using AttentionBlockFn = void (*)(const AttentionArgs& args, int64_t first_token, int num_tokens,
                                   int first_head, int num_heads);
 
+// Per-row elementwise kernels (one token's row each; rows are independent).
+struct RowKernelSet {
+  void (*silu_mul)(const float* gate, const float* up, int64_t n, float* out) = nullptr;
+  void (*rms_norm)(const float* x, int64_t n, const float* weight, float eps, float* out) = nullptr;
+  // out = sum over j < top_k, in order, of weights[j] * rows[row_index[j] * hidden + ...].
+  void (*weighted_combine)(const float* rows, int64_t hidden, int top_k, const int32_t* row_index,
+                           const float* weights, float* out) = nullptr;
+};
+// The reference versions (ops/cpu/reference.h) as a RowKernelSet.
+RowKernelSet PortableRowKernels();
+
 namespace avx512 {
 MatmulKernelSet MatmulKernels();
+RowKernelSet RowKernels();
 void AttentionBlock(const AttentionArgs& args, int64_t first_token, int num_tokens, int first_head,
                     int num_heads);
 void PanelGemmBf16(const bf16* x, int64_t ldx, int rows, const bf16* panel, int64_t kp, float* y,

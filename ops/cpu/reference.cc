@@ -5,6 +5,8 @@
 #include <numeric>
 #include <vector>
 
+#include "ops/cpu/kernels.h"
+
 namespace strata::ops::reference {
 
 float LoadWeight(const WeightView& w, int64_t row, int64_t col) {
@@ -248,3 +250,20 @@ void WeightedCombine(const float* rows, int64_t hidden, int64_t num_tokens, int 
 }
 
 }  // namespace strata::ops::reference
+
+namespace strata::ops::cpu {
+
+RowKernelSet PortableRowKernels() {
+  RowKernelSet k;
+  k.silu_mul = [](const float* gate, const float* up, int64_t n, float* out) {
+    reference::SiluMul(gate, n, up, n, 1, n, out, n);
+  };
+  k.rms_norm = &reference::RmsNormRow;
+  k.weighted_combine = [](const float* rows, int64_t hidden, int top_k, const int32_t* row_index,
+                          const float* weights, float* out) {
+    reference::WeightedCombine(rows, hidden, 1, top_k, row_index, weights, out);
+  };
+  return k;
+}
+
+}  // namespace strata::ops::cpu
