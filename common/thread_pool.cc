@@ -13,7 +13,7 @@
 namespace strata {
 namespace {
 
-// How long an idle worker (or a caller waiting for the last items) polls before it sleeps on the
+// How long an idle worker (or a caller waiting for the last items) polls before it sleeps on a
 // condition variable. A forward issues a ParallelFor every few tens of microseconds; waking a
 // sleeping thread costs a futex call on each side plus the scheduler's latency, which on a
 // virtual machine is comparable to a whole decode-sized work item.
@@ -49,28 +49,35 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::RunItems(std::unique_lock<std::mutex>& lock) {
-  while (fn_ != nullptr && next_ < n_) {
-    int64_t i = next_++;
-    const auto* fn = fn_;
-    lock.unlock();
-    (*fn)(i);
-    lock.lock();
-    if (remaining_.fetch_sub(1) == 1 && caller_sleeping_) done_cv_.notify_all();
+void ThreadPool::RunItems() {
+  const auto& fn = *fn_;
+  const int64_t n = n_;
+  for (int64_t i = next_.fetch_add(1); i < n; i = next_.fetch_add(1)) {
+    fn(i);
+    if (remaining_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
+      std::lock_guard lock(mu_);
+      done_cv_.notify_all();
+    }
   }
 }
 
 void ThreadPool::WorkerLoop() {
   uint64_t seen = 0;
+  auto has_work = [&] { return stop_.load() || generation_.load() != seen; };
   while (true) {
-    SpinUntil([&] { return stop_.load() || generation_.load() != seen; });
-    std::unique_lock lock(mu_);
-    ++sleepers_;
-    work_cv_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
-    --sleepers_;
-    if (stop_.load()) return;
-    seen = generation_.load();
-    RunItems(lock);
+    SpinUntil(has_work);
+    {
+      std::unique_lock lock(mu_);
+      ++sleepers_;
+      work_cv_.wait(lock, has_work);
+      --sleepers_;
+      if (stop_.load()) return;
+      seen = generation_.load();
+      if (fn_ == nullptr) continue;  // that call is over already
+      active_.fetch_add(1);          // under mu_: the caller cannot end the call meanwhile
+    }
+    RunItems();
+    active_.fetch_sub(1);
   }
 }
 
@@ -81,23 +88,31 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t)>& fn) 
     return;
   }
   std::lock_guard call_lock(call_mu_);
-  std::unique_lock lock(mu_);
-  fn_ = &fn;
-  n_ = n;
-  next_ = 0;
-  remaining_.store(n);
-  generation_.fetch_add(1);
-  if (sleepers_ > 0) work_cv_.notify_all();
-  RunItems(lock);
-  if (remaining_.load() != 0) {
-    lock.unlock();
-    SpinUntil([&] { return remaining_.load() == 0; });
-    lock.lock();
-    caller_sleeping_ = true;
-    done_cv_.wait(lock, [&] { return remaining_.load() == 0; });
-    caller_sleeping_ = false;
+  {
+    std::lock_guard lock(mu_);
+    fn_ = &fn;
+    n_ = n;
+    next_.store(0);
+    remaining_.store(n);
+    generation_.fetch_add(1);
+    if (sleepers_ > 0) work_cv_.notify_all();
   }
-  fn_ = nullptr;
+  RunItems();
+  // Every item is done and no worker still reads this call's state before it ends.
+  auto done = [&] { return remaining_.load() == 0 && active_.load() == 0; };
+  while (true) {
+    if (!SpinUntil(done)) {
+      std::unique_lock lock(mu_);
+      caller_sleeping_.store(true);
+      done_cv_.wait_for(lock, std::chrono::milliseconds(1), [&] { return remaining_.load() == 0; });
+      caller_sleeping_.store(false);
+    }
+    std::lock_guard lock(mu_);  // workers join a call only under mu_
+    if (done()) {
+      fn_ = nullptr;
+      return;
+    }
+  }
 }
 
 int DefaultThreadCount() {

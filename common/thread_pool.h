@@ -31,23 +31,25 @@ class ThreadPool {
 
  private:
   void WorkerLoop();
-  void RunItems(std::unique_lock<std::mutex>& lock);  // called with mu_ held
+  void RunItems();  // claims and runs items of the current call until none is left
 
   std::vector<std::thread> workers_;
   std::mutex call_mu_;  // serializes ParallelFor calls
-  // Written under mu_; the atomics are also polled without it while a thread spins before it
-  // sleeps (a wake-up through the condition variables is only sent to a thread that sleeps).
+  // A call's state (fn_, n_) is written under mu_ while no worker is active; a worker joins a
+  // call (active_ + 1) under mu_ and then claims items with next_ without it. Idle threads poll
+  // the atomics for a while before they sleep on the condition variables.
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
   const std::function<void(int64_t)>* fn_ = nullptr;
   int64_t n_ = 0;
-  int64_t next_ = 0;
+  std::atomic<int64_t> next_{0};
   std::atomic<int64_t> remaining_{0};
+  std::atomic<int> active_{0};  // workers inside the current call
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stop_{false};
-  int sleepers_ = 0;              // workers waiting on work_cv_
-  bool caller_sleeping_ = false;  // the caller waits on done_cv_
+  std::atomic<bool> caller_sleeping_{false};
+  int sleepers_ = 0;  // workers waiting on work_cv_ (under mu_)
 };
 
 // Threads to use by default: the machine's hardware concurrency (at least 1).

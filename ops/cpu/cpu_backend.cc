@@ -385,13 +385,22 @@ class CpuBackend final : public Backend {
     std::vector<PanelItem>& items = panel_items_;
     items.clear();
     double macs = 0;
+    // Few rows (decode): up to 4 panels per item so an item is worth a hand-off, as long as
+    // every thread still gets about 8 items.
+    int64_t few_row_panels = 0;
+    for (const MatmulJob& job : jobs) {
+      if (job.w.layout == WeightLayout::kPanels64 && job.m > 0 && job.m <= cpu::kPanelTileRows) {
+        few_row_panels += (job.w.rows + kPanelRows - 1) / kPanelRows;
+      }
+    }
+    const int64_t few_row_group =
+        std::clamp<int64_t>(few_row_panels / (8 * pool_.num_threads()), 1, 4);
     for (size_t j = 0; j < jobs.size(); ++j) {
       const MatmulJob& job = jobs[j];
       if (job.w.layout != WeightLayout::kPanels64 || job.m == 0) continue;
       macs += static_cast<double>(job.m) * job.w.rows * job.w.cols;
       const int64_t panels = (job.w.rows + kPanelRows - 1) / kPanelRows;
-      // Few rows (decode): several panels per item so an item is worth a hand-off.
-      const int64_t group = job.m <= cpu::kPanelTileRows ? 4 : 1;
+      const int64_t group = job.m <= cpu::kPanelTileRows ? few_row_group : 1;
       for (int64_t r = 0; r < job.m; r += kRowBlock) {
         for (int64_t p = 0; p < panels; p += group) {
           items.push_back({static_cast<int32_t>(j), r, p, std::min(panels, p + group)});
