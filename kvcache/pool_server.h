@@ -24,10 +24,12 @@
 // thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "common/metrics.h"
 #include "common/status.h"
@@ -76,6 +78,10 @@ struct KvPoolStats {
   int64_t leases_expired = 0;
   int64_t failed_blocks = 0;  // Put blocks whose read failed
   std::string page_kind;      // "transport" | "hugetlb" | "thp" | "4k"
+  // Bytes of the pool's memory faulted in ahead of the Puts that fill it (a background thread
+  // starts when the first Put fixes the layout; a first write into a page would otherwise pay
+  // for its fault inside the transfer).
+  uint64_t prefaulted_bytes = 0;
 };
 
 class KvPoolServer {
@@ -119,6 +125,8 @@ class KvPoolServer {
   void ExpireLeases();
   void ReplyTo(transport::PeerId peer, uint64_t call_id, service::Envelope reply);
   void SyncMetricsLocked();
+  // Faults in regions_ in the background (mu_ held; once).
+  void StartPrefaultLocked();
 
   const KvPoolServerOptions options_;
   std::unique_ptr<PoolArena> arena_;
@@ -130,6 +138,10 @@ class KvPoolServer {
   std::unique_ptr<PoolIndex> index_;  // created with the layout
   KvPoolStats stats_;                 // counters; gauges are filled in by Stats()
   KvPoolStats exported_;              // what the metrics registry has seen
+
+  std::thread prefault_;
+  std::atomic<bool> stop_prefault_{false};
+  std::atomic<uint64_t> prefaulted_bytes_{0};
 };
 
 }  // namespace strata::kvcache

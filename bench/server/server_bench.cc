@@ -312,7 +312,7 @@ std::vector<ClientResult> StreamAllEpoll(int port, const std::vector<std::string
 }
 
 json ServerOverhead(const std::string& tokenizer_dir, int concurrency, int rounds, int tokens,
-                    int step_us, bool client_epoll) {
+                    int step_us, bool client_epoll, int http_threads) {
   const double load_before = LoadAverage();
   auto codec = server::ModelTextCodec::Load(tokenizer_dir);
   if (!codec.ok()) {
@@ -330,7 +330,7 @@ json ServerOverhead(const std::string& tokenizer_dir, int concurrency, int round
   api.SetBackend(&service, codec->get());
   server::HttpServerOptions http_opt;
   http_opt.port = 0;
-  http_opt.num_threads = 2;
+  http_opt.num_threads = http_threads;
   server::HttpServer http(http_opt,
                           [&](server::HttpRequest r, std::shared_ptr<server::Exchange> e) {
                             api.Handle(std::move(r), std::move(e));
@@ -512,7 +512,7 @@ int main(int argc, char** argv) {
   using nlohmann::json;
   CLI::App app{"Server overhead and continuous-batching benchmark"};
   std::string model_dir, tokenizer_dir, out = "bench/results/server.json", preset = "tiny";
-  int concurrency = 64, rounds = 4, tokens = 64, step_us = 2000, threads = 1;
+  int concurrency = 64, rounds = 4, tokens = 64, step_us = 2000, threads = 1, http_threads = 2;
   int prompt_tokens = 32, output_tokens = 32;
   std::string client = "epoll";
   bool skip_overhead = false, skip_batching = false;
@@ -531,6 +531,8 @@ int main(int argc, char** argv) {
   app.add_option("--tokens", tokens, "tokens per stream (overhead part)");
   app.add_option("--step-us", step_us, "service step interval (overhead part)");
   app.add_option("--threads", threads, "model threads (batching part)");
+  app.add_option("--http-threads", http_threads, "HTTP server threads (overhead part)")
+      ->check(CLI::Range(1, 64));
   app.add_option("--prompt-tokens", prompt_tokens, "prompt length (batching part)");
   app.add_option("--output-tokens", output_tokens, "output length (batching part)");
   CLI11_PARSE(app, argc, argv);
@@ -552,7 +554,7 @@ int main(int argc, char** argv) {
   if (!skip_overhead) {
     std::cerr << "server overhead: " << concurrency << " streams x " << rounds << " rounds\n";
     result["server_overhead"] = bench::ServerOverhead(tokenizer_dir, concurrency, rounds, tokens,
-                                                      step_us, client == "epoll");
+                                                      step_us, client == "epoll", http_threads);
     result["server_overhead"]["git_sha"] = kGitSha;
     std::cerr << result["server_overhead"].dump(2) << "\n";
   }

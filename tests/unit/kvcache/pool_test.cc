@@ -109,6 +109,13 @@ TEST_F(PoolTest, StoreThenFetchRoundTripsBytesExactly) {
   EXPECT_EQ(s.hit_blocks, 5);
   EXPECT_EQ(s.leases_granted, 1);
   EXPECT_TRUE(Eventually([&] { return pools_[0]->Stats().active_leases == 0; }));
+  // The pool's block memory was faulted in behind the first Put, without touching its bytes.
+  EXPECT_TRUE(
+      Eventually([&] { return pools_[0]->Stats().prefaulted_bytes >= 64 * kSmallBlockBytes; }));
+  ASSERT_EQ(*reader->Fetch(hashes, dst), 5);
+  for (size_t i = 0; i < hashes.size(); ++i) {
+    EXPECT_EQ(reader->BlockBytes(dst[i]), writer->BlockBytes(src[i])) << "block " << i;
+  }
 }
 
 TEST_F(PoolTest, PutIsWriteOnce) {
