@@ -65,13 +65,8 @@ int RunKvCache(const KvCacheFlags& f) {
     std::cerr << "strata kvcache: --ucx-bulk: " << bulk.status().message() << "\n";
     return 2;
   }
-  // Signals are taken by sigtimedwait() on this thread; the threads started below inherit the
-  // mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Signals are taken by sigtimedwait() on this thread.
+  const sigset_t signals = BlockStopSignals();
   log::SetIdentity("kvcache", 0);
 
   // A restarted pool must get its address back at once, while connections of the previous

@@ -7,6 +7,7 @@
 // library (server::Run, prefill::Run, ...).
 #pragma once
 
+#include <signal.h>
 #include <CLI/CLI.hpp>
 
 #include <functional>
@@ -24,6 +25,10 @@ struct Command {
 };
 
 std::vector<Command> AllCommands();
+
+// Blocks SIGINT and SIGTERM in the calling thread, and so in every thread it starts afterwards,
+// and returns that set: a role's main thread then takes them with sigwait()/sigtimedwait().
+sigset_t BlockStopSignals();
 
 // One subcommand per file.
 Command InfoCommand();

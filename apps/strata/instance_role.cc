@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "apps/strata/commands.h"
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -85,11 +86,7 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
     std::cerr << "strata " << role << ": " << st.message() << "\n";
     return 2;
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = BlockStopSignals();
 
   model::RunnerOptions ro;
   ro.device = f.device;
