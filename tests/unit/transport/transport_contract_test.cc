@@ -185,6 +185,20 @@ TEST_P(TransportContractTest, AllocatedRegionsMoveBytesEitherWay) {
                1u << 20, DeadlineAfterMillis(kWaitMs)};
   ASSERT_TRUE(GetAndWait(*b_, get).ok());
   EXPECT_EQ(0, std::memcmp(b_bytes, pattern.data() + 100, 1u << 20));
+  // A large copy to a destination off any alignment, of a length off any block size (a direct
+  // copy of this size streams past the caches: head, body and tail).
+  std::memset(b_bytes, 0, kRegionBytes);
+  Transfer odd{b_to_a_,
+               b_allocated->get(),
+               (2u << 20) + 5,
+               (*a_allocated)->remote(),
+               4096 + 3,
+               (1u << 20) + 77,
+               DeadlineAfterMillis(kWaitMs)};
+  ASSERT_TRUE(GetAndWait(*b_, odd).ok());
+  EXPECT_EQ(0, std::memcmp(b_bytes + (2u << 20) + 5, a_bytes + 4096 + 3, (1u << 20) + 77));
+  EXPECT_EQ(b_bytes[(2u << 20) + 4], 0);
+  EXPECT_EQ(b_bytes[(2u << 20) + 5 + (1u << 20) + 77], 0);
   Transfer get_heap{b_to_a_, b_registered->get(),         8, (*a_allocated)->remote(), 2u << 20,
                     4096,    DeadlineAfterMillis(kWaitMs)};
   ASSERT_TRUE(GetAndWait(*b_, get_heap).ok());
