@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace strata::expert_parallel {
 namespace {
@@ -102,18 +103,29 @@ void EncodeRow(WireDType dtype, const float* x, int64_t n, uint8_t* out, float* 
     for (int64_t i = 0; i < n; ++i) o[i] = FloatToBf16(x[i]);
     return;
   }
-  float absmax = 0.0f;
-  for (int64_t i = 0; i < n; ++i) absmax = std::max(absmax, std::fabs(x[i]));
+  // |x| compared as the integers of its bits (sign cleared: same order as the floats), which
+  // the compiler vectorizes; a NaN counts as the largest value.
+  int32_t absmax_bits = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t bits;
+    std::memcpy(&bits, &x[i], sizeof(bits));
+    absmax_bits = std::max(absmax_bits, bits & 0x7fffffff);
+  }
+  float absmax;
+  std::memcpy(&absmax, &absmax_bits, sizeof(absmax));
   const float s = absmax / 127.0f;
   *scale = s;
   int8_t* o = reinterpret_cast<int8_t*>(out);
-  if (s == 0.0f) {
+  if (s == 0.0f || !std::isfinite(s)) {  // all zero, or a NaN / inf the scale carries over
     std::fill(o, o + n, int8_t{0});
     return;
   }
   const float inv = 127.0f / absmax;
+  // Round to nearest, ties to even, as nearbyint does in the default rounding mode: adding and
+  // subtracting 1.5 * 2^23 leaves an integer for |q| <= 2^22 (here |q| <= 127), and vectorizes.
+  constexpr float kRound = 12582912.0f;
   for (int64_t i = 0; i < n; ++i) {
-    float q = std::nearbyint(x[i] * inv);
+    const float q = (x[i] * inv + kRound) - kRound;
     o[i] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
   }
 }

@@ -268,6 +268,21 @@ TEST(WireTest, Int8RoundTripIsWithinHalfAStep) {
   for (int i = 0; i < 16; ++i) EXPECT_EQ(y[i], 0.0f);
 }
 
+// The quantized values are nearbyint(x * 127 / absmax): ties to even, signs kept.
+TEST(WireTest, Int8RoundsLikeNearbyint) {
+  std::vector<float> x = {-127.0f, 0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 3.49f, 126.5f, -0.49f};
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> ud(-127.0f, 127.0f);
+  for (int i = 0; i < 500; ++i) x.push_back(ud(rng));
+  std::vector<uint8_t> q(x.size());
+  float scale = 0;
+  EncodeRow(WireDType::kInt8, x.data(), static_cast<int64_t>(x.size()), q.data(), &scale);
+  ASSERT_EQ(scale, 1.0f);
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_EQ(static_cast<int8_t>(q[i]), static_cast<int8_t>(std::nearbyint(x[i]))) << x[i];
+  }
+}
+
 TEST(WireTest, ParseRejectsGarbage) {
   WireShape shape{2, 4, 8, 2, 4, WireDType::kInt8};
   std::vector<uint8_t> buf(shape.DispatchCapacity(), 0);
