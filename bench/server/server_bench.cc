@@ -5,11 +5,12 @@
 //    token per active request every --step-us (no model). 64 raw-socket clients stream chat
 //    completions at once (from one epoll thread by default, --client threads for a thread
 //    each). Per request: client send -> Submit() reached the service (HTTP parse, JSON, chat
-//    template, tokenization, admission). Per streamed token: the service emits it -> the client
-//    has read its SSE chunk (output processing, detokenization, JSON, SSE framing, socket,
-//    loopback). p50/p99, the load average around the run (latencies on a busy machine measure
-//    its scheduler), and CPU time per token, server and client apart, which load does not
-//    inflate.
+//    template, tokenization, admission). Per streamed token: the service emits it -> its SSE
+//    chunk reached the client's socket (output processing, detokenization, JSON, SSE framing,
+//    socket, loopback; the epoll client takes the kernel's receive timestamp, so its own
+//    queueing behind 63 other streams is not counted as server overhead). p50/p99, the load average
+//    around the run (latencies on a busy machine measure its scheduler), and CPU time per token,
+//    server and client apart, which load does not inflate.
 // 2. Continuous batching vs one at a time: the real Engine over a checkpoint (--model), C
 //    requests of --prompt-tokens / --output-tokens (ignore EOS, greedy) at C = 1, 8, 32, 64, with
 //    max_num_seqs = C and with max_num_seqs = 1; output tokens/s of each.
@@ -25,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <fstream>
 #include <iostream>
@@ -33,6 +35,7 @@
 #include <thread>
 #include <tuple>
 
+#include "bench/driver/rx_timestamp.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/version.h"
@@ -260,6 +263,7 @@ std::vector<ClientResult> StreamAllEpoll(int port, const std::vector<std::string
       st.fd = -1;
       continue;
     }
+    EnableRxTimestamps(st.fd);  // a token counts as read when it reached the socket
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = i;
@@ -288,8 +292,9 @@ std::vector<ClientResult> StreamAllEpoll(int port, const std::vector<std::string
     if (n <= 0) break;  // 30 s without a byte: the rest count as incomplete
     for (int e = 0; e < n; ++e) {
       Stream& st = streams[events[e].data.u64];
-      ssize_t got = recv(st.fd, tmp, sizeof(tmp), 0);
-      int64_t now = MonotonicNanos();
+      int64_t rx = 0;
+      ssize_t got = RecvTimestamped(st.fd, tmp, sizeof(tmp), MonotonicNanos(), &rx);
+      if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
       if (got <= 0) {
         epoll_ctl(ep, EPOLL_CTL_DEL, st.fd, nullptr);
         close(st.fd);
@@ -298,7 +303,7 @@ std::vector<ClientResult> StreamAllEpoll(int port, const std::vector<std::string
         continue;
       }
       st.buf.append(tmp, static_cast<size_t>(got));
-      ScanEvents(st.buf, &st.scan, now, &st.r);
+      ScanEvents(st.buf, &st.scan, rx, &st.r);
     }
   }
   close(ep);
@@ -409,8 +414,8 @@ json ServerOverhead(const std::string& tokenizer_dir, int concurrency, int round
           {"complete_streams", complete},
           {"tokens_per_request", tokens},
           {"service_step_us", step_us},
-          {"client",
-           client_epoll ? "one epoll thread for every stream" : "one blocking thread per stream"},
+          {"client", client_epoll ? "one epoll thread for every stream, kernel receive timestamps"
+                                  : "one blocking thread per stream"},
           {"load_average_before", load_before},
           {"load_average_after", LoadAverage()},
           {"http_threads", http_opt.num_threads},
@@ -422,7 +427,7 @@ json ServerOverhead(const std::string& tokenizer_dir, int concurrency, int round
             {"p99", Percentile(request_us, 0.99)}}},
           {"token_overhead_us",
            {{"what",
-             "token emitted by the service -> its SSE chunk read by the client "
+             "token emitted by the service -> its SSE chunk at the client's socket "
              "(detokenize, stop/holdback, JSON, SSE, socket)"},
             {"p50", Percentile(token_us, 0.5)},
             {"p99", Percentile(token_us, 0.99)},
