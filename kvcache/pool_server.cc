@@ -80,7 +80,7 @@ void KvPoolServer::Shutdown() {
 }
 
 void KvPoolServer::StartPrefaultLocked() {
-  if (prefault_.joinable()) return;
+  if (!options_.prefault || prefault_.joinable()) return;
 #ifdef MADV_POPULATE_WRITE
   constexpr int kPopulateWrite = MADV_POPULATE_WRITE;
 #else

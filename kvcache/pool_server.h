@@ -47,6 +47,9 @@ struct KvPoolServerOptions {
   // NIC registration when clients are on other hosts).
   bool transport_memory = true;
   bool try_huge_pages = true;
+  // Fault the block memory in behind the first Put (the whole capacity is then resident from
+  // the start: a capacity the host cannot hold fails at once instead of when the pool fills).
+  bool prefault = true;
   // Lease length when a Get names none (0), and the most a Get may ask for.
   int64_t default_lease_ms = 10'000;
   int64_t max_lease_ms = 120'000;

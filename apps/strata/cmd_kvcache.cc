@@ -27,6 +27,7 @@ struct KvCacheFlags {
   std::string ucx_bulk = "auto";
   bool no_huge_pages = false;
   bool anonymous_arena = false;
+  bool no_prefault = false;
   int64_t max_lease_ms = 120'000;
   int metrics_port = 0;
   std::string metrics_host = "127.0.0.1";
@@ -85,6 +86,7 @@ int RunKvCache(const KvCacheFlags& f) {
   options.capacity_bytes = f.capacity_bytes;
   options.try_huge_pages = !f.no_huge_pages;
   options.transport_memory = !f.anonymous_arena;
+  options.prefault = !f.no_prefault;
   options.max_lease_ms = f.max_lease_ms;
   options.default_lease_ms = std::min(options.default_lease_ms, f.max_lease_ms);
   options.instance_id = f.instance_id.empty() ? "kvcache@" + f.listen : f.instance_id;
@@ -163,6 +165,9 @@ Command KvCacheCommand() {
             AddSwitch(app, "anonymous-arena", &f->anonymous_arena,
                       "Keep blocks in an anonymous (huge-page) arena, not in UCX-allocated shared "
                       "memory (clients on other hosts)");
+            AddSwitch(app, "no-prefault", &f->no_prefault,
+                      "Do not fault the block memory in ahead of the Puts (it then becomes "
+                      "resident as the pool fills)");
             AddSwitch(app, "no-huge-pages", &f->no_huge_pages,
                       "Do not ask for huge pages (with --anonymous-arena)");
             AddFlag(app, "max-lease-ms", &f->max_lease_ms, "Longest read lease a client gets");

@@ -118,6 +118,18 @@ TEST_F(PoolTest, StoreThenFetchRoundTripsBytesExactly) {
   }
 }
 
+TEST_F(PoolTest, PrefaultCanBeTurnedOff) {
+  KvPoolServerOptions options;
+  options.prefault = false;
+  const std::string pool = StartPool(64, nullptr, options);
+  auto writer = NewInstance({pool});
+  writer->Randomize(1);
+  ASSERT_TRUE(writer->StoreAndWait(Chain(3, 7), {0, 1, 2}).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(pools_[0]->Stats().prefaulted_bytes, 0u);
+  EXPECT_EQ(pools_[0]->Stats().held_blocks, 3);
+}
+
 TEST_F(PoolTest, PutIsWriteOnce) {
   const std::string pool = StartPool(64);
   auto a = NewInstance({pool});
