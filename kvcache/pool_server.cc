@@ -100,7 +100,8 @@ void KvPoolServer::StartPrefaultLocked() {
         if (stop_prefault_.load()) return;
         const uint64_t len = std::min<uint64_t>(kStep, end - p);
         if (madvise(reinterpret_cast<void*>(p), len, kPopulateWrite) != 0) {
-          log::Debug("KV pool: not prefaulting its memory ({})", std::strerror(errno));
+          log::Warn("KV pool: cannot fault its block memory in past {} bytes ({}); Puts will",
+                    prefaulted_bytes_.load(), std::strerror(errno));
           return;
         }
         prefaulted_bytes_.fetch_add(len);
