@@ -8,6 +8,7 @@
 #pragma once
 
 #include <signal.h>
+
 #include <CLI/CLI.hpp>
 
 #include <functional>

@@ -8,18 +8,16 @@
 #include <cstring>
 #include <random>
 
+#include "tests/unit/kvcache/pool_test_util.h"
 #include "transport/ucx/ucx_transport.h"
 
 namespace strata::kvcache {
 namespace {
 
+// The pool tests' small GQA spec with a third layer (six arrays).
 KvCacheSpec SmallGqa() {
-  KvCacheSpec spec;
-  spec.layout = KvLayout::kGqa;
+  KvCacheSpec spec = testing::SmallSpec();
   spec.num_layers = 3;
-  spec.block_size = 4;
-  spec.num_kv_heads = 2;
-  spec.head_dim = 8;
   return spec;
 }
 
