@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -30,26 +31,25 @@ Status NcclError(ncclResult_t r, const char* what) {
     if (strata_r_ != ncclSuccess) return NcclError(strata_r_, what); \
   } while (0)
 
-class NcclCollective final : public Collective {
+// One NCCL communicator driven on one stream (owned or the caller's): initialization, grouped
+// rounds and every wait bounded by the timeout; past it the communicator is aborted.
+class NcclComm {
  public:
-  ~NcclCollective() override {
+  ~NcclComm() {
     if (comm_) ncclCommDestroy(comm_);
-    if (stream_) cudaStreamDestroy(stream_);
-    for (void* p : {d_send_, d_recv_, d_sizes_}) {
-      if (p) cudaFree(p);
-    }
-    if (h_sizes_) cudaFreeHost(h_sizes_);
+    if (own_stream_ && stream_) cudaStreamDestroy(stream_);
   }
 
-  Status Init(const NcclCollectiveOptions& o) {
+  // stream null: a stream of its own.
+  Status Init(const NcclCollectiveOptions& o, cudaStream_t stream) {
     o_ = o;
     STRATA_CUDA_OK(cudaSetDevice(o.device), "cudaSetDevice");
-    STRATA_CUDA_OK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
-    const size_t bytes = o.max_slot_bytes * o.size;
-    STRATA_CUDA_OK(cudaMalloc(&d_send_, bytes), "cudaMalloc");
-    STRATA_CUDA_OK(cudaMalloc(&d_recv_, bytes), "cudaMalloc");
-    STRATA_CUDA_OK(cudaMalloc(&d_sizes_, 2 * o.size * sizeof(uint64_t)), "cudaMalloc");
-    STRATA_CUDA_OK(cudaMallocHost(&h_sizes_, 2 * o.size * sizeof(uint64_t)), "cudaMallocHost");
+    if (stream == nullptr) {
+      STRATA_CUDA_OK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
+      own_stream_ = true;
+    } else {
+      stream_ = stream;
+    }
     ncclUniqueId id;
     if (o.unique_id.empty()) {
       if (o.size != 1) return InvalidArgumentError("NCCL: size > 1 needs rank 0's unique id");
@@ -68,80 +68,34 @@ class NcclCollective final : public Collective {
     return WaitComm();
   }
 
-  Status AllToAll(const uint8_t* send, uint8_t* recv, size_t slot_bytes, const size_t* send_bytes,
-                  size_t* recv_bytes, ComputeGate* gate, int64_t* wait_ns) override {
-    if (broken_) return UnavailableError("NCCL communicator aborted earlier");
-    if (slot_bytes > o_.max_slot_bytes) return InvalidArgumentError("NCCL: slot over capacity");
-    const int n = o_.size;
-    uint64_t* hs = static_cast<uint64_t*>(h_sizes_);
-    for (int i = 0; i < n; ++i) hs[i] = send_bytes[i];
-    auto* ds = static_cast<uint64_t*>(d_sizes_);
-    STRATA_CUDA_OK(cudaMemcpyAsync(ds, hs, n * sizeof(uint64_t), cudaMemcpyHostToDevice, stream_),
-                   "copy");
-    STRATA_NCCL_OK(ncclGroupStart(), "group");
-    for (int p = 0; p < n; ++p) {
-      STRATA_NCCL_OK(ncclSend(ds + p, 1, ncclUint64, p, comm_, stream_), "send sizes");
-      STRATA_NCCL_OK(ncclRecv(ds + n + p, 1, ncclUint64, p, comm_, stream_), "recv sizes");
-    }
-    STRATA_RETURN_IF_ERROR(EndGroup());
-    STRATA_CUDA_OK(
-        cudaMemcpyAsync(hs + n, ds + n, n * sizeof(uint64_t), cudaMemcpyDeviceToHost, stream_),
-        "copy");
-    STRATA_RETURN_IF_ERROR(Wait(gate, wait_ns));
-    auto* dsend = static_cast<uint8_t*>(d_send_);
-    auto* drecv = static_cast<uint8_t*>(d_recv_);
-    for (int p = 0; p < n; ++p) {
-      recv_bytes[p] = hs[n + p];
-      if (recv_bytes[p] > slot_bytes) return DataLossError("NCCL: a peer sent over capacity");
-      if (send_bytes[p] > 0) {
-        STRATA_CUDA_OK(cudaMemcpyAsync(dsend + p * slot_bytes, send + p * slot_bytes, send_bytes[p],
-                                       cudaMemcpyHostToDevice, stream_),
-                       "copy");
-      }
-    }
-    STRATA_NCCL_OK(ncclGroupStart(), "group");
-    for (int p = 0; p < n; ++p) {
-      if (send_bytes[p] > 0) {
-        STRATA_NCCL_OK(
-            ncclSend(dsend + p * slot_bytes, send_bytes[p], ncclUint8, p, comm_, stream_), "send");
-      }
-      if (recv_bytes[p] > 0) {
-        STRATA_NCCL_OK(
-            ncclRecv(drecv + p * slot_bytes, recv_bytes[p], ncclUint8, p, comm_, stream_), "recv");
-      }
-    }
-    STRATA_RETURN_IF_ERROR(EndGroup());
-    for (int p = 0; p < n; ++p) {
-      if (recv_bytes[p] > 0) {
-        STRATA_CUDA_OK(cudaMemcpyAsync(recv + p * slot_bytes, drecv + p * slot_bytes, recv_bytes[p],
-                                       cudaMemcpyDeviceToHost, stream_),
-                       "copy");
-      }
-    }
-    return Wait(gate, wait_ns);
+  const NcclCollectiveOptions& options() const { return o_; }
+  cudaStream_t stream() const { return stream_; }
+  Status CheckUsable() const {
+    return broken_ ? UnavailableError("NCCL communicator aborted earlier") : OkStatus();
   }
 
- private:
-  Status EndGroup() {
+  // One grouped round: for each rank p, send[p] (send_count[p] elements) and recv[p]
+  // (recv_count[p]); zero counts are skipped.
+  template <typename T>
+  Status Round(ncclDataType_t type, T* const* send, const size_t* send_count, T* const* recv,
+               const size_t* recv_count) {
+    STRATA_NCCL_OK(ncclGroupStart(), "group");
+    for (int p = 0; p < o_.size; ++p) {
+      if (send_count[p] > 0) {
+        STRATA_NCCL_OK(ncclSend(send[p], send_count[p], type, p, comm_, stream_), "send");
+      }
+      if (recv_count[p] > 0) {
+        STRATA_NCCL_OK(ncclRecv(recv[p], recv_count[p], type, p, comm_, stream_), "recv");
+      }
+    }
     ncclResult_t r = ncclGroupEnd();
     if (r != ncclSuccess && r != ncclInProgress) return NcclError(r, "ncclGroupEnd");
     return WaitComm();
   }
 
-  // Non-blocking communicator: poll its state until it is ready, or abort at the deadline.
-  Status WaitComm() {
-    const int64_t deadline = MonotonicNanos() + o_.timeout_ms * 1000000;
-    while (true) {
-      ncclResult_t state;
-      STRATA_NCCL_OK(ncclCommGetAsyncError(comm_, &state), "async error");
-      if (state == ncclSuccess) return OkStatus();
-      if (state != ncclInProgress) return Abort(NcclError(state, "communicator"));
-      if (MonotonicNanos() > deadline) return Abort(DeadlineExceededError("NCCL: timed out"));
-      std::this_thread::yield();
-    }
-  }
-
-  Status Wait(ComputeGate* gate, int64_t* wait_ns) {
+  // Polls the stream until its work is done; past the deadline, or when a peer failed, aborts.
+  // Releases `gate` (optional) while waiting and adds the wait to *wait_ns (optional).
+  Status WaitStream(ComputeGate* gate, int64_t* wait_ns) {
     const int64_t start = MonotonicNanos();
     const int64_t deadline = start + o_.timeout_ms * 1000000;
     if (gate) gate->BeginWait();
@@ -166,9 +120,23 @@ class NcclCollective final : public Collective {
       }
       std::this_thread::yield();
     }
-    *wait_ns += MonotonicNanos() - start;
+    if (wait_ns) *wait_ns += MonotonicNanos() - start;
     if (gate) gate->EndWait();
     return st;
+  }
+
+ private:
+  // Non-blocking communicator: poll its state until it is ready, or abort at the deadline.
+  Status WaitComm() {
+    const int64_t deadline = MonotonicNanos() + o_.timeout_ms * 1000000;
+    while (true) {
+      ncclResult_t state;
+      STRATA_NCCL_OK(ncclCommGetAsyncError(comm_, &state), "async error");
+      if (state == ncclSuccess) return OkStatus();
+      if (state != ncclInProgress) return Abort(NcclError(state, "communicator"));
+      if (MonotonicNanos() > deadline) return Abort(DeadlineExceededError("NCCL: timed out"));
+      std::this_thread::yield();
+    }
   }
 
   Status Abort(Status why) {
@@ -181,11 +149,155 @@ class NcclCollective final : public Collective {
   NcclCollectiveOptions o_;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
+  bool own_stream_ = false;
+  bool broken_ = false;
+};
+
+// Per-rank pointers into a [size][slot_bytes] buffer.
+std::vector<uint8_t*> Slots(uint8_t* base, int size, size_t slot_bytes) {
+  std::vector<uint8_t*> out(size);
+  for (int p = 0; p < size; ++p) out[p] = base + p * slot_bytes;
+  return out;
+}
+
+class NcclCollective final : public Collective {
+ public:
+  ~NcclCollective() override {
+    comm_.reset();
+    for (void* p : {d_send_, d_recv_, d_sizes_}) {
+      if (p) cudaFree(p);
+    }
+    if (h_sizes_) cudaFreeHost(h_sizes_);
+  }
+
+  Status Init(const NcclCollectiveOptions& o) {
+    STRATA_CUDA_OK(cudaSetDevice(o.device), "cudaSetDevice");
+    const size_t bytes = o.max_slot_bytes * o.size;
+    STRATA_CUDA_OK(cudaMalloc(&d_send_, bytes), "cudaMalloc");
+    STRATA_CUDA_OK(cudaMalloc(&d_recv_, bytes), "cudaMalloc");
+    STRATA_CUDA_OK(cudaMalloc(&d_sizes_, 2 * o.size * sizeof(uint64_t)), "cudaMalloc");
+    STRATA_CUDA_OK(cudaMallocHost(&h_sizes_, 2 * o.size * sizeof(uint64_t)), "cudaMallocHost");
+    comm_ = std::make_unique<NcclComm>();
+    return comm_->Init(o, nullptr);
+  }
+
+  Status AllToAll(const uint8_t* send, uint8_t* recv, size_t slot_bytes, const size_t* send_bytes,
+                  size_t* recv_bytes, ComputeGate* gate, int64_t* wait_ns) override {
+    STRATA_RETURN_IF_ERROR(comm_->CheckUsable());
+    if (slot_bytes > comm_->options().max_slot_bytes) {
+      return InvalidArgumentError("NCCL: slot over capacity");
+    }
+    const int n = comm_->options().size;
+    cudaStream_t stream = comm_->stream();
+    uint64_t* hs = static_cast<uint64_t*>(h_sizes_);
+    for (int i = 0; i < n; ++i) hs[i] = send_bytes[i];
+    auto* ds = static_cast<uint64_t*>(d_sizes_);
+    STRATA_CUDA_OK(cudaMemcpyAsync(ds, hs, n * sizeof(uint64_t), cudaMemcpyHostToDevice, stream),
+                   "copy");
+    const std::vector<size_t> ones(n, 1);
+    std::vector<uint64_t*> size_send(n), size_recv(n);
+    for (int p = 0; p < n; ++p) {
+      size_send[p] = ds + p;
+      size_recv[p] = ds + n + p;
+    }
+    STRATA_RETURN_IF_ERROR(
+        comm_->Round(ncclUint64, size_send.data(), ones.data(), size_recv.data(), ones.data()));
+    STRATA_CUDA_OK(
+        cudaMemcpyAsync(hs + n, ds + n, n * sizeof(uint64_t), cudaMemcpyDeviceToHost, stream),
+        "copy");
+    STRATA_RETURN_IF_ERROR(comm_->WaitStream(gate, wait_ns));
+    auto* dsend = static_cast<uint8_t*>(d_send_);
+    auto* drecv = static_cast<uint8_t*>(d_recv_);
+    for (int p = 0; p < n; ++p) {
+      recv_bytes[p] = hs[n + p];
+      if (recv_bytes[p] > slot_bytes) return DataLossError("NCCL: a peer sent over capacity");
+      if (send_bytes[p] > 0) {
+        STRATA_CUDA_OK(cudaMemcpyAsync(dsend + p * slot_bytes, send + p * slot_bytes, send_bytes[p],
+                                       cudaMemcpyHostToDevice, stream),
+                       "copy");
+      }
+    }
+    auto send_slots = Slots(dsend, n, slot_bytes), recv_slots = Slots(drecv, n, slot_bytes);
+    STRATA_RETURN_IF_ERROR(
+        comm_->Round(ncclUint8, send_slots.data(), send_bytes, recv_slots.data(), recv_bytes));
+    for (int p = 0; p < n; ++p) {
+      if (recv_bytes[p] > 0) {
+        STRATA_CUDA_OK(cudaMemcpyAsync(recv + p * slot_bytes, drecv + p * slot_bytes, recv_bytes[p],
+                                       cudaMemcpyDeviceToHost, stream),
+                       "copy");
+      }
+    }
+    return comm_->WaitStream(gate, wait_ns);
+  }
+
+ private:
+  std::unique_ptr<NcclComm> comm_;
   void* d_send_ = nullptr;
   void* d_recv_ = nullptr;
   void* d_sizes_ = nullptr;
   void* h_sizes_ = nullptr;
-  bool broken_ = false;
+};
+
+class DeviceExchange final : public NcclDeviceExchange {
+ public:
+  ~DeviceExchange() override {
+    comm_.reset();
+    if (d_recv_sizes_) cudaFree(d_recv_sizes_);
+    if (h_recv_sizes_) cudaFreeHost(h_recv_sizes_);
+  }
+
+  Status Init(const NcclCollectiveOptions& o, cudaStream_t stream) {
+    STRATA_CUDA_OK(cudaSetDevice(o.device), "cudaSetDevice");
+    STRATA_CUDA_OK(cudaMalloc(&d_recv_sizes_, o.size * sizeof(uint64_t)), "cudaMalloc");
+    STRATA_CUDA_OK(cudaMallocHost(&h_recv_sizes_, o.size * sizeof(uint64_t)), "cudaMallocHost");
+    comm_ = std::make_unique<NcclComm>();
+    return comm_->Init(o, stream);
+  }
+
+  Status ExchangeSizes(const uint64_t* d_send_bytes, size_t* recv_bytes) override {
+    STRATA_RETURN_IF_ERROR(comm_->CheckUsable());
+    const int n = comm_->options().size;
+    const std::vector<size_t> ones(n, 1);
+    std::vector<uint64_t*> send(n), recv(n);
+    for (int p = 0; p < n; ++p) {
+      send[p] = const_cast<uint64_t*>(d_send_bytes + p);  // NCCL only reads a send buffer
+      recv[p] = d_recv_sizes_ + p;
+    }
+    STRATA_RETURN_IF_ERROR(
+        comm_->Round(ncclUint64, send.data(), ones.data(), recv.data(), ones.data()));
+    STRATA_CUDA_OK(cudaMemcpyAsync(h_recv_sizes_, d_recv_sizes_, n * sizeof(uint64_t),
+                                   cudaMemcpyDeviceToHost, comm_->stream()),
+                   "copy");
+    STRATA_RETURN_IF_ERROR(comm_->WaitStream(nullptr, nullptr));
+    for (int p = 0; p < n; ++p) recv_bytes[p] = h_recv_sizes_[p];
+    return OkStatus();
+  }
+
+  Status Exchange(const void* send, void* recv, size_t slot_bytes, const size_t* send_bytes,
+                  const size_t* recv_bytes) override {
+    STRATA_RETURN_IF_ERROR(comm_->CheckUsable());
+    const int n = comm_->options().size;
+    if (slot_bytes > comm_->options().max_slot_bytes) {
+      return InvalidArgumentError("NCCL: slot over capacity");
+    }
+    for (int p = 0; p < n; ++p) {
+      if (send_bytes[p] > slot_bytes || recv_bytes[p] > slot_bytes) {
+        return InvalidArgumentError(
+            "NCCL: " + std::to_string(std::max(send_bytes[p], recv_bytes[p])) + " bytes for rank " +
+            std::to_string(p) + " over the slot's " + std::to_string(slot_bytes));
+      }
+    }
+    auto send_slots = Slots(static_cast<uint8_t*>(const_cast<void*>(send)), n, slot_bytes);
+    auto recv_slots = Slots(static_cast<uint8_t*>(recv), n, slot_bytes);
+    return comm_->Round(ncclUint8, send_slots.data(), send_bytes, recv_slots.data(), recv_bytes);
+  }
+
+  Status Synchronize() override { return comm_->WaitStream(nullptr, nullptr); }
+
+ private:
+  std::unique_ptr<NcclComm> comm_;
+  uint64_t* d_recv_sizes_ = nullptr;
+  uint64_t* h_recv_sizes_ = nullptr;
 };
 
 }  // namespace
@@ -210,6 +322,17 @@ StatusOr<std::unique_ptr<Collective>> CreateNcclCollective(const NcclCollectiveO
   auto c = std::make_unique<NcclCollective>();
   STRATA_RETURN_IF_ERROR(c->Init(o));
   return std::unique_ptr<Collective>(std::move(c));
+}
+
+StatusOr<std::unique_ptr<NcclDeviceExchange>> CreateNcclDeviceExchange(
+    const NcclCollectiveOptions& o, void* stream) {
+  if (CudaDeviceCount() == 0) return UnavailableError("NCCL: no CUDA device");
+  if (o.size < 1 || o.rank < 0 || o.rank >= o.size || o.max_slot_bytes == 0 || stream == nullptr) {
+    return InvalidArgumentError("NCCL: bad rank/size/slot bytes/stream");
+  }
+  auto x = std::make_unique<DeviceExchange>();
+  STRATA_RETURN_IF_ERROR(x->Init(o, static_cast<cudaStream_t>(stream)));
+  return std::unique_ptr<NcclDeviceExchange>(std::move(x));
 }
 
 }  // namespace strata::expert_parallel

@@ -8,6 +8,10 @@
 // (ncclCommAbort) and the call fails with kDeadlineExceeded -- a dead peer never hangs a rank.
 // Thread-safety: one call at a time (the endpoint serializes the streams' rounds per
 // collective: give each microbatch stream its own NcclCollective, or use num_streams = 1).
+//
+// NcclDeviceExchange is the same all-to-all for a forward that keeps its tokens on the GPU:
+// buffers are device memory in the same slot layout, and the work is enqueued on the caller's
+// stream, so a microbatch's exchange runs while another stream computes.
 #pragma once
 
 #include <memory>
@@ -30,6 +34,28 @@ struct NcclCollectiveOptions {
 
 // kUnavailable when there is no CUDA device or NCCL fails to initialize.
 StatusOr<std::unique_ptr<Collective>> CreateNcclCollective(const NcclCollectiveOptions& options);
+class NcclDeviceExchange {
+ public:
+  virtual ~NcclDeviceExchange() = default;
+  // Dispatch knows its byte counts only on the device (routing ran there). Enqueues the
+  // exchange of d_send_bytes (device, uint64[size]: bytes for each rank) after the work already
+  // on the stream, then waits on the host (at most the timeout) for the peers' counts, which
+  // NCCL receives need, and writes them to recv_bytes (host, [size]).
+  virtual Status ExchangeSizes(const uint64_t* d_send_bytes, size_t* recv_bytes) = 0;
+  // Enqueues the data: send_bytes[p] bytes of send slot p to rank p, recv_bytes[q] bytes from
+  // rank q into recv slot q (send/recv: device, [size][slot_bytes]). Returns without waiting.
+  // Combine sends back what dispatch received, so it calls this alone with the two swapped.
+  virtual Status Exchange(const void* send, void* recv, size_t slot_bytes, const size_t* send_bytes,
+                          const size_t* recv_bytes) = 0;
+  // Waits (at most the timeout) for everything enqueued on the stream.
+  virtual Status Synchronize() = 0;
+};
+
+// One exchange per stream (cudaStream_t `stream`, which must outlive it): give each microbatch
+// stream its own. kUnavailable when there is no CUDA device or NCCL fails to initialize.
+StatusOr<std::unique_ptr<NcclDeviceExchange>> CreateNcclDeviceExchange(
+    const NcclCollectiveOptions& options, void* stream);
+
 // A fresh ncclUniqueId for rank 0 to hand to the others.
 StatusOr<std::string> NewNcclUniqueId();
 // Number of CUDA devices (0 without a GPU or a driver).

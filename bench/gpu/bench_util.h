@@ -76,4 +76,17 @@ T* Upload(const std::vector<T>& v, cudaStream_t s) {
   return p;
 }
 
+// HBM bandwidth: a 2 GiB device-to-device copy, (bytes read + bytes written) / median time.
+inline double MeasureHbmCopyGbps(cudaStream_t s) {
+  const size_t bytes = size_t{2} << 30;
+  char* a = DeviceAlloc<char>(bytes);
+  char* b = DeviceAlloc<char>(bytes);
+  BENCH_CHECK(cudaMemsetAsync(a, 0x5a, bytes, s));
+  double ms = MedianMs(
+      s, [&](int) { BENCH_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s)); }, 10);
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * bytes / (ms * 1e-3) / 1e9;
+}
+
 }  // namespace strata::bench::gpu

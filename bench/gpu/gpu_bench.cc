@@ -36,16 +36,7 @@ struct Ceilings {
 
 Ceilings MeasureCeilings(cudaStream_t s, json& out) {
   Ceilings c;
-  const size_t bytes = size_t{2} << 30;
-  char* a = DeviceAlloc<char>(bytes);
-  char* b = DeviceAlloc<char>(bytes);
-  BENCH_CHECK(cudaMemsetAsync(a, 0x5a, bytes, s));
-  double ms = MedianMs(
-      s, [&](int) { BENCH_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s)); }, 10);
-  c.hbm_gbps = 2.0 * bytes / (ms * 1e-3) / 1e9;  // bytes read + bytes written
-  cudaFree(a);
-  cudaFree(b);
-
+  c.hbm_gbps = MeasureHbmCopyGbps(s);
   const int64_t n = 8192;
   bf16* x = RandomBf16(n * n, 1, 1.0f, s);
   bf16* w = RandomBf16(n * n, 2, 1.0f, s);
@@ -56,7 +47,7 @@ Ceilings MeasureCeilings(cudaStream_t s, json& out) {
     std::exit(1);
   }
   LtGemmShape shape{ops::DType::kBF16, n, n, n, n, n, n};
-  ms = MedianMs(
+  double ms = MedianMs(
       s,
       [&](int) {
         Status st = (*gemm)->Run(shape, x, w, y);

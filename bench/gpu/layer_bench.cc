@@ -24,6 +24,7 @@ constexpr int64_t kHidden = 7168, kQLora = 1536, kKvLora = 512, kRope = 64, kNop
                   kVHead = 128, kHeads = 128, kLayers = 61;
 constexpr int64_t kQHead = kNope + kRope;     // 192
 constexpr int64_t kLatent = kKvLora + kRope;  // 576
+constexpr int kBlock = 64;                    // KV block size (tokens)
 
 WeightView W(DType t, const void* p, int64_t rows, int64_t cols) {
   WeightView w;
@@ -72,124 +73,162 @@ DeepSeekExperts MakeDeepSeekExperts(cudaStream_t s, int num_experts) {
   return e;
 }
 
+DeepSeekLayerWeights MakeDeepSeekLayerWeights(cudaStream_t s, int64_t inter) {
+  DeepSeekLayerWeights w;
+  w.inter = inter;
+  w.q_a = RandomBf16(kQLora * kHidden, 201, 0.02f, s);
+  w.kv_a = RandomBf16(kLatent * kHidden, 202, 0.02f, s);
+  w.q_b = RandomBf16(kHeads * kQHead * kQLora, 203, 0.02f, s);
+  w.w_uk = RandomBf16(kHeads * kKvLora * kNope, 204, 0.05f, s);   // per head [512, 128]
+  w.w_uv = RandomBf16(kHeads * kVHead * kKvLora, 205, 0.05f, s);  // per head [128, 512]
+  w.o_proj = RandomBf16(kHidden * kHeads * kVHead, 206, 0.02f, s);
+  w.router = RandomF32(256 * kHidden, 207, 0.02f, s);
+  w.router_ep = RandomF32(8 * kHidden, 208, 0.02f, s);
+  w.bias = RandomF32(256, 209, 0.01f, s);
+  w.sh_gate = RandomBf16(inter * kHidden, 210, 0.02f, s);
+  w.sh_up = RandomBf16(inter * kHidden, 211, 0.02f, s);
+  w.sh_down = RandomBf16(kHidden * inter, 212, 0.02f, s);
+  w.norm_w = RandomF32(kHidden, 213, 1.0f, s);
+  w.rope.rotary_dim = kRope;
+  w.rope.interleaved = true;
+  w.rope.attention_factor = 1.0f;
+  for (int i = 0; i < kRope / 2; ++i)
+    w.rope.inv_freq.push_back(std::pow(10000.0f, -2.0f * i / kRope) / 40.0f);
+  const float yarn_mscale = 0.1f * std::log(40.0f) + 1.0f;
+  w.scale = yarn_mscale * yarn_mscale / std::sqrt(static_cast<float>(kQHead));
+  return w;
+}
+
+DeepSeekBatch MakeDeepSeekBatch(int b, int context, int64_t inter, uint64_t seed, cudaStream_t s) {
+  DeepSeekBatch a;
+  a.b = b;
+  a.context = context;
+  // KV cache: each sequence has `context` keys written plus the new one.
+  const int nb = (context + 1 + kBlock - 1) / kBlock;
+  a.cache = RandomBf16(static_cast<size_t>(b) * nb * kBlock * kLatent, seed + 1, 1.0f, s);
+  a.x = RandomF32(b * kHidden, seed + 2, 1.0f, s);
+  a.xn = DeviceAlloc<float>(b * kHidden);
+  a.qa = DeviceAlloc<float>(b * kQLora);
+  a.kva = DeviceAlloc<float>(b * kLatent);
+  a.q = DeviceAlloc<float>(b * kHeads * kQHead);
+  a.q_abs = DeviceAlloc<float>(b * kHeads * kLatent);
+  a.lat = DeviceAlloc<float>(b * kHeads * kKvLora);
+  a.attn = DeviceAlloc<float>(b * kHeads * kVHead);
+  a.o = DeviceAlloc<float>(b * kHidden);
+  a.logits = DeviceAlloc<float>(b * 256);
+  a.moe = DeviceAlloc<float>(b * kHidden);
+  a.sg = DeviceAlloc<float>(b * inter);
+  a.su = DeviceAlloc<float>(b * inter);
+  a.so = DeviceAlloc<float>(b * kHidden);
+  a.tables.assign(b, std::vector<int32_t>(nb));
+  for (int t = 0; t < b; ++t) std::iota(a.tables[t].begin(), a.tables[t].end(), t * nb);
+  a.spans.assign(a.tables.begin(), a.tables.end());
+  a.num_keys.assign(b, context + 1);
+  std::vector<int32_t> positions(b, context);
+  std::vector<int64_t> slots(b);
+  for (int t = 0; t < b; ++t) {
+    int64_t blk = a.tables[t][context / kBlock];
+    slots[t] = (blk * kBlock + context % kBlock) * kLatent;
+  }
+  a.d_pos = Upload(positions, s);
+  a.d_slots = Upload(slots, s);
+  return a;
+}
+
+void FreeBatch(DeepSeekBatch& a) {
+  for (void* p :
+       {static_cast<void*>(a.cache), static_cast<void*>(a.x), static_cast<void*>(a.xn),
+        static_cast<void*>(a.qa), static_cast<void*>(a.kva), static_cast<void*>(a.q),
+        static_cast<void*>(a.q_abs), static_cast<void*>(a.lat), static_cast<void*>(a.attn),
+        static_cast<void*>(a.o), static_cast<void*>(a.logits), static_cast<void*>(a.moe),
+        static_cast<void*>(a.sg), static_cast<void*>(a.su), static_cast<void*>(a.so),
+        static_cast<void*>(a.d_pos), static_cast<void*>(a.d_slots)}) {
+    cudaFree(p);
+  }
+  a = DeepSeekBatch();
+}
+
+void RunAttentionBlock(ops::CudaBackend& be, const DeepSeekLayerWeights& w, DeepSeekBatch& a) {
+  cudaStream_t s = static_cast<cudaStream_t>(be.stream());
+  const int b = a.b;
+  be.RmsNorm(a.x, b, kHidden, kHidden, w.norm_w, 1e-6f, a.xn, kHidden);
+  MatmulOutput a_out[] = {{W(DType::kBF16, w.q_a, kQLora, kHidden), a.qa, kQLora},
+                          {W(DType::kBF16, w.kv_a, kLatent, kHidden), a.kva, kLatent}};
+  be.Matmul(a.xn, b, kHidden, a_out);
+  be.RmsNorm(a.qa, b, kQLora, kQLora, w.norm_w, 1e-6f, a.qa, kQLora);
+  be.RmsNorm(a.kva, b, kKvLora, kLatent, w.norm_w, 1e-6f, a.kva, kLatent);
+  MatmulOutput qb_out{W(DType::kBF16, w.q_b, kHeads * kQHead, kQLora), a.q, kHeads * kQHead};
+  be.Matmul(a.qa, b, kQLora, std::span<const MatmulOutput>(&qb_out, 1));
+  be.Rope(a.q + kNope, b, kHeads * kQHead, kHeads, kQHead, a.d_pos, w.rope);
+  be.Rope(a.kva + kKvLora, b, kLatent, 1, kLatent, a.d_pos, w.rope);
+  std::vector<MatmulProblem> uk(kHeads), uv(kHeads);
+  for (int64_t h = 0; h < kHeads; ++h) {
+    uk[h] = {a.q + h * kQHead,      b,
+             kHeads * kQHead,       W(DType::kBF16, w.w_uk + h * kKvLora * kNope, kKvLora, kNope),
+             a.q_abs + h * kLatent, kHeads * kLatent};
+    uv[h] = {a.lat + h * kKvLora, b,
+             kHeads * kKvLora,    W(DType::kBF16, w.w_uv + h * kVHead * kKvLora, kVHead, kKvLora),
+             a.attn + h * kVHead, kHeads * kVHead};
+  }
+  be.BatchedMatmul(uk);
+  BENCH_CHECK(cudaMemcpy2DAsync(a.q_abs + kKvLora, kLatent * 4, a.q + kNope, kQHead * 4, kRope * 4,
+                                b * kHeads, cudaMemcpyDeviceToDevice, s));
+  be.ScatterToCache(a.kva, b, kLatent, kLatent, a.cache, a.d_slots);
+  ops::AttentionArgs at;
+  at.q = a.q_abs;
+  at.q_token_stride = kHeads * kLatent;
+  at.q_head_stride = kLatent;
+  at.num_tokens = b;
+  at.num_q_heads = kHeads;
+  at.num_keys = a.num_keys.data();
+  at.block_tables = a.spans.data();
+  at.kv.k = a.cache;
+  at.kv.v = a.cache;
+  at.kv.block_stride = kBlock * kLatent;
+  at.kv.token_stride = kLatent;
+  at.kv.head_stride = kLatent;
+  at.kv.block_size = kBlock;
+  at.kv.num_kv_heads = 1;
+  at.kv.k_dim = kLatent;
+  at.kv.v_dim = kKvLora;
+  at.scale = w.scale;
+  at.out = a.lat;
+  at.out_token_stride = kHeads * kKvLora;
+  at.out_head_stride = kKvLora;
+  be.Attention(at);
+  be.BatchedMatmul(uv);
+  MatmulOutput o_out{W(DType::kBF16, w.o_proj, kHidden, kHeads * kVHead), a.o, kHidden};
+  be.Matmul(a.attn, b, kHeads * kVHead, std::span<const MatmulOutput>(&o_out, 1));
+  be.Add(a.x, kHidden, a.o, kHidden, b, kHidden);
+}
+
+void RunMoeNorm(ops::CudaBackend& be, const DeepSeekLayerWeights& w, DeepSeekBatch& a) {
+  be.RmsNorm(a.x, a.b, kHidden, kHidden, w.norm_w, 1e-6f, a.xn, kHidden);
+}
+
+void RunSharedExpert(ops::CudaBackend& be, const DeepSeekLayerWeights& w, DeepSeekBatch& a) {
+  MatmulOutput gu[] = {{W(DType::kBF16, w.sh_gate, w.inter, kHidden), a.sg, w.inter},
+                       {W(DType::kBF16, w.sh_up, w.inter, kHidden), a.su, w.inter}};
+  be.Matmul(a.xn, a.b, kHidden, gu);
+  be.SiluMul(a.sg, w.inter, a.su, w.inter, a.b, w.inter, a.sg, w.inter);
+  MatmulOutput dn{W(DType::kBF16, w.sh_down, kHidden, w.inter), a.so, kHidden};
+  be.Matmul(a.sg, a.b, w.inter, std::span<const MatmulOutput>(&dn, 1));
+}
+
 void BenchDeepSeekLayer(ops::CudaBackend& be, const DeepSeekExperts& experts,
                         const std::vector<int>& batches, int context, double hbm_gbps,
                         nlohmann::json& out) {
   cudaStream_t s = static_cast<cudaStream_t>(be.stream());
-  const int max_b = *std::max_element(batches.begin(), batches.end());
-  // Attention weights (bf16) and norms.
-  bf16* q_a = RandomBf16(kQLora * kHidden, 201, 0.02f, s);
-  bf16* kv_a = RandomBf16(kLatent * kHidden, 202, 0.02f, s);
-  bf16* q_b = RandomBf16(kHeads * kQHead * kQLora, 203, 0.02f, s);
-  bf16* w_uk = RandomBf16(kHeads * kKvLora * kNope, 204, 0.05f, s);   // per head [512, 128]
-  bf16* w_uv = RandomBf16(kHeads * kVHead * kKvLora, 205, 0.05f, s);  // per head [128, 512]
-  bf16* o_proj = RandomBf16(kHidden * kHeads * kVHead, 206, 0.02f, s);
-  float* router = RandomF32(256 * kHidden, 207, 0.02f, s);
-  float* router_ep = RandomF32(8 * kHidden, 208, 0.02f, s);
-  float* bias = RandomF32(256, 209, 0.01f, s);
-  bf16* sh_gate = RandomBf16(experts.inter * kHidden, 210, 0.02f, s);
-  bf16* sh_up = RandomBf16(experts.inter * kHidden, 211, 0.02f, s);
-  bf16* sh_down = RandomBf16(kHidden * experts.inter, 212, 0.02f, s);
-  float* norm_w = RandomF32(kHidden, 213, 1.0f, s);
-  // KV cache: each sequence has `context` keys written plus the new one.
-  const int block = 64;
-  const int nb = (context + 1 + block - 1) / block;
-  bf16* cache = RandomBf16(static_cast<size_t>(max_b) * nb * block * kLatent, 214, 1.0f, s);
-  // Activations.
-  float* x = RandomF32(max_b * kHidden, 215, 1.0f, s);
-  float* xn = DeviceAlloc<float>(max_b * kHidden);
-  float* qa = DeviceAlloc<float>(max_b * kQLora);
-  float* kva = DeviceAlloc<float>(max_b * kLatent);
-  float* q = DeviceAlloc<float>(max_b * kHeads * kQHead);
-  float* q_abs = DeviceAlloc<float>(max_b * kHeads * kLatent);
-  float* lat = DeviceAlloc<float>(max_b * kHeads * kKvLora);
-  float* attn = DeviceAlloc<float>(max_b * kHeads * kVHead);
-  float* o = DeviceAlloc<float>(max_b * kHidden);
-  float* logits = DeviceAlloc<float>(max_b * 256);
-  float* moe = DeviceAlloc<float>(max_b * kHidden);
-  float* sg = DeviceAlloc<float>(max_b * experts.inter);
-  float* su = DeviceAlloc<float>(max_b * experts.inter);
-  float* so = DeviceAlloc<float>(max_b * kHidden);
-
+  const DeepSeekLayerWeights w = MakeDeepSeekLayerWeights(s, experts.inter);
   auto full = be.UploadExperts(experts.views);
   auto ep = be.UploadExperts(std::span<const ops::MlpWeights>(experts.views.data(), 8));
   if (!full.ok()) Fail(full.status());
   if (!ep.ok()) Fail(ep.status());
-  ops::RopeTable rope;
-  rope.rotary_dim = kRope;
-  rope.interleaved = true;
-  rope.attention_factor = 1.0f;
-  for (int i = 0; i < kRope / 2; ++i)
-    rope.inv_freq.push_back(std::pow(10000.0f, -2.0f * i / kRope) / 40.0f);
-  const float yarn_mscale = 0.1f * std::log(40.0f) + 1.0f;
-  const float scale = yarn_mscale * yarn_mscale / std::sqrt(static_cast<float>(kQHead));
 
   for (int b : batches) {
-    std::vector<std::vector<int32_t>> tables(b, std::vector<int32_t>(nb));
-    for (int t = 0; t < b; ++t) std::iota(tables[t].begin(), tables[t].end(), t * nb);
-    std::vector<std::span<const int32_t>> spans(tables.begin(), tables.end());
-    std::vector<int32_t> num_keys(b, context + 1), positions(b, context);
-    std::vector<int64_t> slots(b);
-    for (int t = 0; t < b; ++t) {
-      int64_t blk = tables[t][context / block];
-      slots[t] = (blk * block + context % block) * kLatent;
-    }
-    int32_t* d_pos = Upload(positions, s);
-    int64_t* d_slots = Upload(slots, s);
-
-    auto attention_block = [&]() {
-      be.RmsNorm(x, b, kHidden, kHidden, norm_w, 1e-6f, xn, kHidden);
-      MatmulOutput a_out[] = {{W(DType::kBF16, q_a, kQLora, kHidden), qa, kQLora},
-                              {W(DType::kBF16, kv_a, kLatent, kHidden), kva, kLatent}};
-      be.Matmul(xn, b, kHidden, a_out);
-      be.RmsNorm(qa, b, kQLora, kQLora, norm_w, 1e-6f, qa, kQLora);
-      be.RmsNorm(kva, b, kKvLora, kLatent, norm_w, 1e-6f, kva, kLatent);
-      MatmulOutput qb_out{W(DType::kBF16, q_b, kHeads * kQHead, kQLora), q, kHeads * kQHead};
-      be.Matmul(qa, b, kQLora, std::span<const MatmulOutput>(&qb_out, 1));
-      be.Rope(q + kNope, b, kHeads * kQHead, kHeads, kQHead, d_pos, rope);
-      be.Rope(kva + kKvLora, b, kLatent, 1, kLatent, d_pos, rope);
-      std::vector<MatmulProblem> uk(kHeads), uv(kHeads);
-      for (int64_t h = 0; h < kHeads; ++h) {
-        uk[h] = {q + h * kQHead,      b,
-                 kHeads * kQHead,     W(DType::kBF16, w_uk + h * kKvLora * kNope, kKvLora, kNope),
-                 q_abs + h * kLatent, kHeads * kLatent};
-        uv[h] = {lat + h * kKvLora, b,
-                 kHeads * kKvLora,  W(DType::kBF16, w_uv + h * kVHead * kKvLora, kVHead, kKvLora),
-                 attn + h * kVHead, kHeads * kVHead};
-      }
-      be.BatchedMatmul(uk);
-      BENCH_CHECK(cudaMemcpy2DAsync(q_abs + kKvLora, kLatent * 4, q + kNope, kQHead * 4, kRope * 4,
-                                    b * kHeads, cudaMemcpyDeviceToDevice, s));
-      be.ScatterToCache(kva, b, kLatent, kLatent, cache, d_slots);
-      ops::AttentionArgs a;
-      a.q = q_abs;
-      a.q_token_stride = kHeads * kLatent;
-      a.q_head_stride = kLatent;
-      a.num_tokens = b;
-      a.num_q_heads = kHeads;
-      a.num_keys = num_keys.data();
-      a.block_tables = spans.data();
-      a.kv.k = cache;
-      a.kv.v = cache;
-      a.kv.block_stride = block * kLatent;
-      a.kv.token_stride = kLatent;
-      a.kv.head_stride = kLatent;
-      a.kv.block_size = block;
-      a.kv.num_kv_heads = 1;
-      a.kv.k_dim = kLatent;
-      a.kv.v_dim = kKvLora;
-      a.scale = scale;
-      a.out = lat;
-      a.out_token_stride = kHeads * kKvLora;
-      a.out_head_stride = kKvLora;
-      be.Attention(a);
-      be.BatchedMatmul(uv);
-      MatmulOutput o_out{W(DType::kBF16, o_proj, kHidden, kHeads * kVHead), o, kHidden};
-      be.Matmul(attn, b, kHeads * kVHead, std::span<const MatmulOutput>(&o_out, 1));
-      be.Add(x, kHidden, o, kHidden, b, kHidden);
-    };
+    DeepSeekBatch a = MakeDeepSeekBatch(b, context, experts.inter, 214, s);
     auto moe_block = [&](bool ep_shard) {
-      be.RmsNorm(x, b, kHidden, kHidden, norm_w, 1e-6f, xn, kHidden);
+      RunMoeNorm(be, w, a);
       ops::RouterSpec spec;
       spec.scoring = ops::RouterScoring::kSigmoid;
       spec.top_k = 8;
@@ -197,28 +236,23 @@ void BenchDeepSeekLayer(ops::CudaBackend& be, const DeepSeekExperts& experts,
       spec.routed_scaling_factor = 2.5f;
       if (ep_shard) {  // every token's 8 assignments land on the 8 local experts
         spec.num_experts = 8;
-        MatmulOutput r{W(DType::kF32, router_ep, 8, kHidden), logits, 8};
-        be.Matmul(xn, b, kHidden, std::span<const MatmulOutput>(&r, 1));
-        be.MoeForward(xn, b, logits, spec, **ep, moe);
+        MatmulOutput r{W(DType::kF32, w.router_ep, 8, kHidden), a.logits, 8};
+        be.Matmul(a.xn, b, kHidden, std::span<const MatmulOutput>(&r, 1));
+        be.MoeForward(a.xn, b, a.logits, spec, **ep, a.moe);
       } else {
         spec.num_experts = 256;
         spec.num_groups = 8;
         spec.topk_groups = 4;
-        spec.correction_bias = bias;
-        MatmulOutput r{W(DType::kF32, router, 256, kHidden), logits, 256};
-        be.Matmul(xn, b, kHidden, std::span<const MatmulOutput>(&r, 1));
-        be.MoeForward(xn, b, logits, spec, **full, moe);
+        spec.correction_bias = w.bias;
+        MatmulOutput r{W(DType::kF32, w.router, 256, kHidden), a.logits, 256};
+        be.Matmul(a.xn, b, kHidden, std::span<const MatmulOutput>(&r, 1));
+        be.MoeForward(a.xn, b, a.logits, spec, **full, a.moe);
       }
-      MatmulOutput gu[] = {{W(DType::kBF16, sh_gate, experts.inter, kHidden), sg, experts.inter},
-                           {W(DType::kBF16, sh_up, experts.inter, kHidden), su, experts.inter}};
-      be.Matmul(xn, b, kHidden, gu);
-      be.SiluMul(sg, experts.inter, su, experts.inter, b, experts.inter, sg, experts.inter);
-      MatmulOutput dn{W(DType::kBF16, sh_down, kHidden, experts.inter), so, kHidden};
-      be.Matmul(sg, b, experts.inter, std::span<const MatmulOutput>(&dn, 1));
-      be.Add(x, kHidden, moe, kHidden, b, kHidden);
-      be.Add(x, kHidden, so, kHidden, b, kHidden);
+      RunSharedExpert(be, w, a);
+      be.Add(a.x, kHidden, a.moe, kHidden, b, kHidden);
+      be.Add(a.x, kHidden, a.so, kHidden, b, kHidden);
     };
-    double t_attn = MedianMs(s, [&](int) { attention_block(); });
+    double t_attn = MedianMs(s, [&](int) { RunAttentionBlock(be, w, a); });
     double t_moe_full = MedianMs(
         s, [&](int) { moe_block(false); }, 10);
     double t_moe_ep = MedianMs(s, [&](int) { moe_block(true); });
@@ -244,8 +278,7 @@ void BenchDeepSeekLayer(ops::CudaBackend& be, const DeepSeekExperts& experts,
           b, context, placement, t_attn * 1e3, (ep_shard ? t_moe_ep : t_moe_full) * 1e3,
           layer_ms * 1e3, kLayers * layer_ms, tok_s);
     }
-    cudaFree(d_pos);
-    cudaFree(d_slots);
+    FreeBatch(a);
   }
   (void)hbm_gbps;
 }
