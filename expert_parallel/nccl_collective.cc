@@ -79,8 +79,25 @@ class NcclComm {
   template <typename T>
   Status Round(ncclDataType_t type, T* const* send, const size_t* send_count, T* const* recv,
                const size_t* recv_count) {
+    bool peers = false;
+    for (int p = 0; p < o_.size; ++p) {
+      if (p == o_.rank && o_.self_copy) {
+        if (send_count[p] != recv_count[p]) {
+          return InternalError("NCCL: this rank's own slot sends and receives different sizes");
+        }
+        if (send_count[p] > 0) {
+          STRATA_CUDA_OK(cudaMemcpyAsync(recv[p], send[p], send_count[p] * sizeof(T),
+                                         cudaMemcpyDeviceToDevice, stream_),
+                         "copy (own slot)");
+        }
+        continue;
+      }
+      peers = peers || send_count[p] > 0 || recv_count[p] > 0;
+    }
+    if (!peers) return OkStatus();
     STRATA_NCCL_OK(ncclGroupStart(), "group");
     for (int p = 0; p < o_.size; ++p) {
+      if (p == o_.rank && o_.self_copy) continue;
       if (send_count[p] > 0) {
         STRATA_NCCL_OK(ncclSend(send[p], send_count[p], type, p, comm_, stream_), "send");
       }
@@ -188,6 +205,14 @@ class NcclCollective final : public Collective {
       return InvalidArgumentError("NCCL: slot over capacity");
     }
     const int n = comm_->options().size;
+    const int me = comm_->options().rank;
+    const bool self_copy = comm_->options().self_copy;
+    if (self_copy) {  // this rank's own slot never leaves the host
+      if (send_bytes[me] > slot_bytes) return InvalidArgumentError("NCCL: slot over capacity");
+      std::memcpy(recv + me * slot_bytes, send + me * slot_bytes, send_bytes[me]);
+      recv_bytes[me] = send_bytes[me];
+      if (n == 1) return OkStatus();
+    }
     cudaStream_t stream = comm_->stream();
     uint64_t* hs = static_cast<uint64_t*>(h_sizes_);
     for (int i = 0; i < n; ++i) hs[i] = send_bytes[i];
@@ -208,7 +233,12 @@ class NcclCollective final : public Collective {
     STRATA_RETURN_IF_ERROR(comm_->WaitStream(gate, wait_ns));
     auto* dsend = static_cast<uint8_t*>(d_send_);
     auto* drecv = static_cast<uint8_t*>(d_recv_);
+    std::vector<size_t> peer_send(send_bytes, send_bytes + n);
     for (int p = 0; p < n; ++p) {
+      if (p == me && self_copy) {
+        peer_send[p] = 0;
+        continue;
+      }
       recv_bytes[p] = hs[n + p];
       if (recv_bytes[p] > slot_bytes) return DataLossError("NCCL: a peer sent over capacity");
       if (send_bytes[p] > 0) {
@@ -217,11 +247,13 @@ class NcclCollective final : public Collective {
                        "copy");
       }
     }
+    std::vector<size_t> peer_recv(recv_bytes, recv_bytes + n);
+    if (self_copy) peer_recv[me] = 0;
     auto send_slots = Slots(dsend, n, slot_bytes), recv_slots = Slots(drecv, n, slot_bytes);
-    STRATA_RETURN_IF_ERROR(
-        comm_->Round(ncclUint8, send_slots.data(), send_bytes, recv_slots.data(), recv_bytes));
+    STRATA_RETURN_IF_ERROR(comm_->Round(ncclUint8, send_slots.data(), peer_send.data(),
+                                        recv_slots.data(), peer_recv.data()));
     for (int p = 0; p < n; ++p) {
-      if (recv_bytes[p] > 0) {
+      if (peer_recv[p] > 0) {
         STRATA_CUDA_OK(cudaMemcpyAsync(recv + p * slot_bytes, drecv + p * slot_bytes, recv_bytes[p],
                                        cudaMemcpyDeviceToHost, stream),
                        "copy");

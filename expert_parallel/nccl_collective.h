@@ -1,6 +1,7 @@
 // NCCL all-to-all for EP dispatch/combine (compiled when STRATA_WITH_CUDA): each round's host
 // slots are copied into pre-allocated device buffers, their sizes exchanged and then the data,
-// both as grouped ncclSend/ncclRecv (ncclGroupStart/End) with every rank, itself included, and
+// both as grouped ncclSend/ncclRecv (ncclGroupStart/End) with every other rank (the rank's own
+// slot is copied directly, or through NCCL too with self_copy off), and
 // copied back. The routing metadata travels inside the messages; only the byte counts need the
 // extra (8-byte) exchange, since NCCL receives must know their size.
 //
@@ -27,6 +28,11 @@ struct NcclCollectiveOptions {
   int device = 0;
   size_t max_slot_bytes = 0;  // the endpoint's largest slot (dispatch or combine capacity)
   int64_t timeout_ms = 30000;
+  // This rank's own slot is copied directly (host memcpy for the host-staged collective, a
+  // device copy for the device exchange) instead of through NCCL, whose send-to-self costs tens
+  // of microseconds per round. false: through NCCL like every other slot (tests use it to run
+  // the NCCL path on one GPU).
+  bool self_copy = true;
   // 128 bytes of ncclUniqueId from rank 0 (ncclGetUniqueId), carried out of band; empty with
   // size 1 (made here).
   std::string unique_id;

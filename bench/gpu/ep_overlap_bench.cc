@@ -17,6 +17,8 @@
 //    and without the exchanges. overlap = 1 - (pipelined - pipelined without exchanges) /
 //    (serial - serial without exchanges): the share of the communication time the other
 //    microbatch hides.
+// Both run twice: with the rank's own slot sent through NCCL (a stand-in for the peer traffic
+// of EP > 1: NCCL's send/receive kernels on the GPU) and copied directly (what EP=1 does).
 #include <cuda_runtime.h>
 
 #include <atomic>
@@ -67,12 +69,13 @@ double Median(std::vector<double> v) {
 
 // ---------------------------------------------------------------- 1. the exchanges alone
 
-void BenchExchanges(double hbm_gbps, json& out) {
+void BenchExchanges(double hbm_gbps, bool self_copy, json& out) {
   cudaStream_t s;
   BENCH_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   const size_t max_bytes = size_t{64} << 20;
   NcclCollectiveOptions no;
   no.max_slot_bytes = max_bytes;
+  no.self_copy = self_copy;
   auto ex = expert_parallel::CreateNcclDeviceExchange(no, s);
   if (!ex.ok()) Fail(ex.status(), "CreateNcclDeviceExchange");
   auto coll = expert_parallel::CreateNcclCollective(no);
@@ -81,12 +84,14 @@ void BenchExchanges(double hbm_gbps, json& out) {
   uint8_t* recv = DeviceAlloc<uint8_t>(max_bytes);
   std::vector<uint8_t> host_send(max_bytes, 7), host_recv(max_bytes);
   uint8_t* staging = DeviceAlloc<uint8_t>(max_bytes);
+  const char* mode = self_copy ? "own slot copied" : "own slot through NCCL";
   // Dispatch bytes of the layer at batches 16 / 64 / 128 / 512 (batch * 8 rows * 7168 * bf16).
   for (size_t rows : {128, 512, 1024, 4096}) {
     const size_t bytes = rows * kHidden * 2;
     const double dev_ms = MedianMs(
         s, [&](int) { OK_OR_FAIL((*ex)->Exchange(send, recv, max_bytes, &bytes, &bytes)); });
-    // Host-staged: the bytes go host -> device, through NCCL, device -> host.
+    // Host-staged: the bytes go host -> device, through NCCL, device -> host (or, with the own
+    // slot copied, host to host).
     std::vector<double> host_ms, floor_ms;
     for (int i = 0; i < 13; ++i) {
       size_t got = 0;
@@ -106,19 +111,20 @@ void BenchExchanges(double hbm_gbps, json& out) {
     }
     const double dev_gbps = 2.0 * bytes / (dev_ms * 1e-3) / 1e9;
     const double host = Median(host_ms), floor = Median(floor_ms);
-    out.push_back({{"bytes", bytes},
+    out.push_back({{"mode", mode},
+                   {"bytes", bytes},
                    {"rows", rows},
                    {"device_exchange_us", dev_ms * 1e3},
                    {"device_exchange_gbps_read_plus_write", dev_gbps},
                    {"hbm_copy_gbps", hbm_gbps},
                    {"device_ratio", dev_gbps / hbm_gbps},
                    {"host_staged_us", host * 1e3},
-                   {"host_copies_floor_us", floor * 1e3},
-                   {"host_staged_ratio", floor / host}});
+                   {"host_h2d_plus_d2h_us", floor * 1e3},
+                   {"host_staged_vs_h2d_plus_d2h", floor / host}});
     std::printf(
-        "NCCL EP=1 %6.2f MB: device exchange %7.1f us = %5.0f GB/s (r+w) = %.2f of HBM; "
-        "host-staged %7.1f us vs H2D+D2H copies %7.1f us = %.2f\n",
-        bytes / 1e6, dev_ms * 1e3, dev_gbps, dev_gbps / hbm_gbps, host * 1e3, floor * 1e3,
+        "NCCL EP=1 [%s] %6.2f MB: device exchange %7.1f us = %5.0f GB/s (r+w) = %.2f of HBM; "
+        "host-staged %7.1f us vs H2D+D2H copies %7.1f us (x%.2f)\n",
+        mode, bytes / 1e6, dev_ms * 1e3, dev_gbps, dev_gbps / hbm_gbps, host * 1e3, floor * 1e3,
         floor / host);
   }
   cudaFree(send);
@@ -149,7 +155,8 @@ struct Microbatch {
   double dispatch_ms = 0, combine_ms = 0;  // event-timed, last run
 };
 
-std::unique_ptr<Microbatch> MakeMicrobatch(int b, int context, int64_t inter, uint64_t seed) {
+std::unique_ptr<Microbatch> MakeMicrobatch(int b, int context, int64_t inter, uint64_t seed,
+                                           bool self_copy) {
   auto m = std::make_unique<Microbatch>();
   ops::CudaBackendOptions bo;
   auto be = ops::CreateCudaBackend(bo);
@@ -161,6 +168,7 @@ std::unique_ptr<Microbatch> MakeMicrobatch(int b, int context, int64_t inter, ui
   m->slot_bytes = m->rows * kHidden * sizeof(bf16);
   NcclCollectiveOptions no;
   no.max_slot_bytes = m->slot_bytes;
+  no.self_copy = self_copy;
   auto ex = expert_parallel::CreateNcclDeviceExchange(no, m->s);
   if (!ex.ok()) Fail(ex.status(), "CreateNcclDeviceExchange");
   m->ex = std::move(*ex);
@@ -314,7 +322,7 @@ class Worker {
   std::thread thread_;
 };
 
-void BenchPipeline(const DeepSeekExperts& experts, int context, json& out) {
+void BenchPipeline(const DeepSeekExperts& experts, int context, bool self_copy, json& out) {
   cudaStream_t s0;
   BENCH_CHECK(cudaStreamCreateWithFlags(&s0, cudaStreamNonBlocking));
   const DeepSeekLayerWeights w = MakeDeepSeekLayerWeights(s0, experts.inter);
@@ -322,10 +330,11 @@ void BenchPipeline(const DeepSeekExperts& experts, int context, json& out) {
   const ops::cuda::ExpertWeightTable& t = experts.table;  // the first 8 experts are used
   Worker worker;
   constexpr int kWarmup = 3, kReps = 15;
-  for (int batch : {64, 128, 256}) {
-    auto whole = MakeMicrobatch(batch, context, experts.inter, 400);
-    auto m0 = MakeMicrobatch(batch / 2, context, experts.inter, 500);
-    auto m1 = MakeMicrobatch(batch / 2, context, experts.inter, 600);
+  const char* mode = self_copy ? "own slot copied" : "own slot through NCCL";
+  for (int batch : {64, 128, 256, 512, 1024}) {
+    auto whole = MakeMicrobatch(batch, context, experts.inter, 400, self_copy);
+    auto m0 = MakeMicrobatch(batch / 2, context, experts.inter, 500, self_copy);
+    auto m1 = MakeMicrobatch(batch / 2, context, experts.inter, 600, self_copy);
     auto time = [&](const std::function<void()>& fn) {
       std::vector<double> ms;
       for (int i = 0; i < kWarmup + kReps; ++i) {
@@ -353,7 +362,8 @@ void BenchPipeline(const DeepSeekExperts& experts, int context, json& out) {
     const double t_pipe_nx = time([&] { pipelined(false); });
     const double comm = t_serial - t_serial_nx, exposed = t_pipe - t_pipe_nx;
     const double overlap = comm > 0 ? 1.0 - exposed / comm : 0.0;
-    out.push_back({{"batch", batch},
+    out.push_back({{"mode", mode},
+                   {"batch", batch},
                    {"microbatch", batch / 2},
                    {"context", context},
                    {"whole_batch_us", t_whole * 1e3},
@@ -368,11 +378,11 @@ void BenchPipeline(const DeepSeekExperts& experts, int context, json& out) {
                    {"overlap", overlap},
                    {"pipelined_speedup_vs_whole", t_whole / t_pipe}});
     std::printf(
-        "layer batch %3d (2 x %3d), ctx %d: whole %.0f us; serial %.0f us (%.0f without "
+        "[%s] layer batch %4d (2 x %3d), ctx %d: whole %.0f us; serial %.0f us (%.0f without "
         "exchanges); pipelined %.0f us (%.0f without); communication %.0f us, exposed %.0f us "
         "-> overlap %.2f; pipelined vs whole x%.2f\n",
-        batch, batch / 2, context, t_whole * 1e3, t_serial * 1e3, t_serial_nx * 1e3, t_pipe * 1e3,
-        t_pipe_nx * 1e3, comm * 1e3, exposed * 1e3, overlap, t_whole / t_pipe);
+        mode, batch, batch / 2, context, t_whole * 1e3, t_serial * 1e3, t_serial_nx * 1e3,
+        t_pipe * 1e3, t_pipe_nx * 1e3, comm * 1e3, exposed * 1e3, overlap, t_whole / t_pipe);
     for (auto* m : {whole.get(), m0.get(), m1.get()}) FreeMicrobatch(*m);
   }
   cudaStreamDestroy(s0);
@@ -424,11 +434,13 @@ int main(int argc, char** argv) {
   j["hbm_copy_gbps"] = hbm;
   std::printf("%s: HBM copy %.0f GB/s (read + write)\n", prop.name, hbm);
   j["nccl_ep1_exchange"] = json::array();
-  BenchExchanges(hbm, j["nccl_ep1_exchange"]);
+  for (bool self_copy : {false, true}) BenchExchanges(hbm, self_copy, j["nccl_ep1_exchange"]);
   DeepSeekExperts experts = MakeDeepSeekExperts(s, 8);
   BENCH_CHECK(cudaStreamSynchronize(s));
   j["layer_microbatch_pipeline"] = json::array();
-  BenchPipeline(experts, context, j["layer_microbatch_pipeline"]);
+  for (bool self_copy : {false, true}) {
+    BenchPipeline(experts, context, self_copy, j["layer_microbatch_pipeline"]);
+  }
   std::ofstream f(path);
   f << j.dump(2) << "\n";
   std::printf("wrote %s\n", path.c_str());

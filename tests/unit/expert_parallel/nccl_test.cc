@@ -6,6 +6,7 @@
 
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "expert_parallel/ep_endpoint.h"
 #include "expert_parallel/nccl_collective.h"
@@ -29,10 +30,13 @@ EpOptions Options(WireDType dtype) {
 
 TEST(NcclCollectiveTest, MatchesTheHostPathAtEp1) {
   if (CudaDeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
-  for (WireDType dtype : {WireDType::kInt8, WireDType::kBf16}) {
+  for (auto [dtype, self_copy] :
+       {std::pair{WireDType::kInt8, false}, {WireDType::kBf16, false}, {WireDType::kBf16, true}}) {
+    SCOPED_TRACE(self_copy ? "own slot copied" : "own slot through NCCL");
     EpOptions o = Options(dtype);
     NcclCollectiveOptions no;
     no.max_slot_bytes = size_t{1} << 20;  // above both slot capacities at these shapes
+    no.self_copy = self_copy;
     auto coll = CreateNcclCollective(no);
     ASSERT_TRUE(coll.ok()) << coll.status().message();
     auto nccl = EpEndpoint::CreateWithCollective(o, std::move(*coll));
@@ -118,6 +122,7 @@ TEST(NcclDeviceExchangeTest, MovesDeviceSlotsOnTwoStreamsAtOnce) {
     NcclCollectiveOptions no;
     no.max_slot_bytes = size_t{1} << 20;
     no.timeout_ms = 20000;
+    no.self_copy = i == 1;  // stream 0 through NCCL, stream 1 copies its own slot
     auto x = CreateNcclDeviceExchange(no, streams[i]);
     ASSERT_TRUE(x.ok()) << x.status().message();
     ex[i] = std::move(*x);
