@@ -11,12 +11,13 @@
 // 2. The layer as stages on the GPU -- attention, gate (router, routing, permutation, bf16 row
 //    gather), dispatch (NCCL), experts (grouped GEMM of the 8 local experts of an EP=32 share),
 //    combine (NCCL, bf16), weighted sum + shared expert -- for a batch split into two
-//    microbatches, each on its own stream, backend and NCCL communicator, driven by its own host
-//    thread (dispatch waits on the host for the peers' byte counts). Timed: the batch whole (no
-//    microbatching), the two microbatches one after the other, and the two at once; each with
-//    and without the exchanges. overlap = 1 - (pipelined - pipelined without exchanges) /
-//    (serial - serial without exchanges): the share of the communication time the other
-//    microbatch hides.
+//    microbatches, each on its own stream, backend and NCCL communicator (dispatch waits on the
+//    host for the peers' byte counts). Timed: the batch whole (no microbatching), the two
+//    microbatches one after the other, pipelined in the two-batch- overlap order (compute stages
+//    take turns; one microbatch's exchange runs during the other's compute; one host thread), and
+//    as two free-running streams (a host thread each); each with and without the exchanges. overlap
+//    = 1 - (pipelined - pipelined without exchanges) / (serial - serial without exchanges): the
+//    share of the communication time the other microbatch hides.
 // Both run twice: with the rank's own slot sent through NCCL (a stand-in for the peer traffic
 // of EP > 1: NCCL's send/receive kernels on the GPU) and copied directly (what EP=1 does).
 #include <cuda_runtime.h>
@@ -218,36 +219,47 @@ void FreeMicrobatch(Microbatch& m) {
   m.be.reset();
 }
 
-// The whole layer for one microbatch on its stream; returns when its stream is done.
-void RunLayer(Microbatch& m, const DeepSeekLayerWeights& w, const ops::cuda::ExpertWeightTable& t,
-              bool exchange) {
-  ops::CudaBackend& be = *m.be;
-  DeepSeekBatch& a = m.a;
-  const int b = a.b;
-  RunAttentionBlock(be, w, a);
-  // Gate: norm, router of the 8 local experts, routing, permutation, bf16 rows.
-  RunMoeNorm(be, w, a);
-  ops::WeightView router;
-  router.dtype = ops::DType::kF32;
-  router.data = w.router_ep;
-  router.rows = kLocalExperts;
-  router.cols = kHidden;
-  ops::MatmulOutput r{router, a.logits, kLocalExperts};
-  be.Matmul(a.xn, b, kHidden, std::span<const ops::MatmulOutput>(&r, 1));
-  ops::RouterSpec spec;
-  spec.scoring = ops::RouterScoring::kSigmoid;
-  spec.num_experts = kLocalExperts;
-  spec.top_k = kTopK;
-  spec.norm_topk_prob = true;
-  spec.routed_scaling_factor = 2.5f;
-  be.MoeRoute(a.logits, b, spec, m.ids, m.route_w);
-  BENCH_CHECK(ops::cuda::LaunchMoePermute(m.ids, b, kTopK, kLocalExperts, m.offsets, m.row_of,
-                                          m.token_of, m.s));
-  BENCH_CHECK(ops::cuda::LaunchGatherRowsBf16(a.xn, kHidden, m.token_of, m.rows, m.xp, m.s));
-  // Dispatch.
-  const bf16* expert_in = m.xp;
-  size_t sent = m.slot_bytes, got = 0;
-  if (exchange) {
+// The layer's stages for one microbatch, each enqueued on the microbatch's stream. Dispatch
+// waits on the host for the byte counts (NCCL receives need them), so the stream is drained
+// up to there; the pipelined schedule below hands the GPU to the other microbatch meanwhile.
+struct Stages {
+  Microbatch& m;
+  const DeepSeekLayerWeights& w;
+  const ops::cuda::ExpertWeightTable& t;
+  bool exchange;
+  size_t sent = 0, got = 0;
+  const bf16* expert_in = nullptr;
+
+  // Attention block, then the gate: norm, router of the 8 local experts, routing, permutation,
+  // bf16 rows.
+  void AttentionAndGate() {
+    ops::CudaBackend& be = *m.be;
+    DeepSeekBatch& a = m.a;
+    RunAttentionBlock(be, w, a);
+    RunMoeNorm(be, w, a);
+    ops::WeightView router;
+    router.dtype = ops::DType::kF32;
+    router.data = w.router_ep;
+    router.rows = kLocalExperts;
+    router.cols = kHidden;
+    ops::MatmulOutput r{router, a.logits, kLocalExperts};
+    be.Matmul(a.xn, a.b, kHidden, std::span<const ops::MatmulOutput>(&r, 1));
+    ops::RouterSpec spec;
+    spec.scoring = ops::RouterScoring::kSigmoid;
+    spec.num_experts = kLocalExperts;
+    spec.top_k = kTopK;
+    spec.norm_topk_prob = true;
+    spec.routed_scaling_factor = 2.5f;
+    be.MoeRoute(a.logits, a.b, spec, m.ids, m.route_w);
+    BENCH_CHECK(ops::cuda::LaunchMoePermute(m.ids, a.b, kTopK, kLocalExperts, m.offsets, m.row_of,
+                                            m.token_of, m.s));
+    BENCH_CHECK(ops::cuda::LaunchGatherRowsBf16(a.xn, kHidden, m.token_of, m.rows, m.xp, m.s));
+  }
+
+  void Dispatch() {
+    expert_in = m.xp;
+    if (!exchange) return;
+    sent = m.slot_bytes;
     BENCH_CHECK(cudaEventRecord(m.ev[0], m.s));
     OK_OR_FAIL(m.ex->ExchangeSizes(m.d_bytes, &got));
     if (got != sent) Fail(DataLossError("dispatch byte count"), "ExchangeSizes");
@@ -255,40 +267,94 @@ void RunLayer(Microbatch& m, const DeepSeekLayerWeights& w, const ops::cuda::Exp
     BENCH_CHECK(cudaEventRecord(m.ev[1], m.s));
     expert_in = m.xp_recv;
   }
-  // Experts (at EP=1 the received rows keep the permutation's expert offsets).
-  BENCH_CHECK(ops::cuda::LaunchBuildExpertTiles(
-      m.offsets, kLocalExperts, m.tile_rows, const_cast<int32_t*>(m.gg.row_begin),
-      const_cast<int32_t*>(m.gg.num_rows), const_cast<int32_t*>(m.gg.expert_of_group),
-      const_cast<int2*>(m.gg.tiles), const_cast<int32_t*>(m.gg.num_tiles), m.s));
-  BENCH_CHECK(
-      ops::cuda::LaunchGroupedGateUp(expert_in, kHidden, w.inter, m.gg, t, m.tile_rows, m.h, m.s));
-  BENCH_CHECK(
-      ops::cuda::LaunchGroupedDown(m.h, w.inter, kHidden, m.gg, t, m.tile_rows, m.rows_f32, m.s));
-  BENCH_CHECK(ops::cuda::LaunchConvertToBf16(m.rows_f32, m.rows, kHidden, kHidden, m.out_bf16,
-                                             kHidden, m.s));
-  // Combine: the expert outputs go back (bf16), then the weighted sum in top-k order.
-  const bf16* combined_in = m.out_bf16;
-  if (exchange) {
+
+  // The 8 local experts (at EP=1 the received rows keep the permutation's expert offsets), and
+  // their outputs in bf16 for the way back.
+  void Experts() {
+    BENCH_CHECK(ops::cuda::LaunchBuildExpertTiles(
+        m.offsets, kLocalExperts, m.tile_rows, const_cast<int32_t*>(m.gg.row_begin),
+        const_cast<int32_t*>(m.gg.num_rows), const_cast<int32_t*>(m.gg.expert_of_group),
+        const_cast<int2*>(m.gg.tiles), const_cast<int32_t*>(m.gg.num_tiles), m.s));
+    BENCH_CHECK(ops::cuda::LaunchGroupedGateUp(expert_in, kHidden, w.inter, m.gg, t, m.tile_rows,
+                                               m.h, m.s));
+    BENCH_CHECK(
+        ops::cuda::LaunchGroupedDown(m.h, w.inter, kHidden, m.gg, t, m.tile_rows, m.rows_f32, m.s));
+    BENCH_CHECK(ops::cuda::LaunchConvertToBf16(m.rows_f32, m.rows, kHidden, kHidden, m.out_bf16,
+                                               kHidden, m.s));
+  }
+
+  void Combine() {
+    if (!exchange) return;
     BENCH_CHECK(cudaEventRecord(m.ev[2], m.s));
     OK_OR_FAIL(m.ex->Exchange(m.out_bf16, m.back, m.slot_bytes, &got, &sent));
     BENCH_CHECK(cudaEventRecord(m.ev[3], m.s));
-    combined_in = m.back;
   }
-  BENCH_CHECK(ops::cuda::LaunchEmbedding(combined_in, ops::DType::kBF16, kHidden, kHidden,
-                                         m.identity, m.rows, m.rows_f32, kHidden, m.s));
-  BENCH_CHECK(ops::cuda::LaunchWeightedCombine(m.rows_f32, kHidden, b, kTopK, m.row_of, m.route_w,
-                                               a.moe, m.s));
-  RunSharedExpert(be, w, a);
-  be.Add(a.x, kHidden, a.moe, kHidden, b, kHidden);
-  be.Add(a.x, kHidden, a.so, kHidden, b, kHidden);
-  OK_OR_FAIL(be.Synchronize());
-  if (exchange) {
+
+  // The weighted sum in top-k order, the shared expert and the residuals.
+  void Finish() {
+    ops::CudaBackend& be = *m.be;
+    DeepSeekBatch& a = m.a;
+    BENCH_CHECK(ops::cuda::LaunchEmbedding(exchange ? m.back : m.out_bf16, ops::DType::kBF16,
+                                           kHidden, kHidden, m.identity, m.rows, m.rows_f32,
+                                           kHidden, m.s));
+    BENCH_CHECK(ops::cuda::LaunchWeightedCombine(m.rows_f32, kHidden, a.b, kTopK, m.row_of,
+                                                 m.route_w, a.moe, m.s));
+    RunSharedExpert(be, w, a);
+    be.Add(a.x, kHidden, a.moe, kHidden, a.b, kHidden);
+    be.Add(a.x, kHidden, a.so, kHidden, a.b, kHidden);
+  }
+
+  // Waits for the stream; reads the exchange times.
+  void Done() {
+    OK_OR_FAIL(m.be->Synchronize());
+    if (!exchange) return;
     float d = 0, c = 0;
     BENCH_CHECK(cudaEventElapsedTime(&d, m.ev[0], m.ev[1]));
     BENCH_CHECK(cudaEventElapsedTime(&c, m.ev[2], m.ev[3]));
     m.dispatch_ms = d;
     m.combine_ms = c;
   }
+};
+
+// The whole layer for one microbatch; returns when its stream is done.
+void RunLayer(Microbatch& m, const DeepSeekLayerWeights& w, const ops::cuda::ExpertWeightTable& t,
+              bool exchange) {
+  Stages st{m, w, t, exchange};
+  st.AttentionAndGate();
+  st.Dispatch();
+  st.Experts();
+  st.Combine();
+  st.Finish();
+  st.Done();
+}
+
+// Two microbatches in the two-batch-overlap order, from one host thread: compute stages take
+// turns (A0 A1 B0 B1 C0 C1, each waiting for the one before on the other stream) and each
+// microbatch's dispatch / combine runs while the other computes.
+void RunStaggered(Microbatch& m0, Microbatch& m1, const DeepSeekLayerWeights& w,
+                  const ops::cuda::ExpertWeightTable& t, bool exchange, cudaEvent_t* turn) {
+  Stages a{m0, w, t, exchange}, b{m1, w, t, exchange};
+  auto hand_over = [&](Microbatch& from, Microbatch& to, int i) {
+    BENCH_CHECK(cudaEventRecord(turn[i], from.s));
+    BENCH_CHECK(cudaStreamWaitEvent(to.s, turn[i], 0));
+  };
+  a.AttentionAndGate();
+  hand_over(m0, m1, 0);
+  b.AttentionAndGate();
+  a.Dispatch();  // the host waits for A0 while the GPU runs A1
+  hand_over(m1, m0, 1);
+  a.Experts();
+  b.Dispatch();  // ... for A1 while it runs B0
+  a.Combine();
+  hand_over(m0, m1, 2);
+  b.Experts();
+  hand_over(m1, m0, 3);
+  a.Finish();
+  b.Combine();
+  hand_over(m0, m1, 4);
+  b.Finish();
+  a.Done();
+  b.Done();
 }
 
 // A host thread that runs one job at a time when asked (spinning: the GPU machine has cores).
@@ -329,7 +395,9 @@ void BenchPipeline(const DeepSeekExperts& experts, int context, bool self_copy, 
   BENCH_CHECK(cudaStreamSynchronize(s0));
   const ops::cuda::ExpertWeightTable& t = experts.table;  // the first 8 experts are used
   Worker worker;
-  constexpr int kWarmup = 3, kReps = 15;
+  cudaEvent_t turn[5];
+  for (cudaEvent_t& e : turn) BENCH_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  constexpr int kWarmup = 3, kReps = 21;
   const char* mode = self_copy ? "own slot copied" : "own slot through NCCL";
   for (int batch : {64, 128, 256, 512, 1024}) {
     auto whole = MakeMicrobatch(batch, context, experts.inter, 400, self_copy);
@@ -348,11 +416,12 @@ void BenchPipeline(const DeepSeekExperts& experts, int context, bool self_copy, 
       RunLayer(*m0, w, t, x);
       RunLayer(*m1, w, t, x);
     };
-    auto pipelined = [&](bool x) {
+    auto concurrent = [&](bool x) {
       worker.Start([&] { RunLayer(*m1, w, t, x); });
       RunLayer(*m0, w, t, x);
       worker.Wait();
     };
+    auto pipelined = [&](bool x) { RunStaggered(*m0, *m1, w, t, x, turn); };
     const double t_whole = time([&] { RunLayer(*whole, w, t, true); });
     const double whole_comm = whole->dispatch_ms + whole->combine_ms;
     const double t_serial = time([&] { serial(true); });
@@ -360,8 +429,11 @@ void BenchPipeline(const DeepSeekExperts& experts, int context, bool self_copy, 
     const double t_serial_nx = time([&] { serial(false); });
     const double t_pipe = time([&] { pipelined(true); });
     const double t_pipe_nx = time([&] { pipelined(false); });
+    const double t_conc = time([&] { concurrent(true); });
+    const double t_conc_nx = time([&] { concurrent(false); });
     const double comm = t_serial - t_serial_nx, exposed = t_pipe - t_pipe_nx;
     const double overlap = comm > 0 ? 1.0 - exposed / comm : 0.0;
+    const double conc_overlap = comm > 0 ? 1.0 - (t_conc - t_conc_nx) / comm : 0.0;
     out.push_back({{"mode", mode},
                    {"batch", batch},
                    {"microbatch", batch / 2},
@@ -376,13 +448,17 @@ void BenchPipeline(const DeepSeekExperts& experts, int context, bool self_copy, 
                    {"exchange_events_us", mb_comm * 1e3},
                    {"exposed_communication_us", exposed * 1e3},
                    {"overlap", overlap},
+                   {"concurrent_us", t_conc * 1e3},
+                   {"concurrent_without_exchange_us", t_conc_nx * 1e3},
+                   {"concurrent_overlap", conc_overlap},
                    {"pipelined_speedup_vs_whole", t_whole / t_pipe}});
     std::printf(
         "[%s] layer batch %4d (2 x %3d), ctx %d: whole %.0f us; serial %.0f us (%.0f without "
         "exchanges); pipelined %.0f us (%.0f without); communication %.0f us, exposed %.0f us "
-        "-> overlap %.2f; pipelined vs whole x%.2f\n",
+        "-> overlap %.2f (free-running streams %.0f us, %.2f); pipelined vs whole x%.2f\n",
         mode, batch, batch / 2, context, t_whole * 1e3, t_serial * 1e3, t_serial_nx * 1e3,
-        t_pipe * 1e3, t_pipe_nx * 1e3, comm * 1e3, exposed * 1e3, overlap, t_whole / t_pipe);
+        t_pipe * 1e3, t_pipe_nx * 1e3, comm * 1e3, exposed * 1e3, overlap, t_conc * 1e3,
+        conc_overlap, t_whole / t_pipe);
     for (auto* m : {whole.get(), m0.get(), m1.get()}) FreeMicrobatch(*m);
   }
   cudaStreamDestroy(s0);
