@@ -13,7 +13,7 @@
 //    combine (NCCL, bf16), weighted sum + shared expert -- for a batch split into two
 //    microbatches, each on its own stream, backend and NCCL communicator (dispatch waits on the
 //    host for the peers' byte counts). Timed: the batch whole (no microbatching), the two
-//    microbatches one after the other, pipelined in the two-batch- overlap order (compute stages
+//    microbatches one after the other, pipelined in the two-batch-overlap order (compute stages
 //    take turns; one microbatch's exchange runs during the other's compute; one host thread), and
 //    as two free-running streams (a host thread each); each with and without the exchanges. overlap
 //    = 1 - (pipelined - pipelined without exchanges) / (serial - serial without exchanges): the
