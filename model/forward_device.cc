@@ -5,7 +5,9 @@
 // backend reads AttentionArgs::num_keys and block tables from host memory). Host-side gathers
 // of the CPU path become Embedding calls with an f32 table (row gathers), ScatterToCache (bf16
 // expansion of the MLA latent) and Copy; the routed MoE runs whole on the device
-// (CudaBackend::MoeForward). Logits rows are copied back; sampling stays on the host.
+// (CudaBackend::MoeForward), or, under expert parallelism, routes on the device and moves the
+// tokens through the communicator in host memory (MoeDeviceEp). Logits rows are copied back;
+// sampling stays on the host.
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -16,10 +18,12 @@ namespace strata::model {
 
 RunnerImpl::~RunnerImpl() {
   if (cuda_ == nullptr) return;
-  for (DevBuffer* b : {&w_ids_,  &w_pos_,    &w_off_,  &w_h_,      &w_x_,     &w_attn_, &w_mlp_,
-                       &w_tmp_,  &w_q_,      &w_k_,    &w_v_,      &w_heads_, &w_qa_,   &w_kv_,
-                       &w_qd_,   &w_qlat_,   &w_olat_, &w_od_,     &w_lat_,   &w_kvb_,  &w_kexp_,
-                       &w_vexp_, &w_router_, &w_rows_, &w_logits_, &w_idx_,   &w_eoff_}) {
+  for (DevBuffer* b :
+       {&w_ids_,        &w_pos_,     &w_off_,   &w_h_,      &w_x_,     &w_attn_, &w_mlp_,
+        &w_tmp_,        &w_q_,       &w_k_,     &w_v_,      &w_heads_, &w_qa_,   &w_kv_,
+        &w_qd_,         &w_qlat_,    &w_olat_,  &w_od_,     &w_lat_,   &w_kvb_,  &w_kexp_,
+        &w_vexp_,       &w_router_,  &w_rows_,  &w_logits_, &w_idx_,   &w_eoff_, &w_ep_ids_,
+        &w_ep_weights_, &w_ep_rows_, &w_ep_out_}) {
     if (b->ptr != nullptr) cuda_->Free(b->ptr);
   }
   dev_experts_.clear();
@@ -424,17 +428,66 @@ Status RunnerImpl::MlpDevice(int layer, int64_t T, float* out) {
     return OkStatus();
   }
   const MoeWeights& m = L.moe;
-  const int e = m.spec.num_experts;
-  STRATA_ASSIGN_OR_RETURN(float* logits, Work<float>(w_router_, T * e));
-  ops::MatmulOutput ro{m.router, logits, e};
-  be.Matmul(d_x_, T, hidden, std::span<const ops::MatmulOutput>(&ro, 1));
-  cuda_->MoeForward(d_x_, T, logits, m.spec, *dev_experts_[layer], out);
-  if (m.has_shared) {
+  if (comm_ != nullptr) {
+    STRATA_RETURN_IF_ERROR(MoeDeviceEp(layer, T, out));
+  } else {
+    const int e = m.spec.num_experts;
+    STRATA_ASSIGN_OR_RETURN(float* logits, Work<float>(w_router_, T * e));
+    ops::MatmulOutput ro{m.router, logits, e};
+    be.Matmul(d_x_, T, hidden, std::span<const ops::MatmulOutput>(&ro, 1));
+    cuda_->MoeForward(d_x_, T, logits, m.spec, *dev_experts_[layer], out);
+  }
+  if (m.has_shared && T > 0) {
     STRATA_ASSIGN_OR_RETURN(float* tmp, Work<float>(w_tmp_, T * hidden));
     be.GroupedExpertMlp(d_x_, hidden, std::span<const ops::ExpertGroup>(&all, 1),
                         std::span<const ops::MlpWeights>(&m.shared, 1), tmp);
     be.Add(out, hidden, tmp, hidden, T, hidden);
   }
+  return OkStatus();
+}
+
+Status RunnerImpl::MoeDeviceEp(int layer, int64_t T, float* out) {
+  const MoeWeights& m = layers_[layer].moe;
+  ops::Backend& be = *backend_;
+  const int64_t hidden = config_.hidden_size;
+  const int e = m.spec.num_experts, k = m.spec.top_k;
+  x_.resize(T * hidden);
+  route_ids_.resize(T * k);
+  route_weights_.resize(T * k);
+  if (T > 0) {  // T == 0: a rank with no tokens joining the layer's dispatch/combine
+    STRATA_ASSIGN_OR_RETURN(float* logits, Work<float>(w_router_, T * e));
+    STRATA_ASSIGN_OR_RETURN(int32_t * ids, Work<int32_t>(w_ep_ids_, T * k));
+    STRATA_ASSIGN_OR_RETURN(float* weights, Work<float>(w_ep_weights_, T * k));
+    ops::MatmulOutput ro{m.router, logits, e};
+    be.Matmul(d_x_, T, hidden, std::span<const ops::MatmulOutput>(&ro, 1));
+    be.MoeRoute(logits, T, m.spec, ids, weights);
+    be.CopyToHost(x_.data(), d_x_, T * hidden * sizeof(float));
+    be.CopyToHost(route_ids_.data(), ids, T * k * sizeof(int32_t));
+    be.CopyToHost(route_weights_.data(), weights, T * k * sizeof(float));
+    STRATA_RETURN_IF_ERROR(cuda_->Synchronize());  // surfaces any error before the peers see it
+  }
+  expert_parallel::DispatchInput in;
+  in.hidden = x_.data();
+  in.num_tokens = T;
+  in.hidden_size = hidden;
+  in.expert_ids = route_ids_.data();
+  in.weights = route_weights_.data();
+  in.top_k = k;
+  in.layer = layer;
+  STRATA_RETURN_IF_ERROR(comm_->Dispatch(in, &dispatched_));
+  const int64_t rows = dispatched_.num_rows();
+  expert_out_.resize(rows * hidden);
+  if (rows > 0) {
+    STRATA_ASSIGN_OR_RETURN(float* d_rows, Work<float>(w_ep_rows_, rows * hidden));
+    STRATA_ASSIGN_OR_RETURN(float* d_out, Work<float>(w_ep_out_, rows * hidden));
+    be.CopyToDevice(d_rows, dispatched_.rows.data(), rows * hidden * sizeof(float));
+    be.GroupedExpertMlp(d_rows, hidden, dispatched_.groups, m.experts, d_out);
+    be.CopyToHost(expert_out_.data(), d_out, rows * hidden * sizeof(float));
+    STRATA_RETURN_IF_ERROR(cuda_->Synchronize());
+  }
+  tmp_.resize(T * hidden);
+  STRATA_RETURN_IF_ERROR(comm_->Combine(in, dispatched_, expert_out_.data(), tmp_.data()));
+  if (T > 0) be.CopyToDevice(out, tmp_.data(), T * hidden * sizeof(float));
   return OkStatus();
 }
 

@@ -102,9 +102,7 @@ StatusOr<std::unique_ptr<ModelRunner>> RunnerImpl::Create(const std::string& dir
       r->comm_ = r->owned_comm_.get();
     }
   } else {
-    if (options.communicator != nullptr) {
-      return InvalidArgumentError("expert parallelism (--ep) runs on the CPU only for now");
-    }
+    r->comm_ = options.communicator;  // null: the routed experts run whole on the device
     STRATA_RETURN_IF_ERROR(r->InitDevice());
   }
   r->rope_ = MakeRopeTable(c);

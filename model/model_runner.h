@@ -140,8 +140,8 @@ class ModelRunner {
     (void)communicator;
     return FailedPreconditionError("this ModelRunner cannot be forked (microbatching needs it)");
   }
-  // Routed experts' weights of `layer`, by expert id (empty for a dense layer, and by default:
-  // a runner that exposes none).
+  // Routed experts' weights of `layer` in host memory, by expert id (empty for a dense layer, a
+  // device runner, and by default: a runner that exposes none).
   virtual std::span<const ops::MlpWeights> ExpertWeights(int layer) const {
     (void)layer;
     return {};

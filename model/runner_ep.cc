@@ -7,7 +7,9 @@ namespace strata::model {
 StatusOr<std::unique_ptr<ModelRunner>> RunnerImpl::Fork(
     expert_parallel::Communicator* communicator) {
   if (cuda_ != nullptr) {
-    return FailedPreconditionError("Fork (microbatching / EP) runs on the CPU only for now");
+    return FailedPreconditionError(
+        "a device runner is not forked: microbatching runs on the CPU (on a GPU it is measured by "
+        "bench/gpu/ep_overlap_bench)");
   }
   std::unique_ptr<RunnerImpl> r(new RunnerImpl());
   r->config_ = config_;
@@ -43,13 +45,17 @@ StatusOr<std::unique_ptr<ModelRunner>> RunnerImpl::Fork(
 }
 
 std::span<const ops::MlpWeights> RunnerImpl::ExpertWeights(int layer) const {
+  // A device runner holds every expert in device memory: nothing to read on the host.
+  if (cuda_ != nullptr) return {};
   if (layer < 0 || layer >= static_cast<int>(layers_.size()) || !layers_[layer].is_moe) return {};
   return layers_[layer].moe.experts;
 }
 
 Status RunnerImpl::JoinMoeLayers(ForwardResult* result) {
   for (int l = 0; l < static_cast<int>(layers_.size()); ++l) {
-    if (layers_[l].is_moe) STRATA_RETURN_IF_ERROR(MlpForward(l, 0, nullptr));
+    if (!layers_[l].is_moe) continue;
+    STRATA_RETURN_IF_ERROR(cuda_ != nullptr ? MoeDeviceEp(l, 0, nullptr)
+                                            : MlpForward(l, 0, nullptr));
   }
   result->vocab_size = config_.vocab_size;
   result->logits.clear();

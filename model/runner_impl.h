@@ -114,6 +114,9 @@ class RunnerImpl final : public ModelRunner {
   Status GqaDevice(int layer, const BatchTokens& bt, float* out);
   Status MlaDevice(int layer, const ForwardBatch& batch, const BatchTokens& bt, float* out);
   Status MlpDevice(int layer, int64_t num_tokens, float* out);
+  // The routed experts of a device forward under expert parallelism: routing on the device,
+  // dispatch/combine through comm_ in host memory, the rank's experts on the device.
+  Status MoeDeviceEp(int layer, int64_t num_tokens, float* out);
 
   // Each reads x_ [T, hidden] and writes out [T, hidden].
   void GqaForward(int layer, const BatchTokens& bt, float* out);
@@ -162,7 +165,7 @@ class RunnerImpl final : public ModelRunner {
   const int64_t* d_off_ = nullptr;
   DevBuffer w_ids_, w_pos_, w_off_, w_h_, w_x_, w_attn_, w_mlp_, w_tmp_, w_q_, w_k_, w_v_, w_heads_,
       w_qa_, w_kv_, w_qd_, w_qlat_, w_olat_, w_od_, w_lat_, w_kvb_, w_kexp_, w_vexp_, w_router_,
-      w_rows_, w_logits_, w_idx_, w_eoff_;
+      w_rows_, w_logits_, w_idx_, w_eoff_, w_ep_ids_, w_ep_weights_, w_ep_rows_, w_ep_out_;
 };
 
 }  // namespace strata::model

@@ -15,6 +15,7 @@ struct EpWorkerFlags {
   std::string model;
   int rank = 0;
   std::string leader;
+  std::string device = "cpu";
   int threads = 1;
   int kv_block_size = 16;
   expert_parallel::EpFlags ep;
@@ -22,6 +23,7 @@ struct EpWorkerFlags {
 
 int RunEpWorkerCommand(const EpWorkerFlags& f) {
   model::RunnerOptions ro;
+  ro.device = f.device;
   ro.num_threads = f.threads == 0 ? DefaultThreadCount() : f.threads;
   ro.kv_block_size = f.kv_block_size;
   ro.num_kv_blocks = 1;  // the worker serves no sequence of its own
@@ -42,6 +44,7 @@ Command EpWorkerCommand() {
             AddFlag(app, "model", &f->model, "Checkpoint directory")->required();
             AddFlag(app, "ep-rank", &f->rank, "This rank, in [1, --ep)")->required();
             AddFlag(app, "ep-leader", &f->leader, "Rank 0's address (host:port)")->required();
+            AddFlag(app, "device", &f->device, "Where the rank's forward runs: cpu, cuda, cuda:N");
             AddFlag(app, "threads", &f->threads, "Compute threads (0: all cores)");
             AddFlag(app, "kv-block-size", &f->kv_block_size, "Tokens per KV block");
             expert_parallel::AddEpFlags(app, &f->ep);

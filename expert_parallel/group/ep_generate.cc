@@ -46,6 +46,7 @@ StatusOr<EpGenerateResult> GenerateWithEp(const std::string& model_dir,
     std::vector<std::string> prefix = {
         self_exe,          "ep-worker",
         "--model",         model_dir,
+        "--device",        runner_options.device,
         "--threads",       std::to_string(runner_options.num_threads),
         "--kv-block-size", std::to_string(runner_options.kv_block_size)};
     for (auto& a : EpFlagArgs(flags)) prefix.push_back(a);

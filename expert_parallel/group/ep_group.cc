@@ -11,6 +11,7 @@
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "ops/gpu_info.h"
 #include "transport/ucx/ucx_transport.h"
 
 extern char** environ;
@@ -77,9 +78,23 @@ std::string ListenAddress(const EpGroupOptions& o, int rank) {
 
 }  // namespace
 
+EpGroupOptions ForDevice(EpGroupOptions options, const std::string& device) {
+  if (device != "cpu") options.runner.microbatch = false;
+  return options;
+}
+
+model::RunnerOptions RankRunnerOptions(model::RunnerOptions options, int rank) {
+  if (options.device == "cuda") {
+    const int gpus = static_cast<int>(ops::QueryGpus().devices.size());
+    if (gpus > 1) options.device = "cuda:" + std::to_string(rank % gpus);
+  }
+  return options;
+}
+
 StatusOr<std::vector<std::unique_ptr<EpRunner>>> CreateThreadGroup(
     const std::string& model_dir, const model::RunnerOptions& runner_options,
-    const EpGroupOptions& options) {
+    const EpGroupOptions& group_options) {
+  const EpGroupOptions options = ForDevice(group_options, runner_options.device);
   STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
   auto fabric = transport::NewInprocFabric();
   std::vector<std::unique_ptr<EpEndpoint>> eps;
@@ -103,8 +118,9 @@ StatusOr<std::vector<std::unique_ptr<EpRunner>>> CreateThreadGroup(
   for (const Status& s : st) STRATA_RETURN_IF_ERROR(s);
   std::vector<std::unique_ptr<EpRunner>> runners;
   for (int r = 0; r < options.size; ++r) {
-    STRATA_ASSIGN_OR_RETURN(auto runner, EpRunner::Create(model_dir, runner_options,
-                                                          std::move(eps[r]), options.runner));
+    STRATA_ASSIGN_OR_RETURN(auto runner,
+                            EpRunner::Create(model_dir, RankRunnerOptions(runner_options, r),
+                                             std::move(eps[r]), options.runner));
     runners.push_back(std::move(runner));
   }
   return runners;
@@ -112,8 +128,9 @@ StatusOr<std::vector<std::unique_ptr<EpRunner>>> CreateThreadGroup(
 
 StatusOr<LeaderGroup> StartLeader(const std::string& model_dir,
                                   const model::RunnerOptions& runner_options,
-                                  const EpGroupOptions& options,
+                                  const EpGroupOptions& group_options,
                                   const std::vector<std::string>& worker_argv_prefix) {
+  const EpGroupOptions options = ForDevice(group_options, runner_options.device);
   STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
   STRATA_ASSIGN_OR_RETURN(EpOptions eo, MakeEpOptions(config, options, 0));
   if (options.transport != "ucx") {
@@ -143,7 +160,8 @@ StatusOr<LeaderGroup> StartLeader(const std::string& model_dir,
   }
   Status joined = ep->Join(leader);
   if (joined.ok()) {
-    auto runner = EpRunner::Create(model_dir, runner_options, std::move(ep), options.runner);
+    auto runner = EpRunner::Create(model_dir, RankRunnerOptions(runner_options, 0), std::move(ep),
+                                   options.runner);
     if (runner.ok()) {
       group.runner = std::move(*runner);
       return group;
@@ -157,8 +175,9 @@ StatusOr<LeaderGroup> StartLeader(const std::string& model_dir,
 
 StatusOr<std::unique_ptr<EpRunner>> JoinAsWorker(const std::string& model_dir,
                                                  const model::RunnerOptions& runner_options,
-                                                 const EpGroupOptions& options, int rank,
+                                                 const EpGroupOptions& group_options, int rank,
                                                  const std::string& leader_address) {
+  const EpGroupOptions options = ForDevice(group_options, runner_options.device);
   if (rank < 1 || rank >= options.size) return FlagError("ep-rank", "must be in [1, --ep)");
   STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
   STRATA_ASSIGN_OR_RETURN(EpOptions eo, MakeEpOptions(config, options, rank));
@@ -166,7 +185,8 @@ StatusOr<std::unique_ptr<EpRunner>> JoinAsWorker(const std::string& model_dir,
   STRATA_ASSIGN_OR_RETURN(auto ep, EpEndpoint::Create(eo, std::move(t)));
   STRATA_RETURN_IF_ERROR(ep->Listen(ListenAddress(options, rank)).status());
   STRATA_RETURN_IF_ERROR(ep->Join(leader_address));
-  return EpRunner::Create(model_dir, runner_options, std::move(ep), options.runner);
+  return EpRunner::Create(model_dir, RankRunnerOptions(runner_options, rank), std::move(ep),
+                          options.runner);
 }
 
 Status WaitForWorkers(const std::vector<pid_t>& workers, int64_t timeout_ms) {

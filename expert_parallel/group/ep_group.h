@@ -16,6 +16,7 @@
 #include "expert_parallel/group/ep_runner.h"
 #include "expert_parallel/wire.h"
 #include "model/model_config.h"
+#include "model/model_runner.h"
 #include "transport/inproc/inproc_transport.h"
 #include "transport/transport.h"
 
@@ -40,6 +41,14 @@ Status ValidateGroupOptions(const EpGroupOptions& options);
 // The endpoint options of `rank` for a model.
 StatusOr<EpOptions> MakeEpOptions(const model::ModelConfig& config, const EpGroupOptions& options,
                                   int rank);
+
+// Groups of device runners (RunnerOptions::device other than cpu) run without microbatching:
+// a device runner is not forked (the GPU two-batch overlap is measured by
+// bench/gpu/ep_overlap_bench). Every rank applies the same rule, so they agree.
+EpGroupOptions ForDevice(EpGroupOptions options, const std::string& device);
+// The runner options of `rank`: device "cuda" spreads the ranks over the visible GPUs (rank r on
+// GPU r mod count); "cuda:N" keeps every rank on GPU N.
+model::RunnerOptions RankRunnerOptions(model::RunnerOptions options, int rank);
 
 // The rank's transport: UCX (with options.ucx_tls) or in-process on `fabric`.
 StatusOr<std::unique_ptr<transport::Transport>> MakeTransport(

@@ -13,6 +13,7 @@
 #include "expert_parallel/group/ep_group.h"
 #include "model/gen_model.h"
 #include "model/model_runner.h"
+#include "ops/gpu_info.h"
 
 namespace strata::expert_parallel {
 namespace {
@@ -128,8 +129,9 @@ class EpModelTest : public ::testing::Test {
   // Runs the group; sequence g goes to rank g % size. Returns per-sequence outputs and logits.
   static StatusOr<RankRun> RunGroup(const std::string& dir, EpGroupOptions g, int num_sequences,
                                     int steps, std::vector<EpRunnerStats>* stats = nullptr,
-                                    std::function<void(int, EpRunner&)> after = nullptr) {
-    STRATA_ASSIGN_OR_RETURN(auto runners, CreateThreadGroup(dir, RunnerOpts(), g));
+                                    std::function<void(int, EpRunner&)> after = nullptr,
+                                    const model::RunnerOptions& ro = RunnerOpts()) {
+    STRATA_ASSIGN_OR_RETURN(auto runners, CreateThreadGroup(dir, ro, g));
     const int vocab = static_cast<int>(runners[0]->config().vocab_size);
     auto all = Prompts(num_sequences, vocab);
     std::vector<RankRun> runs(g.size);
@@ -188,6 +190,43 @@ TEST_F(EpModelTest, Bf16GreedyOutputsAreTheSameAtEveryEpSize) {
       ASSERT_TRUE(epn.ok()) << epn.status().message();
       EXPECT_EQ(epn->outputs, ep1->outputs) << "EP=" << size;
       EXPECT_EQ(epn->first_logits, ep1->first_logits) << "EP=" << size << " (bitwise)";
+    }
+  }
+}
+
+// The same on a GPU (skips without one): the device forward routes on the GPU and moves the
+// tokens through the communicator in host memory; EP 2 (two ranks on the GPU) equals EP 1 bit
+// for bit, and EP 1 stays within rounding of the plain device forward, whose routed experts run
+// whole on the device (combine on the device instead of the host).
+TEST_F(EpModelTest, Bf16GreedyOutputsAreTheSameAtEveryEpSizeOnTheGpu) {
+  if (ops::QueryGpus().devices.empty()) GTEST_SKIP() << "no CUDA device";
+  model::RunnerOptions ro = RunnerOpts();
+  ro.device = "cuda";
+  for (const char* name : {"deepseek_v3", "qwen3_moe"}) {
+    SCOPED_TRACE(name);
+    auto ep1 = RunGroup(Dir(name), Group(1, WireDType::kBf16), 8, 6, nullptr, nullptr, ro);
+    ASSERT_TRUE(ep1.ok()) << ep1.status().message();
+    std::vector<EpRunnerStats> stats;
+    auto ep2 = RunGroup(Dir(name), Group(2, WireDType::kBf16, true), 8, 6, &stats, nullptr, ro);
+    ASSERT_TRUE(ep2.ok()) << ep2.status().message();
+    EXPECT_EQ(ep2->outputs, ep1->outputs);
+    EXPECT_EQ(ep2->first_logits, ep1->first_logits) << "(bitwise)";
+    EXPECT_EQ(stats[0].microbatched_steps, 0);  // device runners are not forked
+    EXPECT_GT(stats[0].ep.rounds, 0);
+    auto plain = model::ModelRunner::Load(Dir(name), ro);
+    ASSERT_TRUE(plain.ok()) << plain.status().message();
+    RankRun whole;
+    whole.prompts = Prompts(8, static_cast<int>((*plain)->config().vocab_size));
+    ASSERT_TRUE(DecodeBatch(**plain, 0, &whole).ok());
+    for (int s = 0; s < 8; ++s) {
+      const auto& a = whole.first_logits[s];
+      const auto& b = ep1->first_logits[s];
+      float scale = 0, diff = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        scale = std::max(scale, std::fabs(a[i]));
+        diff = std::max(diff, std::fabs(a[i] - b[i]));
+      }
+      EXPECT_LE(diff, 1e-3f * scale) << "sequence " << s;
     }
   }
 }
