@@ -149,8 +149,13 @@ StatusOr<LeaderGroup> StartLeader(const std::string& model_dir,
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    // A worker's stdout is the leader's stderr: the leader's stdout may carry --json output.
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
     pid_t pid = 0;
-    int rc = posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ);
+    int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
     if (rc != 0) {
       for (pid_t p : group.workers) kill(p, SIGKILL);
       (void)WaitForWorkers(group.workers, 1000);

@@ -1,5 +1,8 @@
 #include "transport/ucx/ucx_memory.h"
 
+#include <sys/uio.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -30,13 +33,27 @@ namespace {
 // our shared-memory data endpoints run without UCX error handling (see ucx_transport_impl.h).
 // So CMA is left out unless asked for by name: "sm"/"shm" become posix and sysv shared memory,
 // and the default ("all") becomes "all but cma". Peer death then fails transfers cleanly.
+// Whether this kernel has cross-memory attach at all (a copy from this process to itself). Where
+// it has none (a kernel built without it, some VMs), UCX offers no cma transport, and naming it
+// in an exclusion list only makes UCX print a warning -- on stdout, into `--json` output.
+bool KernelHasCma() {
+  static const bool has = [] {
+    char src = 1, dst = 0;
+    iovec local{&dst, 1}, remote{&src, 1};
+    return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == 1;
+  }();
+  return has;
+}
+
 std::string WithoutCma(std::string tls) {
   if (tls.empty()) {
     const char* env = std::getenv("UCX_TLS");
     tls = env ? env : "all";
   }
-  if (tls == "all") return "^cma";
-  if (tls[0] == '^') return tls.find("cma") == std::string::npos ? tls + ",cma" : tls;
+  if (tls == "all") return KernelHasCma() ? "^cma" : "all";
+  if (tls[0] == '^') {
+    return tls.find("cma") == std::string::npos && KernelHasCma() ? tls + ",cma" : tls;
+  }
   std::string out;
   size_t begin = 0;
   while (begin <= tls.size()) {

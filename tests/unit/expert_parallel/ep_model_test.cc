@@ -196,8 +196,9 @@ TEST_F(EpModelTest, Bf16GreedyOutputsAreTheSameAtEveryEpSize) {
 
 // The same on a GPU (skips without one): the device forward routes on the GPU and moves the
 // tokens through the communicator in host memory; EP 2 (two ranks on the GPU) equals EP 1 bit
-// for bit, and EP 1 stays within rounding of the plain device forward, whose routed experts run
-// whole on the device (combine on the device instead of the host).
+// for bit. Against the plain device forward (routed experts whole on the device, combined in
+// f32) the EP path sends expert outputs back in BF16 (2^-8 relative rounding): logits within 2%
+// of the largest, the same top-1 wherever it leads by more than twice that.
 TEST_F(EpModelTest, Bf16GreedyOutputsAreTheSameAtEveryEpSizeOnTheGpu) {
   if (ops::QueryGpus().devices.empty()) GTEST_SKIP() << "no CUDA device";
   model::RunnerOptions ro = RunnerOpts();
@@ -226,7 +227,12 @@ TEST_F(EpModelTest, Bf16GreedyOutputsAreTheSameAtEveryEpSizeOnTheGpu) {
         scale = std::max(scale, std::fabs(a[i]));
         diff = std::max(diff, std::fabs(a[i] - b[i]));
       }
-      EXPECT_LE(diff, 1e-3f * scale) << "sequence " << s;
+      EXPECT_LE(diff, 0.02f * scale) << "sequence " << s;
+      std::vector<float> sorted(a);
+      std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+      if (sorted[0] - sorted[1] > 2 * 0.02f * scale) {
+        EXPECT_EQ(Argmax(a), Argmax(b)) << "sequence " << s;
+      }
     }
   }
 }
