@@ -1,10 +1,14 @@
 #include "transport/ucx/ucx_memory.h"
 
-#include <sys/uio.h>
-#include <unistd.h>
+#include <ucs/debug/log_def.h>
 
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <cstdlib>
+#include <mutex>
+
+#include "common/log.h"
 
 namespace strata::transport::ucx {
 
@@ -33,27 +37,13 @@ namespace {
 // our shared-memory data endpoints run without UCX error handling (see ucx_transport_impl.h).
 // So CMA is left out unless asked for by name: "sm"/"shm" become posix and sysv shared memory,
 // and the default ("all") becomes "all but cma". Peer death then fails transfers cleanly.
-// Whether this kernel has cross-memory attach at all (a copy from this process to itself). Where
-// it has none (a kernel built without it, some VMs), UCX offers no cma transport, and naming it
-// in an exclusion list only makes UCX print a warning -- on stdout, into `--json` output.
-bool KernelHasCma() {
-  static const bool has = [] {
-    char src = 1, dst = 0;
-    iovec local{&dst, 1}, remote{&src, 1};
-    return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == 1;
-  }();
-  return has;
-}
-
 std::string WithoutCma(std::string tls) {
   if (tls.empty()) {
     const char* env = std::getenv("UCX_TLS");
     tls = env ? env : "all";
   }
-  if (tls == "all") return KernelHasCma() ? "^cma" : "all";
-  if (tls[0] == '^') {
-    return tls.find("cma") == std::string::npos && KernelHasCma() ? tls + ",cma" : tls;
-  }
+  if (tls == "all") return "^cma";
+  if (tls[0] == '^') return tls.find("cma") == std::string::npos ? tls + ",cma" : tls;
   std::string out;
   size_t begin = 0;
   while (begin <= tls.size()) {
@@ -67,9 +57,32 @@ std::string WithoutCma(std::string tls) {
   return out;
 }
 
+// UCX prints its errors and warnings on stdout, where a command's `--json` output goes (e.g.
+// "transport 'cma' is not available" on machines without it): they go to Strata's log on
+// stderr instead. Fatal messages and debug output (asked for with UCX_LOG_LEVEL) stay UCX's.
+ucs_log_func_rc_t ToStrataLog(const char* file, unsigned line, const char* function,
+                              ucs_log_level_t level, const ucs_log_component_config_t* component,
+                              const char* format, va_list ap) {
+  (void)function;
+  (void)component;
+  if (level == UCS_LOG_LEVEL_FATAL || level > UCS_LOG_LEVEL_INFO) return UCS_LOG_FUNC_RC_CONTINUE;
+  char message[1024];
+  std::vsnprintf(message, sizeof(message), format, ap);
+  if (level == UCS_LOG_LEVEL_ERROR) {
+    log::Error("UCX: {} ({}:{})", message, file, line);
+  } else if (level == UCS_LOG_LEVEL_WARN) {
+    log::Warn("UCX: {} ({}:{})", message, file, line);
+  } else {
+    log::Info("UCX: {}", message);
+  }
+  return UCS_LOG_FUNC_RC_STOP;
+}
+
 }  // namespace
 
 StatusOr<std::shared_ptr<UcxContext>> UcxContext::Create(const std::string& requested_tls) {
+  static std::once_flag route_logs;
+  std::call_once(route_logs, [] { ucs_log_push_handler(ToStrataLog); });
   const std::string tls = WithoutCma(requested_tls);
   ucp_config_t* config = nullptr;
   ucs_status_t status = ucp_config_read(nullptr, nullptr, &config);

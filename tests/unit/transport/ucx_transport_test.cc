@@ -1,7 +1,9 @@
-// UCX-specific behaviour beyond the contract: which bulk path an endpoint picks, and RMA forced
-// over tcp (slow there, but it must still be correct).
+// UCX-specific behaviour beyond the contract: which bulk path an endpoint picks, RMA forced
+// over tcp (slow there, but it must still be correct), and where UCX's warnings go.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <future>
 #include <thread>
@@ -173,6 +175,42 @@ TEST(UcxTransport, BadListenAddressesAreInvalidArgument) {
   EXPECT_EQ((*transport)->Listen("no-port").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ((*transport)->Listen("127.0.0.1:99999").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ((*transport)->Listen("example.com:80").status().code(), StatusCode::kInvalidArgument);
+}
+
+// UCX's own warnings (here: an excluded transport this machine lacks) go to Strata's log on
+// stderr, never to stdout, where commands print their --json output.
+TEST(UcxTransport, UcxWarningsGoToTheLogNotStdout) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  FILE* out = std::tmpfile();
+  FILE* err = std::tmpfile();
+  ASSERT_TRUE(out && err);
+  const int saved_out = dup(STDOUT_FILENO), saved_err = dup(STDERR_FILENO);
+  dup2(fileno(out), STDOUT_FILENO);
+  dup2(fileno(err), STDERR_FILENO);
+  UcxOptions options;
+  options.tls = "^knem,xpmem";
+  auto transport = UcxTransport::Create(options);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  dup2(saved_out, STDOUT_FILENO);
+  dup2(saved_err, STDERR_FILENO);
+  close(saved_out);
+  close(saved_err);
+  ASSERT_TRUE(transport.ok()) << transport.status().message();
+  auto read_all = [](FILE* f) {
+    std::string text;
+    std::rewind(f);
+    for (int c = std::fgetc(f); c != EOF; c = std::fgetc(f)) text.push_back(static_cast<char>(c));
+    std::fclose(f);
+    return text;
+  };
+  const std::string printed = read_all(out), logged = read_all(err);
+  EXPECT_EQ(printed, "");
+  if (logged.find("not available") != std::string::npos) {
+    EXPECT_NE(logged.find("UCX: "), std::string::npos) << logged;
+  }
+  (*transport)->Shutdown();
 }
 
 TEST(UcxTransport, ParseBulkMode) {
