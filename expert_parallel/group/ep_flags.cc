@@ -9,7 +9,8 @@ void AddEpFlags(CLI::App& app, EpFlags* f) {
           "Expert-parallel ranks in this instance (0: off; 1: one rank through the EP dispatch "
           "path, the reference for comparing EP sizes)");
   AddFlag(app, "ep-transport", &f->transport,
-          "ucx: one process per rank over UCX on 127.0.0.1; inproc: ranks as threads");
+          "ucx: one process per rank over UCX on 127.0.0.1; inproc: ranks as threads; nccl: one "
+          "process per rank, exchanges as NCCL all-to-alls through the rank's GPU");
   AddFlag(app, "ep-ucx-tls", &f->ucx_tls, "UCX_TLS for the EP transport (e.g. sm,tcp or tcp)");
   AddFlag(app, "ep-dispatch-dtype", &f->dispatch,
           "Dispatch dtype: int8 (per-token scales) or bf16");
@@ -23,6 +24,7 @@ void AddEpFlags(CLI::App& app, EpFlags* f) {
   AddFlag(app, "microbatch-min-tokens", &f->microbatch_min_tokens,
           "Microbatching is on when some rank's batch has at least this many tokens");
   AddFlag(app, "ep-stats-out", &f->stats_out, "Write the EP group's statistics (JSON) here");
+  AddFlag(app, "ep-nccl-id", &f->nccl_id, "Rank 0's NCCL id (hex; rank 0 sets it for workers)");
 }
 
 StatusOr<EpGroupOptions> ToGroupOptions(const EpFlags& f) {
@@ -40,6 +42,7 @@ StatusOr<EpGroupOptions> ToGroupOptions(const EpFlags& f) {
   g.timeout_ms = f.timeout_ms;
   g.runner.microbatch = !f.no_microbatch;
   g.runner.microbatch_min_tokens = f.microbatch_min_tokens;
+  g.nccl_id = f.nccl_id;
   STRATA_RETURN_IF_ERROR(ValidateGroupOptions(g));
   return g;
 }

@@ -24,6 +24,7 @@ struct EpFlags {
   bool no_microbatch = false;
   int64_t microbatch_min_tokens = 16;
   std::string stats_out;  // write the group's stats JSON here
+  std::string nccl_id;    // set by rank 0 for its workers (--ep-transport nccl)
 };
 
 void AddEpFlags(CLI::App& app, EpFlags* flags);

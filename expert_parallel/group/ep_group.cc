@@ -6,11 +6,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "expert_parallel/wire.h"
+#ifdef STRATA_WITH_NCCL
+#include "expert_parallel/nccl_collective.h"
+#endif
 #include "ops/gpu_info.h"
 #include "transport/ucx/ucx_transport.h"
 
@@ -20,9 +25,14 @@ namespace strata::expert_parallel {
 
 Status ValidateGroupOptions(const EpGroupOptions& o) {
   if (o.size < 1 || o.size > 64) return FlagError("ep", "must be in [1, 64]");
-  if (o.transport != "inproc" && o.transport != "ucx") {
-    return FlagError("ep-transport", "must be inproc or ucx");
+  if (o.transport != "inproc" && o.transport != "ucx" && o.transport != "nccl") {
+    return FlagError("ep-transport", "must be inproc, ucx or nccl");
   }
+#ifndef STRATA_WITH_NCCL
+  if (o.transport == "nccl") {
+    return FlagError("ep-transport", "nccl needs a build with CUDA and NCCL (this one has none)");
+  }
+#endif
   if (o.redundant_experts < 0) return FlagError("redundant-experts", "must be >= 0");
   if (o.eplb_window_steps < 0) return FlagError("ep-eplb-window", "must be >= 0 (0: off)");
   if (o.max_tokens_per_rank < 1) return FlagError("ep-max-tokens", "must be >= 1");
@@ -76,10 +86,74 @@ std::string ListenAddress(const EpGroupOptions& o, int rank) {
   return o.transport == "inproc" ? "ep-rank" + std::to_string(rank) + ":0" : "127.0.0.1:0";
 }
 
+// The GPU a rank's NCCL communicator uses: the rank's own ("cuda:N"), else rank mod count.
+int GpuOfRank(const model::RunnerOptions& rank_options, int rank) {
+  const std::string& d = rank_options.device;
+  if (d.rfind("cuda:", 0) == 0) return std::atoi(d.c_str() + 5);
+  const int gpus = static_cast<int>(ops::QueryGpus().devices.size());
+  return gpus > 0 ? rank % gpus : 0;
+}
+
+std::string Hex(const std::string& bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  }
+  return out;
+}
+
+StatusOr<std::string> Unhex(const std::string& hex) {
+  auto nibble = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    const int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0) break;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  if (out.size() * 2 != hex.size()) return FlagError("ep-nccl-id", "must be hexadecimal");
+  return out;
+}
+
 }  // namespace
 
-EpGroupOptions ForDevice(EpGroupOptions options, const std::string& device) {
-  if (device != "cpu") options.runner.microbatch = false;
+StatusOr<std::unique_ptr<EpEndpoint>> MakeEndpoint(const EpOptions& eo, const EpGroupOptions& g,
+                                                   std::shared_ptr<transport::InprocFabric> fabric,
+                                                   int gpu) {
+  if (g.transport != "nccl") {
+    STRATA_ASSIGN_OR_RETURN(auto t, MakeTransport(g, std::move(fabric)));
+    return EpEndpoint::Create(eo, std::move(t));
+  }
+#ifdef STRATA_WITH_NCCL
+  NcclCollectiveOptions no;
+  no.rank = eo.rank;
+  no.size = eo.size;
+  no.device = gpu;
+  const WireShape shape{eo.size,  eo.num_experts,         eo.hidden,
+                        eo.top_k, eo.max_tokens_per_rank, eo.dispatch_dtype};
+  no.max_slot_bytes = std::max(shape.DispatchCapacity(), shape.CombineCapacity());
+  no.timeout_ms = eo.timeout_ms;
+  if (eo.size > 1) {
+    if (g.nccl_id.empty()) return FlagError("ep-nccl-id", "rank 0's NCCL id is required");
+    STRATA_ASSIGN_OR_RETURN(no.unique_id, Unhex(g.nccl_id));
+  }
+  auto collective = CreateNcclCollective(no);
+  if (!collective.ok()) {
+    return collective.status().WithContext("--ep-transport nccl, rank " + std::to_string(eo.rank) +
+                                           " on GPU " + std::to_string(gpu));
+  }
+  return EpEndpoint::CreateWithCollective(eo, std::move(*collective));
+#else
+  (void)gpu;
+  return FlagError("ep-transport", "nccl needs a build with CUDA and NCCL (this one has none)");
+#endif
+}
+
+EpGroupOptions EffectiveGroupOptions(EpGroupOptions options, const std::string& device) {
+  if (device != "cpu" || options.transport == "nccl") options.runner.microbatch = false;
   return options;
 }
 
@@ -94,15 +168,19 @@ model::RunnerOptions RankRunnerOptions(model::RunnerOptions options, int rank) {
 StatusOr<std::vector<std::unique_ptr<EpRunner>>> CreateThreadGroup(
     const std::string& model_dir, const model::RunnerOptions& runner_options,
     const EpGroupOptions& group_options) {
-  const EpGroupOptions options = ForDevice(group_options, runner_options.device);
+  const EpGroupOptions options = EffectiveGroupOptions(group_options, runner_options.device);
   STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
+  if (options.transport == "nccl" && options.size > 1) {
+    return FlagError("ep-transport", "nccl ranks run as processes, one GPU each (not as threads)");
+  }
   auto fabric = transport::NewInprocFabric();
   std::vector<std::unique_ptr<EpEndpoint>> eps;
   std::string leader;
   for (int r = 0; r < options.size; ++r) {
     STRATA_ASSIGN_OR_RETURN(EpOptions eo, MakeEpOptions(config, options, r));
-    STRATA_ASSIGN_OR_RETURN(auto t, MakeTransport(options, fabric));
-    STRATA_ASSIGN_OR_RETURN(auto ep, EpEndpoint::Create(eo, std::move(t)));
+    STRATA_ASSIGN_OR_RETURN(
+        auto ep,
+        MakeEndpoint(eo, options, fabric, GpuOfRank(RankRunnerOptions(runner_options, r), r)));
     if (options.size > 1) {
       STRATA_ASSIGN_OR_RETURN(std::string address, ep->Listen(ListenAddress(options, r)));
       if (r == 0) leader = address;
@@ -130,22 +208,36 @@ StatusOr<LeaderGroup> StartLeader(const std::string& model_dir,
                                   const model::RunnerOptions& runner_options,
                                   const EpGroupOptions& group_options,
                                   const std::vector<std::string>& worker_argv_prefix) {
-  const EpGroupOptions options = ForDevice(group_options, runner_options.device);
+  const EpGroupOptions options = EffectiveGroupOptions(group_options, runner_options.device);
   STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
   STRATA_ASSIGN_OR_RETURN(EpOptions eo, MakeEpOptions(config, options, 0));
-  if (options.transport != "ucx") {
-    return FlagError("ep-transport", "worker processes need ucx (inproc runs ranks as threads)");
+  if (options.transport == "inproc") {
+    return FlagError("ep-transport",
+                     "worker processes need ucx or nccl (inproc runs ranks as "
+                     "threads)");
   }
-  STRATA_ASSIGN_OR_RETURN(auto t, MakeTransport(options, nullptr));
-  STRATA_ASSIGN_OR_RETURN(auto ep, EpEndpoint::Create(eo, std::move(t)));
+  const bool nccl = options.transport == "nccl";
+  EpGroupOptions leader_options = options;
+  std::unique_ptr<EpEndpoint> ep;
   LeaderGroup group;
-  std::string leader;
-  if (options.size > 1) {
-    STRATA_ASSIGN_OR_RETURN(leader, ep->Listen(ListenAddress(options, 0)));
+  std::string leader = "nccl";  // over NCCL the workers need rank 0's id, not its address
+  if (nccl) {
+#ifdef STRATA_WITH_NCCL
+    if (options.size > 1) {
+      STRATA_ASSIGN_OR_RETURN(std::string id, NewNcclUniqueId());
+      leader_options.nccl_id = Hex(id);
+    }
+#endif
+  } else {
+    STRATA_ASSIGN_OR_RETURN(ep, MakeEndpoint(eo, options, nullptr, 0));
+    if (options.size > 1) {
+      STRATA_ASSIGN_OR_RETURN(leader, ep->Listen(ListenAddress(options, 0)));
+    }
   }
   for (int r = 1; r < options.size; ++r) {
     std::vector<std::string> args = worker_argv_prefix;
     args.insert(args.end(), {"--ep-rank", std::to_string(r), "--ep-leader", leader});
+    if (nccl) args.insert(args.end(), {"--ep-nccl-id", leader_options.nccl_id});
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -163,7 +255,18 @@ StatusOr<LeaderGroup> StartLeader(const std::string& model_dir,
     }
     group.workers.push_back(pid);
   }
-  Status joined = ep->Join(leader);
+  Status joined = OkStatus();
+  if (nccl) {  // NCCL's init waits for every rank (up to the timeout)
+    auto made = MakeEndpoint(eo, leader_options, nullptr,
+                             GpuOfRank(RankRunnerOptions(runner_options, 0), 0));
+    if (made.ok()) {
+      ep = std::move(*made);
+    } else {
+      joined = made.status();
+    }
+  } else {
+    joined = ep->Join(leader);
+  }
   if (joined.ok()) {
     auto runner = EpRunner::Create(model_dir, RankRunnerOptions(runner_options, 0), std::move(ep),
                                    options.runner);
@@ -182,16 +285,18 @@ StatusOr<std::unique_ptr<EpRunner>> JoinAsWorker(const std::string& model_dir,
                                                  const model::RunnerOptions& runner_options,
                                                  const EpGroupOptions& group_options, int rank,
                                                  const std::string& leader_address) {
-  const EpGroupOptions options = ForDevice(group_options, runner_options.device);
+  const EpGroupOptions options = EffectiveGroupOptions(group_options, runner_options.device);
   if (rank < 1 || rank >= options.size) return FlagError("ep-rank", "must be in [1, --ep)");
   STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
   STRATA_ASSIGN_OR_RETURN(EpOptions eo, MakeEpOptions(config, options, rank));
-  STRATA_ASSIGN_OR_RETURN(auto t, MakeTransport(options, nullptr));
-  STRATA_ASSIGN_OR_RETURN(auto ep, EpEndpoint::Create(eo, std::move(t)));
-  STRATA_RETURN_IF_ERROR(ep->Listen(ListenAddress(options, rank)).status());
-  STRATA_RETURN_IF_ERROR(ep->Join(leader_address));
-  return EpRunner::Create(model_dir, RankRunnerOptions(runner_options, rank), std::move(ep),
-                          options.runner);
+  const model::RunnerOptions rank_options = RankRunnerOptions(runner_options, rank);
+  STRATA_ASSIGN_OR_RETURN(auto ep,
+                          MakeEndpoint(eo, options, nullptr, GpuOfRank(rank_options, rank)));
+  if (options.transport != "nccl") {
+    STRATA_RETURN_IF_ERROR(ep->Listen(ListenAddress(options, rank)).status());
+    STRATA_RETURN_IF_ERROR(ep->Join(leader_address));
+  }
+  return EpRunner::Create(model_dir, rank_options, std::move(ep), options.runner);
 }
 
 Status WaitForWorkers(const std::vector<pid_t>& workers, int64_t timeout_ms) {

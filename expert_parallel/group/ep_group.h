@@ -24,8 +24,11 @@ namespace strata::expert_parallel {
 
 struct EpGroupOptions {
   int size = 1;
-  std::string transport = "inproc";  // inproc | ucx
-  std::string ucx_tls;               // UCX_TLS for ucx ("sm,tcp", "tcp", ...); empty: default
+  // inproc | ucx | nccl (dispatch/combine as NCCL all-to-alls staged through the rank's GPU; a
+  // CUDA build; ranks > 1 run as processes, each on its own GPU)
+  std::string transport = "inproc";
+  std::string nccl_id;  // nccl: rank 0's ncclUniqueId in hex (set for workers)
+  std::string ucx_tls;  // UCX_TLS for ucx ("sm,tcp", "tcp", ...); empty: default
   WireDType dispatch_dtype = WireDType::kInt8;
   int redundant_experts = 0;
   std::string placement_file;  // initial placement (JSON); empty: uniform
@@ -42,10 +45,11 @@ Status ValidateGroupOptions(const EpGroupOptions& options);
 StatusOr<EpOptions> MakeEpOptions(const model::ModelConfig& config, const EpGroupOptions& options,
                                   int rank);
 
-// Groups of device runners (RunnerOptions::device other than cpu) run without microbatching:
-// a device runner is not forked (the GPU two-batch overlap is measured by
-// bench/gpu/ep_overlap_bench). Every rank applies the same rule, so they agree.
-EpGroupOptions ForDevice(EpGroupOptions options, const std::string& device);
+// The options a group runs with: microbatching is off for device runners (RunnerOptions::device
+// other than cpu: a device runner is not forked; the GPU two-batch overlap is measured by
+// bench/gpu/ep_overlap_bench) and over nccl (a collective serves one stream). Every rank
+// applies the same rule, so they agree.
+EpGroupOptions EffectiveGroupOptions(EpGroupOptions options, const std::string& device);
 // The runner options of `rank`: device "cuda" spreads the ranks over the visible GPUs (rank r on
 // GPU r mod count); "cuda:N" keeps every rank on GPU N.
 model::RunnerOptions RankRunnerOptions(model::RunnerOptions options, int rank);
@@ -53,6 +57,11 @@ model::RunnerOptions RankRunnerOptions(model::RunnerOptions options, int rank);
 // The rank's transport: UCX (with options.ucx_tls) or in-process on `fabric`.
 StatusOr<std::unique_ptr<transport::Transport>> MakeTransport(
     const EpGroupOptions& options, std::shared_ptr<transport::InprocFabric> inproc_fabric);
+// The rank's endpoint over that transport, or over NCCL on GPU `gpu` (transport nccl; for
+// size > 1 every rank must call it at about the same time, with options.nccl_id set).
+StatusOr<std::unique_ptr<EpEndpoint>> MakeEndpoint(
+    const EpOptions& ep_options, const EpGroupOptions& options,
+    std::shared_ptr<transport::InprocFabric> inproc_fabric, int gpu);
 
 // Every rank of a group as threads of this process; [0] is rank 0. Models are loaded once per
 // rank (weights are mmap'd, so shared).

@@ -237,6 +237,35 @@ TEST_F(EpModelTest, Bf16GreedyOutputsAreTheSameAtEveryEpSizeOnTheGpu) {
   }
 }
 
+// --ep-transport nccl: at EP 1 on a GPU machine the NCCL endpoint gives exactly the in-process
+// one's outputs; without a GPU (or without NCCL in the build) it says why. NCCL ranks > 1 are
+// processes, one GPU each, never threads.
+TEST_F(EpModelTest, NcclTransportMatchesInprocAtEp1OrSaysWhyNot) {
+  EpGroupOptions nccl = Group(1, WireDType::kBf16, true);
+  nccl.transport = "nccl";
+  auto got = RunGroup(Dir("deepseek_v3"), nccl, 4, 3);
+  if (ops::QueryGpus().devices.empty()) {
+    ASSERT_FALSE(got.ok());
+    EXPECT_TRUE(got.status().code() == StatusCode::kUnavailable ||
+                got.status().code() == StatusCode::kInvalidArgument)
+        << got.status().ToString();
+    EXPECT_NE(got.status().message().find("nccl"), std::string::npos) << got.status().message();
+  } else {
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    auto inproc = RunGroup(Dir("deepseek_v3"), Group(1, WireDType::kBf16), 4, 3);
+    ASSERT_TRUE(inproc.ok()) << inproc.status().message();
+    EXPECT_EQ(got->outputs, inproc->outputs);
+    EXPECT_EQ(got->first_logits, inproc->first_logits);
+  }
+  nccl.size = 2;
+  EXPECT_EQ(RunGroup(Dir("deepseek_v3"), nccl, 4, 1).status().code(), StatusCode::kInvalidArgument);
+  EpGroupOptions bad = Group(2, WireDType::kBf16);
+  bad.transport = "rdma";
+  Status st = ValidateGroupOptions(bad);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("ep-transport"), std::string::npos) << st.message();
+}
+
 // INT8 dispatch vs the exact f32 local path: logits within a tolerance, same top-1.
 TEST_F(EpModelTest, Int8DispatchStaysCloseToExact) {
   for (const char* name : {"deepseek_v3", "qwen3_moe"}) {
