@@ -217,6 +217,14 @@ StatusOr<LeaderGroup> StartLeader(const std::string& model_dir,
                      "threads)");
   }
   const bool nccl = options.transport == "nccl";
+  if (nccl) {
+    const size_t gpus = ops::QueryGpus().devices.size();
+    if (gpus < static_cast<size_t>(options.size)) {
+      return FlagError("ep-transport", "nccl needs one GPU per rank: --ep " +
+                                           std::to_string(options.size) + " on " +
+                                           std::to_string(gpus) + " GPU(s) (ucx has no limit)");
+    }
+  }
   EpGroupOptions leader_options = options;
   std::unique_ptr<EpEndpoint> ep;
   LeaderGroup group;

@@ -239,7 +239,7 @@ TEST_F(EpModelTest, Bf16GreedyOutputsAreTheSameAtEveryEpSizeOnTheGpu) {
 
 // --ep-transport nccl: at EP 1 on a GPU machine the NCCL endpoint gives exactly the in-process
 // one's outputs; without a GPU (or without NCCL in the build) it says why. NCCL ranks > 1 are
-// processes, one GPU each, never threads.
+// processes, one GPU each (never threads; fewer GPUs than ranks is refused up front).
 TEST_F(EpModelTest, NcclTransportMatchesInprocAtEp1OrSaysWhyNot) {
   EpGroupOptions nccl = Group(1, WireDType::kBf16, true);
   nccl.transport = "nccl";
@@ -259,6 +259,12 @@ TEST_F(EpModelTest, NcclTransportMatchesInprocAtEp1OrSaysWhyNot) {
   }
   nccl.size = 2;
   EXPECT_EQ(RunGroup(Dir("deepseek_v3"), nccl, 4, 1).status().code(), StatusCode::kInvalidArgument);
+  if (ops::QueryGpus().devices.size() < 2) {  // refused before any worker starts
+    auto leader = StartLeader(Dir("deepseek_v3"), RunnerOpts(), nccl, {"/bin/false"});
+    EXPECT_EQ(leader.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(leader.status().message().find("one GPU per rank"), std::string::npos)
+        << leader.status().message();
+  }
   EpGroupOptions bad = Group(2, WireDType::kBf16);
   bad.transport = "rdma";
   Status st = ValidateGroupOptions(bad);
