@@ -9,6 +9,7 @@
 // tokens through the communicator in host memory (MoeDeviceEp). Logits rows are copied back;
 // sampling stays on the host.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <numeric>
 
@@ -95,6 +96,39 @@ ops::KvLayerView RunnerImpl::DeviceLayerView(int layer) const {
   return view;
 }
 
+namespace {
+
+// The per-layer f32 vectors the device forward reads (their device copies are in dev_vec_).
+std::array<const std::vector<float>*, 11> LayerVectors(const LayerWeights& L) {
+  return {&L.input_norm,   &L.post_norm,     &L.gqa.q_bias,         &L.gqa.k_bias,
+          &L.gqa.v_bias,   &L.gqa.o_bias,    &L.gqa.q_norm,         &L.gqa.k_norm,
+          &L.mla.q_a_norm, &L.mla.kv_a_norm, &L.moe.correction_bias};
+}
+
+}  // namespace
+
+Status RunnerImpl::ShareDevice(const RunnerImpl& parent) {
+  ops::CudaBackendOptions co;
+  STRATA_ASSIGN_OR_RETURN(co.device, ParseCudaDevice(parent.options_.device));
+  co.deterministic = parent.cuda_->deterministic();
+  STRATA_ASSIGN_OR_RETURN(auto cuda, ops::CreateCudaBackend(co));
+  cuda_ = cuda.get();
+  backend_ = std::move(cuda);
+  // Weights, KV cache and expert tables stay the parent's (uploaded and synchronized at load);
+  // the layers here are copies, so their vectors map to the parent's device copies.
+  dev_k_ = parent.dev_k_;
+  dev_v_ = parent.dev_v_;
+  dev_experts_ = parent.dev_experts_;
+  if (!final_norm_.empty()) dev_vec_[final_norm_.data()] = parent.Dev(parent.final_norm_);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const auto mine = LayerVectors(layers_[l]), theirs = LayerVectors(parent.layers_[l]);
+    for (size_t i = 0; i < mine.size(); ++i) {
+      if (!mine[i]->empty()) dev_vec_[mine[i]->data()] = parent.Dev(*theirs[i]);
+    }
+  }
+  return OkStatus();
+}
+
 Status RunnerImpl::InitDevice() {
   // Weights: every view and vector the forward reads, uploaded once.
   STRATA_RETURN_IF_ERROR(UploadView(&embed_));
@@ -107,11 +141,7 @@ Status RunnerImpl::InitDevice() {
   dev_experts_.resize(layers_.size());
   for (size_t l = 0; l < layers_.size(); ++l) {
     LayerWeights& L = layers_[l];
-    for (const auto* v : {&L.input_norm, &L.post_norm, &L.gqa.q_bias, &L.gqa.k_bias, &L.gqa.v_bias,
-                          &L.gqa.o_bias, &L.gqa.q_norm, &L.gqa.k_norm, &L.mla.q_a_norm,
-                          &L.mla.kv_a_norm, &L.moe.correction_bias}) {
-      STRATA_RETURN_IF_ERROR(UploadVector(*v));
-    }
+    for (const std::vector<float>* v : LayerVectors(L)) STRATA_RETURN_IF_ERROR(UploadVector(*v));
     for (ops::WeightView* w : {&L.gqa.q, &L.gqa.k, &L.gqa.v, &L.gqa.o, &L.mla.q_a, &L.mla.q_b,
                                &L.mla.q, &L.mla.kv_a, &L.mla.kv_b, &L.mla.o}) {
       STRATA_RETURN_IF_ERROR(UploadView(w));

@@ -20,7 +20,8 @@ int64_t MlpElements(const ops::MlpWeights& m) {
   return Elements(m.gate) + Elements(m.up) + Elements(m.down);
 }
 
-// "cuda" -> 0, "cuda:N" -> N.
+}  // namespace
+
 StatusOr<int> ParseCudaDevice(const std::string& device) {
   if (device == "cuda") return 0;
   if (device.rfind("cuda:", 0) == 0 && device.size() > 5 && device.size() < 9 &&
@@ -29,8 +30,6 @@ StatusOr<int> ParseCudaDevice(const std::string& device) {
   }
   return InvalidArgumentError("device '" + device + "': expected cpu, cuda or cuda:N");
 }
-
-}  // namespace
 
 StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir,
                                                          const RunnerOptions& options) {

@@ -6,36 +6,35 @@ namespace strata::model {
 
 StatusOr<std::unique_ptr<ModelRunner>> RunnerImpl::Fork(
     expert_parallel::Communicator* communicator) {
-  if (cuda_ != nullptr) {
-    return FailedPreconditionError(
-        "a device runner is not forked: microbatching runs on the CPU (on a GPU it is measured by "
-        "bench/gpu/ep_overlap_bench)");
-  }
   std::unique_ptr<RunnerImpl> r(new RunnerImpl());
   r->config_ = config_;
   r->options_ = options_;
   r->options_.communicator = communicator;
   r->stats_ = stats_;
-  ops::CpuBackendOptions bo;
-  bo.num_threads = options_.num_threads;
-  bo.kernels = options_.kernels;
-  STRATA_ASSIGN_OR_RETURN(r->backend_, ops::CreateCpuBackend(bo));
   r->weights_ = weights_;
   r->cache_ = cache_;
   r->kv_spec_ = kv_spec_;
   r->num_kv_blocks_ = num_kv_blocks_;
-  r->comm_ = communicator;
-  if (!r->comm_) {
-    r->owned_comm_ = expert_parallel::CreateLocalCommunicator(
-        r->backend_.get(), static_cast<int>(config_.num_experts));
-    r->comm_ = r->owned_comm_.get();
-  }
   r->rope_ = rope_;
   r->attention_scale_ = attention_scale_;
   r->embed_ = embed_;
   r->lm_head_ = lm_head_;
   r->final_norm_ = final_norm_;
   r->layers_ = layers_;
+  r->comm_ = communicator;
+  if (cuda_ != nullptr) {  // a second stream on the same GPU; null communicator: whole-device MoE
+    STRATA_RETURN_IF_ERROR(r->ShareDevice(*this));
+    return std::unique_ptr<ModelRunner>(std::move(r));
+  }
+  ops::CpuBackendOptions bo;
+  bo.num_threads = options_.num_threads;
+  bo.kernels = options_.kernels;
+  STRATA_ASSIGN_OR_RETURN(r->backend_, ops::CreateCpuBackend(bo));
+  if (!r->comm_) {
+    r->owned_comm_ = expert_parallel::CreateLocalCommunicator(
+        r->backend_.get(), static_cast<int>(config_.num_experts));
+    r->comm_ = r->owned_comm_.get();
+  }
   for (LayerWeights& L : r->layers_) {  // the copy's router must read the copy's bias
     if (L.is_moe && !L.moe.correction_bias.empty()) {
       L.moe.spec.correction_bias = L.moe.correction_bias.data();

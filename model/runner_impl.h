@@ -64,6 +64,9 @@ struct BatchTokens {
   int64_t num_tokens() const { return static_cast<int64_t>(ids.size()); }
 };
 
+// "cuda" -> 0, "cuda:N" -> N; kInvalidArgument otherwise.
+StatusOr<int> ParseCudaDevice(const std::string& device);
+
 class RunnerImpl final : public ModelRunner {
  public:
   static StatusOr<std::unique_ptr<ModelRunner>> Create(const std::string& dir,
@@ -99,6 +102,9 @@ class RunnerImpl final : public ModelRunner {
   // Device path (forward_device.cc): uploads the weights and allocates the KV cache at load;
   // the forward mirrors the CPU one with every tensor in device memory.
   Status InitDevice();
+  // A fork's device state: its own backend (stream) and workspace, the parent's weights, KV
+  // cache and expert tables.
+  Status ShareDevice(const RunnerImpl& parent);
   StatusOr<void*> DeviceCopy(const void* host, size_t bytes);
   Status UploadView(ops::WeightView* w);
   Status UploadVector(const std::vector<float>& v);
@@ -157,7 +163,7 @@ class RunnerImpl final : public ModelRunner {
   std::vector<void*> device_allocs_;                        // weights, KV; freed with the runner
   std::unordered_map<const float*, const float*> dev_vec_;  // host vector -> its device copy
   std::vector<bf16*> dev_k_, dev_v_;                        // per layer (MLA: k only)
-  std::vector<std::unique_ptr<ops::DeviceExperts>> dev_experts_;  // per layer, null if dense
+  std::vector<std::shared_ptr<ops::DeviceExperts>> dev_experts_;  // per layer, null if dense
   const int32_t* dev_iota_ = nullptr;                             // 0, 1, 2, ...
   int64_t dev_iota_n_ = 0;
   const float* d_x_ = nullptr;  // x_ on the device during ForwardDevice

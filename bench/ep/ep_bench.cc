@@ -4,7 +4,7 @@
 //       dispatch + combine of one MoE layer (bench deepseek_v3 shapes: hidden 1024, 64 experts,
 //       top-6), ranks as threads each with its own transport endpoint; time per layer, bytes
 //       each rank sends, and the resulting bandwidth.
-//   ep_bench decode --model DIR --ep N --batch B --steps S [--no-microbatch]
+//   ep_bench decode --model DIR --ep N --batch B --steps S [--no-microbatch] [--device cuda]
 //       decode tokens/s of a checkpoint with an EP group of threads (in-process transport):
 //       every rank decodes B sequences (data-parallel attention); overlap achieved.
 #include <CLI/CLI.hpp>
@@ -132,7 +132,7 @@ int Comm(int ep, const std::string& transport, const std::string& tls, const std
 }
 
 int Decode(const std::string& dir, int ep, int batch, int steps, bool microbatch,
-           const std::string& dtype) {
+           const std::string& dtype, const std::string& device, int threads) {
   EpGroupOptions g;
   g.size = ep;
   g.transport = "inproc";
@@ -141,7 +141,8 @@ int Decode(const std::string& dir, int ep, int batch, int steps, bool microbatch
   g.runner.microbatch_min_tokens = 2;
   g.max_tokens_per_rank = std::max(batch * 8, 64);
   model::RunnerOptions ro;
-  ro.num_threads = 1;
+  ro.device = device;
+  ro.num_threads = threads;
   ro.num_kv_blocks = batch * 2;
   ro.kv_block_size = 16;
   ro.prefault_weights = false;
@@ -198,6 +199,8 @@ int Decode(const std::string& dir, int ep, int batch, int steps, bool microbatch
                    {"steps", steps},
                    {"microbatch", microbatch},
                    {"dtype", dtype},
+                   {"device", device},
+                   {"threads_per_rank", threads},
                    {"tokens_per_s", static_cast<double>(ep) * batch * steps / wall},
                    {"step_ms", wall * 1e3 / steps},
                    {"rank0", StatsJson(stats, (*runners)[0]->endpoint().options())}};
@@ -215,7 +218,11 @@ int main(int argc, char** argv) {
   int ep = 2, iters = 20, batch = 8, steps = 4;
   int64_t tokens = 32;
   bool no_microbatch = false;
+  std::string device = "cpu";
+  int threads = 1;
   app.add_option("mode", mode, "comm | decode")->required();
+  app.add_option("--device", device, "decode: where each rank's forward runs (cpu, cuda[:N])");
+  app.add_option("--threads", threads, "decode: compute threads per rank (cpu)");
   app.add_option("--ep", ep);
   app.add_option("--transport", transport);
   app.add_option("--tls", tls);
@@ -232,7 +239,8 @@ int main(int argc, char** argv) {
     return strata::expert_parallel::Comm(ep, transport, tls, dtype, tokens, iters);
   }
   if (mode == "decode") {
-    return strata::expert_parallel::Decode(model, ep, batch, steps, !no_microbatch, dtype);
+    return strata::expert_parallel::Decode(model, ep, batch, steps, !no_microbatch, dtype, device,
+                                           threads);
   }
   return 2;
 }

@@ -152,8 +152,8 @@ StatusOr<std::unique_ptr<EpEndpoint>> MakeEndpoint(const EpOptions& eo, const Ep
 #endif
 }
 
-EpGroupOptions EffectiveGroupOptions(EpGroupOptions options, const std::string& device) {
-  if (device != "cpu" || options.transport == "nccl") options.runner.microbatch = false;
+EpGroupOptions EffectiveGroupOptions(EpGroupOptions options) {
+  if (options.transport == "nccl") options.runner.microbatch = false;
   return options;
 }
 
@@ -168,7 +168,7 @@ model::RunnerOptions RankRunnerOptions(model::RunnerOptions options, int rank) {
 StatusOr<std::vector<std::unique_ptr<EpRunner>>> CreateThreadGroup(
     const std::string& model_dir, const model::RunnerOptions& runner_options,
     const EpGroupOptions& group_options) {
-  const EpGroupOptions options = EffectiveGroupOptions(group_options, runner_options.device);
+  const EpGroupOptions options = EffectiveGroupOptions(group_options);
   STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
   if (options.transport == "nccl" && options.size > 1) {
     return FlagError("ep-transport", "nccl ranks run as processes, one GPU each (not as threads)");
@@ -208,7 +208,7 @@ StatusOr<LeaderGroup> StartLeader(const std::string& model_dir,
                                   const model::RunnerOptions& runner_options,
                                   const EpGroupOptions& group_options,
                                   const std::vector<std::string>& worker_argv_prefix) {
-  const EpGroupOptions options = EffectiveGroupOptions(group_options, runner_options.device);
+  const EpGroupOptions options = EffectiveGroupOptions(group_options);
   STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
   STRATA_ASSIGN_OR_RETURN(EpOptions eo, MakeEpOptions(config, options, 0));
   if (options.transport == "inproc") {
@@ -293,7 +293,7 @@ StatusOr<std::unique_ptr<EpRunner>> JoinAsWorker(const std::string& model_dir,
                                                  const model::RunnerOptions& runner_options,
                                                  const EpGroupOptions& group_options, int rank,
                                                  const std::string& leader_address) {
-  const EpGroupOptions options = EffectiveGroupOptions(group_options, runner_options.device);
+  const EpGroupOptions options = EffectiveGroupOptions(group_options);
   if (rank < 1 || rank >= options.size) return FlagError("ep-rank", "must be in [1, --ep)");
   STRATA_ASSIGN_OR_RETURN(model::ModelConfig config, model::LoadModelConfig(model_dir));
   STRATA_ASSIGN_OR_RETURN(EpOptions eo, MakeEpOptions(config, options, rank));

@@ -45,11 +45,9 @@ Status ValidateGroupOptions(const EpGroupOptions& options);
 StatusOr<EpOptions> MakeEpOptions(const model::ModelConfig& config, const EpGroupOptions& options,
                                   int rank);
 
-// The options a group runs with: microbatching is off for device runners (RunnerOptions::device
-// other than cpu: a device runner is not forked; the GPU two-batch overlap is measured by
-// bench/gpu/ep_overlap_bench) and over nccl (a collective serves one stream). Every rank
-// applies the same rule, so they agree.
-EpGroupOptions EffectiveGroupOptions(EpGroupOptions options, const std::string& device);
+// The options a group runs with: microbatching is off over nccl (a collective serves one
+// stream). Every rank applies the same rule, so they agree.
+EpGroupOptions EffectiveGroupOptions(EpGroupOptions options);
 // The runner options of `rank`: device "cuda" spreads the ranks over the visible GPUs (rank r on
 // GPU r mod count); "cuda:N" keeps every rank on GPU N.
 model::RunnerOptions RankRunnerOptions(model::RunnerOptions options, int rank);
