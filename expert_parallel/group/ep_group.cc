@@ -153,7 +153,7 @@ StatusOr<std::unique_ptr<EpEndpoint>> MakeEndpoint(const EpOptions& eo, const Ep
 }
 
 EpGroupOptions EffectiveGroupOptions(EpGroupOptions options) {
-  if (options.transport == "nccl") options.runner.microbatch = false;
+  if (options.size == 1 || options.transport == "nccl") options.runner.microbatch = false;
   return options;
 }
 

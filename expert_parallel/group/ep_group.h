@@ -45,8 +45,9 @@ Status ValidateGroupOptions(const EpGroupOptions& options);
 StatusOr<EpOptions> MakeEpOptions(const model::ModelConfig& config, const EpGroupOptions& options,
                                   int rank);
 
-// The options a group runs with: microbatching is off over nccl (a collective serves one
-// stream). Every rank applies the same rule, so they agree.
+// The options a group runs with: microbatching is off at EP 1 (no exchange to hide: it only
+// halves the batches) and over nccl (a collective serves one stream). Every rank applies the
+// same rule, so they agree.
 EpGroupOptions EffectiveGroupOptions(EpGroupOptions options);
 // The runner options of `rank`: device "cuda" spreads the ranks over the visible GPUs (rank r on
 // GPU r mod count); "cuda:N" keeps every rank on GPU N.

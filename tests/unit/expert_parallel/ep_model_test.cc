@@ -266,6 +266,9 @@ TEST_F(EpModelTest, NcclTransportMatchesInprocAtEp1OrSaysWhyNot) {
     EXPECT_NE(leader.status().message().find("one GPU per rank"), std::string::npos)
         << leader.status().message();
   }
+  EXPECT_FALSE(EffectiveGroupOptions(nccl).runner.microbatch);  // one stream per collective
+  EXPECT_FALSE(EffectiveGroupOptions(Group(1, WireDType::kBf16, true)).runner.microbatch);
+  EXPECT_TRUE(EffectiveGroupOptions(Group(2, WireDType::kBf16, true)).runner.microbatch);
   EpGroupOptions bad = Group(2, WireDType::kBf16);
   bad.transport = "rdma";
   Status st = ValidateGroupOptions(bad);
