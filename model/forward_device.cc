@@ -496,14 +496,7 @@ Status RunnerImpl::MoeDeviceEp(int layer, int64_t T, float* out) {
     be.CopyToHost(route_weights_.data(), weights, T * k * sizeof(float));
     STRATA_RETURN_IF_ERROR(cuda_->Synchronize());  // surfaces any error before the peers see it
   }
-  expert_parallel::DispatchInput in;
-  in.hidden = x_.data();
-  in.num_tokens = T;
-  in.hidden_size = hidden;
-  in.expert_ids = route_ids_.data();
-  in.weights = route_weights_.data();
-  in.top_k = k;
-  in.layer = layer;
+  const expert_parallel::DispatchInput in = RoutedTokens(layer, T, k);
   STRATA_RETURN_IF_ERROR(comm_->Dispatch(in, &dispatched_));
   const int64_t rows = dispatched_.num_rows();
   expert_out_.resize(rows * hidden);

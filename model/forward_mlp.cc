@@ -4,6 +4,18 @@
 
 namespace strata::model {
 
+expert_parallel::DispatchInput RunnerImpl::RoutedTokens(int layer, int64_t T, int top_k) const {
+  expert_parallel::DispatchInput in;
+  in.hidden = x_.data();
+  in.num_tokens = T;
+  in.hidden_size = config_.hidden_size;
+  in.expert_ids = route_ids_.data();
+  in.weights = route_weights_.data();
+  in.top_k = top_k;
+  in.layer = layer;
+  return in;
+}
+
 Status RunnerImpl::MlpForward(int layer, int64_t T, float* out) {
   const ModelConfig& c = config_;
   const LayerWeights& L = layers_[layer];
@@ -25,14 +37,7 @@ Status RunnerImpl::MlpForward(int layer, int64_t T, float* out) {
     be.Matmul(x_.data(), T, hidden, std::span<const ops::MatmulOutput>(&ro, 1));
     be.MoeRoute(router_logits_.data(), T, m.spec, route_ids_.data(), route_weights_.data());
   }
-  expert_parallel::DispatchInput in;
-  in.hidden = x_.data();
-  in.num_tokens = T;
-  in.hidden_size = hidden;
-  in.expert_ids = route_ids_.data();
-  in.weights = route_weights_.data();
-  in.top_k = k;
-  in.layer = layer;
+  const expert_parallel::DispatchInput in = RoutedTokens(layer, T, k);
   STRATA_RETURN_IF_ERROR(comm_->Dispatch(in, &dispatched_));
   expert_out_.resize(dispatched_.num_rows() * hidden);
   if (!dispatched_.groups.empty()) {

@@ -128,6 +128,8 @@ class RunnerImpl final : public ModelRunner {
   void GqaForward(int layer, const BatchTokens& bt, float* out);
   void MlaForward(int layer, const ForwardBatch& batch, const BatchTokens& bt, float* out);
   Status MlpForward(int layer, int64_t num_tokens, float* out);
+  // The dispatch input of a MoE layer: x_ [T, hidden] routed to route_ids_ / route_weights_.
+  expert_parallel::DispatchInput RoutedTokens(int layer, int64_t num_tokens, int top_k) const;
   // An empty batch under expert parallelism: every MoE layer's dispatch/combine with no tokens.
   Status JoinMoeLayers(ForwardResult* result);
 
