@@ -33,13 +33,24 @@ StatusOr<std::unique_ptr<DecodeInstance>> DecodeInstance::Start(
   STRATA_ASSIGN_OR_RETURN(self->address_, self->node_->Listen(self->config_.listen));
 
   service::RegistrationOptions ro;
-  ro.router_address = self->config_.router;
+  // A rank >= 1 of a data-parallel group registers with its rank 0, which stands for the group.
+  const bool member = !self->config_.group_leader.empty();
+  ro.router_address = member ? self->config_.group_leader : self->config_.router;
   ro.instance =
       DescribeInstance(self->config_, v1::ROLE_DECODE, self->address_, num_blocks, block_size);
+  if (self->is_group_leader()) {
+    // The router sees one instance: the group's (every rank has the same KV cache).
+    auto* cap = ro.instance.mutable_capacity();
+    cap->set_num_kv_blocks(static_cast<uint64_t>(num_blocks) * self->config_.ep_size);
+    cap->set_max_running_requests(cap->max_running_requests() * self->config_.ep_size);
+  }
   self->registration_ = std::make_unique<service::Registration>(
       self->node_.get(), std::move(ro), [raw] { return raw->CurrentLoad(); });
-  log::Info("decode instance {} listening on {} ({} KV blocks of {} tokens)",
-            self->config_.instance_id, self->address_, num_blocks, block_size);
+  log::Info("decode instance {} listening on {} ({} KV blocks of {} tokens{})",
+            self->config_.instance_id, self->address_, num_blocks, block_size,
+            self->config_.ep_size > 1 ? ", EP rank " + std::to_string(self->config_.ep_rank) +
+                                            " of " + std::to_string(self->config_.ep_size)
+                                      : std::string());
   return self;
 }
 
@@ -48,7 +59,35 @@ DecodeInstance::~DecodeInstance() { Shutdown(); }
 void DecodeInstance::Shutdown() {
   if (registration_) registration_->Stop();
   if (engine_) engine_->Shutdown();  // aborts what is left; Flush tells the routers
+  if (node_ && is_group_leader()) {
+    // What the other ranks still run ends with the group: tell the routers now.
+    EndForwarded([](const Forwarded&) { return true; }, FinishReason::kAbort,
+                 UnavailableError("the decode instance is stopping"));
+  }
   if (node_) node_->Shutdown();
+}
+
+GenerationStats DecodeInstance::Stats() const {
+  GenerationStats s = engine_->Stats();
+  if (!is_group_leader()) return s;
+  std::lock_guard lock(mu_);
+  s.num_running += static_cast<int>(forwarded_.size());
+  for (const auto& [peer, r] : ranks_) {
+    s.kv_blocks_used += static_cast<int64_t>(r.load.num_kv_blocks_used());
+    s.kv_blocks_total += r.num_kv_blocks;
+  }
+  return s;
+}
+
+std::vector<int64_t> DecodeInstance::AdmittedPerRank() const {
+  if (!is_group_leader()) return {};
+  std::lock_guard lock(mu_);
+  std::vector<int64_t> out(ranks_.size() + 1, 0);
+  out[0] = admitted_here_;
+  for (const auto& [peer, r] : ranks_) {
+    if (r.order < static_cast<int>(out.size())) out[r.order] = r.admitted;
+  }
+  return out;
 }
 
 v1::Load DecodeInstance::CurrentLoad() const {
@@ -57,10 +96,40 @@ v1::Load DecodeInstance::CurrentLoad() const {
   load.set_num_kv_blocks_used(static_cast<uint64_t>(s.kv_blocks_used));
   load.set_num_running_requests(static_cast<uint32_t>(s.num_running));
   load.set_num_queued_requests(static_cast<uint32_t>(s.num_waiting));
+  if (is_group_leader()) {
+    // The group's load: the other ranks' last reports added to this rank's.
+    std::lock_guard lock(mu_);
+    for (const auto& [peer, r] : ranks_) {
+      load.set_num_kv_blocks_used(load.num_kv_blocks_used() + r.load.num_kv_blocks_used());
+      load.set_num_running_requests(load.num_running_requests() + r.load.num_running_requests());
+      load.set_num_queued_requests(load.num_queued_requests() + r.load.num_queued_requests());
+    }
+  }
   return load;
 }
 
 void DecodeInstance::OnRequest(transport::PeerId from, v1::Envelope e) {
+  if (is_group_leader()) {
+    switch (e.body_case()) {
+      case v1::Envelope::kRegisterInstance:
+        OnRankRegister(from, e.call_id(), e.register_instance());
+        return;
+      case v1::Envelope::kHeartbeat:
+        OnRankHeartbeat(from, e.call_id(), e.heartbeat());
+        return;
+      case v1::Envelope::kTokenBatch:
+        RelayTokens(from, e.token_batch());
+        return;
+      case v1::Envelope::kAbort:
+        if (ForwardToRank(e.abort().request_id(), e)) return;
+        break;
+      case v1::Envelope::kRelease:
+        if (ForwardToRank(e.release().request_id(), e)) return;
+        break;
+      default:
+        break;
+    }
+  }
   switch (e.body_case()) {
     case v1::Envelope::kDecodeAdmit:
       Admit(from, e.call_id(), e.decode_admit());
@@ -112,6 +181,192 @@ void DecodeInstance::OnRequest(transport::PeerId from, v1::Envelope e) {
 }
 
 void DecodeInstance::Admit(transport::PeerId from, uint64_t call_id, const v1::DecodeAdmit& admit) {
+  if (!is_group_leader()) return AdmitHere(from, call_id, admit, 0);
+  const int64_t blocks = admit.num_blocks();
+  transport::PeerId rank;
+  {
+    std::lock_guard lock(mu_);
+    rank = PickRank();
+    if (rank == transport::kInvalidPeer) {
+      ++admitted_here_;
+      pending_here_blocks_ += blocks;
+    } else {
+      Rank& r = ranks_.at(rank);
+      ++r.live;
+      ++r.admitted;
+      r.blocks_since_load += blocks;
+      forwarded_[admit.request_id()] = {rank, from};
+    }
+  }
+  if (rank == transport::kInvalidPeer) return AdmitHere(from, call_id, admit, blocks);
+  // The rank answers with its own blocks and address: the prefill writes straight into it.
+  v1::Envelope e;
+  *e.mutable_decode_admit() = admit;
+  const std::string id = admit.request_id();
+  node_->Call(rank, std::move(e), transport::DeadlineAfterMillis(config_.forward_timeout_ms),
+              [this, from, call_id, id, rank](StatusOr<v1::Envelope> reply) {
+                Status st = reply.ok() ? proto::FromProto(reply->decode_admit_reply().error())
+                                       : reply.status();
+                if (st.ok()) {
+                  (void)node_->Reply(from, call_id, std::move(*reply));
+                  return;
+                }
+                {
+                  std::lock_guard lock(mu_);
+                  auto it = forwarded_.find(id);
+                  if (it != forwarded_.end() && it->second.rank == rank) {
+                    forwarded_.erase(it);
+                    if (auto r = ranks_.find(rank); r != ranks_.end()) --r->second.live;
+                  }
+                }
+                if (!reply.ok()) {
+                  // It may still reserve late: give that back at once.
+                  v1::Envelope abort;
+                  abort.mutable_abort()->set_request_id(id);
+                  (void)node_->Send(rank, std::move(abort));
+                }
+                v1::Envelope out;
+                out.mutable_decode_admit_reply()->set_request_id(id);
+                *out.mutable_decode_admit_reply()->mutable_error() = proto::ToProto(st);
+                (void)node_->Reply(from, call_id, std::move(out));
+              });
+}
+
+transport::PeerId DecodeInstance::PickRank() {
+  // Most free KV blocks first (what was admitted since a rank's last report counts as used),
+  // then fewer requests; this rank wins ties.
+  GenerationStats own = engine_->Stats();
+  transport::PeerId best = transport::kInvalidPeer;
+  int64_t best_free = num_kv_blocks_ - own.kv_blocks_used - pending_here_blocks_;
+  int64_t best_live = own.num_running + own.num_waiting;
+  for (const auto& [peer, r] : ranks_) {
+    const int64_t free =
+        r.num_kv_blocks - static_cast<int64_t>(r.load.num_kv_blocks_used()) - r.blocks_since_load;
+    if (free > best_free || (free == best_free && r.live < best_live)) {
+      best = peer;
+      best_free = free;
+      best_live = r.live;
+    }
+  }
+  return best;
+}
+
+void DecodeInstance::OnRankRegister(transport::PeerId from, uint64_t call_id,
+                                    const v1::RegisterInstance& reg) {
+  int order;
+  {
+    std::lock_guard lock(mu_);
+    auto [it, added] = ranks_.try_emplace(from);
+    Rank& r = it->second;
+    if (added) r.order = static_cast<int>(ranks_.size());
+    r.id = reg.instance_id();
+    r.address = reg.address();
+    r.num_kv_blocks = static_cast<int32_t>(reg.capacity().num_kv_blocks());
+    r.load = reg.load();
+    r.blocks_since_load = 0;
+    order = r.order;
+  }
+  log::Info("decode instance {}: rank {} ({}) joined at {}", config_.instance_id, order,
+            reg.instance_id(), reg.address());
+  v1::Envelope reply;
+  auto* rr = reply.mutable_register_reply();
+  rr->set_heartbeat_interval_ms(static_cast<uint64_t>(config_.rank_heartbeat_ms));
+  rr->set_lease_ms(static_cast<uint64_t>(10 * config_.rank_heartbeat_ms));
+  (void)node_->Reply(from, call_id, std::move(reply));
+}
+
+void DecodeInstance::OnRankHeartbeat(transport::PeerId from, uint64_t call_id,
+                                     const v1::Heartbeat& hb) {
+  bool known;
+  {
+    std::lock_guard lock(mu_);
+    auto it = ranks_.find(from);
+    known = it != ranks_.end();
+    if (known) {
+      it->second.load = hb.load();
+      it->second.blocks_since_load = 0;
+    }
+  }
+  v1::Envelope reply;
+  reply.mutable_heartbeat_reply()->set_reregister(!known);
+  (void)node_->Reply(from, call_id, std::move(reply));
+}
+
+void DecodeInstance::RelayTokens(transport::PeerId from, const v1::TokenBatch& batch) {
+  std::map<transport::PeerId, v1::TokenBatch> out;
+  uint64_t step;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& rt : batch.requests()) {
+      auto it = forwarded_.find(rt.request_id());
+      if (it == forwarded_.end() || it->second.rank != from) continue;  // ended here already
+      *out[it->second.router].add_requests() = rt;
+      if (FromProto(rt.finish_reason()) != FinishReason::kNone) {
+        forwarded_.erase(it);
+        if (auto r = ranks_.find(from); r != ranks_.end()) --r->second.live;
+      }
+    }
+    step = static_cast<uint64_t>(++relay_step_);
+  }
+  for (auto& [router, b] : out) {
+    b.set_instance_id(config_.instance_id);
+    b.set_step(step);
+    v1::Envelope e;
+    *e.mutable_token_batch() = std::move(b);
+    (void)node_->Send(router, std::move(e));
+  }
+}
+
+bool DecodeInstance::ForwardToRank(const std::string& request_id, v1::Envelope envelope) {
+  transport::PeerId rank;
+  {
+    std::lock_guard lock(mu_);
+    auto it = forwarded_.find(request_id);
+    if (it == forwarded_.end()) return false;
+    rank = it->second.rank;
+    forwarded_.erase(it);  // its router is done with it: later tokens are dropped
+    if (auto r = ranks_.find(rank); r != ranks_.end()) --r->second.live;
+  }
+  (void)node_->Send(rank, std::move(envelope));
+  return true;
+}
+
+void DecodeInstance::EndForwarded(const std::function<bool(const Forwarded&)>& pred,
+                                  FinishReason finish, const Status& why) {
+  std::map<transport::PeerId, v1::TokenBatch> out;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = forwarded_.begin(); it != forwarded_.end();) {
+      if (!pred(it->second)) {
+        ++it;
+        continue;
+      }
+      auto* rt = out[it->second.router].add_requests();
+      rt->set_request_id(it->first);
+      rt->set_finish_reason(ToProto(finish));
+      if (finish == FinishReason::kError) *rt->mutable_error() = proto::ToProto(why);
+      if (auto r = ranks_.find(it->second.rank); r != ranks_.end()) --r->second.live;
+      it = forwarded_.erase(it);
+    }
+  }
+  for (auto& [router, b] : out) {
+    log::Warn("decode instance {}: ending {} request(s) of other ranks: {}", config_.instance_id,
+              b.requests_size(), why.message());
+    b.set_instance_id(config_.instance_id);
+    v1::Envelope e;
+    *e.mutable_token_batch() = std::move(b);
+    (void)node_->Send(router, std::move(e));
+  }
+}
+
+void DecodeInstance::AdmitHere(transport::PeerId from, uint64_t call_id,
+                               const v1::DecodeAdmit& admit, int64_t counted_blocks) {
+  // Rank 0 of a group counted the blocks as pending here until the reservation is made.
+  auto settle = [this, counted_blocks] {
+    if (counted_blocks == 0) return;
+    std::lock_guard lock(mu_);
+    pending_here_blocks_ -= counted_blocks;
+  };
   GenerateRequest request;
   request.request_id = admit.request_id();
   request.prompt_token_ids.assign(admit.prompt_token_ids().begin(), admit.prompt_token_ids().end());
@@ -125,6 +380,7 @@ void DecodeInstance::Admit(transport::PeerId from, uint64_t call_id, const v1::D
     (void)node_->Reply(from, call_id, std::move(reply));
   };
   if (Status st = engine_->Validate(request); !st.ok()) {
+    settle();
     reply_error(st);
     return;
   }
@@ -149,7 +405,8 @@ void DecodeInstance::Admit(transport::PeerId from, uint64_t call_id, const v1::D
     owners_[id] = from;
   }
   engine_->Post([this, request = std::move(request), on_event = std::move(on_event), lease_ms,
-                 reply_error, from, call_id](Scheduler& s) mutable {
+                 reply_error, from, call_id, settle](Scheduler& s) mutable {
+    settle();
     const std::string rid = request.request_id;
     auto blocks =
         s.Reserve(std::move(request), std::move(on_event), MonotonicNanos() + lease_ms * 1000000);
@@ -183,6 +440,29 @@ void DecodeInstance::Flush() {
 }
 
 void DecodeInstance::OnPeerFailure(transport::PeerId peer) {
+  if (is_group_leader()) {
+    bool was_rank;
+    std::vector<std::pair<std::string, transport::PeerId>> of_router;
+    {
+      std::lock_guard lock(mu_);
+      was_rank = ranks_.erase(peer) > 0;
+      for (const auto& [id, f] : forwarded_) {
+        if (f.router == peer) of_router.emplace_back(id, f.rank);
+      }
+    }
+    if (was_rank) {
+      // Its requests cannot go on (the EP group fails with it): they end with an error.
+      log::Warn("decode instance {}: a rank went away", config_.instance_id);
+      EndForwarded([peer](const Forwarded& f) { return f.rank == peer; }, FinishReason::kError,
+                   UnavailableError("an EP rank of the decode instance failed"));
+      return;
+    }
+    for (auto& [id, rank] : of_router) {  // a router that went away: its requests stop
+      v1::Envelope abort;
+      abort.mutable_abort()->set_request_id(id);
+      (void)ForwardToRank(id, std::move(abort));
+    }
+  }
   std::vector<std::string> orphans;
   {
     std::lock_guard lock(mu_);

@@ -11,8 +11,16 @@ Engine::Engine(SchedulerOptions options, std::unique_ptr<model::ModelRunner> run
     : runner_(std::move(runner)),
       scheduler_(options, runner_.get()),
       max_waiting_(options.max_waiting),
-      idle_step_ms_(options.idle_step_ms) {
+      idle_step_ms_(options.idle_step_ms),
+      join_peer_steps_(options.join_peer_steps) {
   stats_ = scheduler_.Stats();
+  if (join_peer_steps_) {
+    // A peer rank began a step: wake the loop (taking mu_ orders this after its wait check).
+    runner_->SetPeerStepWake([this] {
+      { std::lock_guard lock(mu_); }
+      cv_.notify_all();
+    });
+  }
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -75,7 +83,7 @@ void Engine::Loop() {
       std::unique_lock lock(mu_);
       auto has_work = [&] {
         return stop_ || !incoming_.empty() || !aborts_.empty() || !tasks_.empty() ||
-               scheduler_.HasWork();
+               scheduler_.HasWork() || (join_peer_steps_ && runner_->PeerStepPending());
       };
       if (scheduler_.num_reserved() > 0) {
         // Reservations expire on their own: look again now and then.
@@ -113,6 +121,17 @@ void Engine::Loop() {
       if (!st.ok()) log::Error("engine step failed: {}", st.ToString());
       idle = scheduler_.num_steps() == steps_before && events.empty();
       if (!idle) last_forward_ns = MonotonicNanos();
+      if (idle && join_peer_steps_ && runner_->PeerStepPending()) {
+        // Nothing of our own to run: join the peer's step (its MoE layers need this rank).
+        model::ForwardBatch empty;
+        model::ForwardResult result;
+        Status st = runner_->Forward(empty, &result);
+        if (!st.ok() && st.code() != StatusCode::kCancelled) {  // cancelled: the group stopped
+          log::Warn("joining a peer's step failed: {}", st.ToString());
+        }
+        last_forward_ns = MonotonicNanos();
+        idle = false;
+      }
       if (idle && idle_step_ms_ > 0 &&
           MonotonicNanos() - last_forward_ns >= idle_step_ms_ * 1000000) {
         // Keep the lock-step peers (EP ranks) company.
@@ -163,6 +182,7 @@ void Engine::Shutdown() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (join_peer_steps_) runner_->SetPeerStepWake(nullptr);  // it would touch a dead engine
 }
 
 }  // namespace strata::decode
