@@ -72,25 +72,48 @@ for (const arch of Object.keys(TOKENIZER)) {
 }
 
 // EP groups inside the instances: with BF16 dispatch the outputs are those of `strata generate
-// --ep 2` (an EP group rounds the expert inputs to BF16, so they are not the plain runner's; the
-// EP tests show EP=1, 2 and 4 agree), whatever the batching of the serving path.
+// --ep 1` (an EP group rounds the expert inputs to BF16, so they are not the plain runner's; the
+// EP tests show EP=1, 2 and 4 agree), whatever the batching of the serving path. The decode
+// instance is data-parallel: each of its two rank processes runs its own requests (rank 0 spreads
+// them by free KV), and both must have served some; every rank's KV returns to 0.
 test('prefill and decode instances as EP groups (--prefill-ep 2 --decode-ep 2, bf16 dispatch) '
-  + 'equal strata generate --ep 2', { skip }, async () => {
+  + 'equal strata generate --ep 1; both decode ranks serve', { skip }, async () => {
   for (const arch of ['deepseek_v3', 'qwen3_moe']) {
     const dir = model(arch);
     const expected = PROMPTS.map((prompt) => JSON.parse(execFileSync(STRATA, ['generate',
       '--model', dir, '--prompt', prompt, '--max-tokens', '10', '--ignore-eos', '--json',
-      '--threads', '1', '--ep', '2', '--ep-dispatch-dtype', 'bf16', '--ep-ucx-tls', 'tcp'],
+      '--threads', '1', '--ep', '1', '--ep-dispatch-dtype', 'bf16'],
     { stdio: ['ignore', 'pipe', 'ignore'] }).toString()).text);
     const cluster = await startServer(dir, ['--disaggregated', '--prefill', '1', '--decode', '1',
       '--kvcache', '1', '--prefill-ep', '2', '--decode-ep', '2', '--ep-dispatch-dtype', 'bf16',
       '--ucx-tls', 'tcp']);
+    let stopped = false;
     try {
+      assert.ok(await waitFor(() => /decode instance decode-0: rank 1 .* joined/.test(cluster.log()),
+        30000), 'decode rank 1 did not join rank 0');
       assert.deepStrictEqual(await completions(cluster.baseURL, arch, PROMPTS, 10), expected, arch);
+      // All at once, twice over: the requests spread over both ranks.
+      assert.deepStrictEqual(await completions(cluster.baseURL, arch, [...PROMPTS, ...PROMPTS], 10),
+        [...expected, ...expected], arch);
       assert.match(cluster.log(), /decode --model .* --ep 2/, 'the decode instance is no EP group');
-    } finally {
+      assert.ok(await waitFor(async () => (await metric(cluster.baseURL,
+        'strata_kv_cache_blocks_used')) === 0, 10000), `${arch}: KV blocks stay used`);
       const { code } = await cluster.stop();
+      stopped = true;
       assert.strictEqual(code, 0, cluster.log().slice(-3000));
+      const log = cluster.log();
+      const perRank = /decode instance decode-0 \(EP group of 2\): requests per rank \[(\d+), (\d+)\]/
+        .exec(log);
+      assert.ok(perRank, `${arch}: no per-rank summary in the log`);
+      assert.ok(Number(perRank[1]) > 0 && Number(perRank[2]) > 0,
+        `${arch}: a decode rank served nothing: ${perRank[0]}`);
+      assert.strictEqual(Number(perRank[1]) + Number(perRank[2]), 3 * PROMPTS.length, perRank[0]);
+      for (const rank of ['decode-0 \\(EP rank 0\\)', 'decode-0/rank1 \\(EP rank 1\\)']) {
+        assert.match(log, new RegExp(`decode instance ${rank}: stopping with 0 KV block\\(s\\) in use, 0 request`),
+          `${arch}: ${rank} stopped with KV in use`);
+      }
+    } finally {
+      if (!stopped) await cluster.stop();
     }
   }
 });
