@@ -1,5 +1,7 @@
 #include "decode/decode_instance.h"
 
+#include <thread>
+
 #include "common/clock.h"
 #include "common/log.h"
 #include "decode/wire.h"
@@ -44,8 +46,24 @@ StatusOr<std::unique_ptr<DecodeInstance>> DecodeInstance::Start(
     cap->set_num_kv_blocks(static_cast<uint64_t>(num_blocks) * self->config_.ep_size);
     cap->set_max_running_requests(cap->max_running_requests() * self->config_.ep_size);
   }
-  self->registration_ = std::make_unique<service::Registration>(
-      self->node_.get(), std::move(ro), [raw] { return raw->CurrentLoad(); });
+  self->registration_options_ = std::move(ro);
+  if (self->is_group_leader()) {
+    // The router hears of the group once it is whole (or, bounded, with the ranks it has).
+    self->node_->PostAfter(self->config_.group_join_timeout_ms, [raw] {
+      bool whole;
+      {
+        std::lock_guard lock(raw->mu_);
+        whole = static_cast<int>(raw->ranks_.size()) + 1 >= raw->config_.ep_size;
+      }
+      if (!whole) {
+        log::Warn("decode instance {}: not every EP rank joined in {} ms; registering anyway",
+                  raw->config_.instance_id, raw->config_.group_join_timeout_ms);
+      }
+      raw->StartRegistration();
+    });
+  } else {
+    self->StartRegistration();
+  }
   log::Info("decode instance {} listening on {} ({} KV blocks of {} tokens{})",
             self->config_.instance_id, self->address_, num_blocks, block_size,
             self->config_.ep_size > 1 ? ", EP rank " + std::to_string(self->config_.ep_rank) +
@@ -56,8 +74,34 @@ StatusOr<std::unique_ptr<DecodeInstance>> DecodeInstance::Start(
 
 DecodeInstance::~DecodeInstance() { Shutdown(); }
 
+void DecodeInstance::StartRegistration() {
+  std::lock_guard lock(registration_mu_);
+  if (registration_ || shutting_down_) return;
+  registration_ = std::make_unique<service::Registration>(node_.get(), registration_options_,
+                                                          [this] { return CurrentLoad(); });
+}
+
+bool DecodeInstance::WaitRegistered(transport::Deadline deadline) {
+  while (true) {
+    {
+      std::lock_guard lock(registration_mu_);
+      if (registration_) break;
+      if (shutting_down_) return false;
+    }
+    if (MonoClock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return registration_->WaitRegistered(deadline);
+}
+
 void DecodeInstance::Shutdown() {
-  if (registration_) registration_->Stop();
+  service::Registration* registration;
+  {
+    std::lock_guard lock(registration_mu_);
+    shutting_down_ = true;
+    registration = registration_.get();
+  }
+  if (registration) registration->Stop();
   if (engine_) engine_->Shutdown();  // aborts what is left; Flush tells the routers
   if (node_ && is_group_leader()) {
     // What the other ranks still run ends with the group: tell the routers now.
@@ -82,11 +126,9 @@ GenerationStats DecodeInstance::Stats() const {
 std::vector<int64_t> DecodeInstance::AdmittedPerRank() const {
   if (!is_group_leader()) return {};
   std::lock_guard lock(mu_);
-  std::vector<int64_t> out(ranks_.size() + 1, 0);
+  std::vector<int64_t> out = admitted_by_order_;  // ranks that went away keep their count
+  if (out.empty()) out.push_back(0);
   out[0] = admitted_here_;
-  for (const auto& [peer, r] : ranks_) {
-    if (r.order < static_cast<int>(out.size())) out[r.order] = r.admitted;
-  }
   return out;
 }
 
@@ -193,7 +235,7 @@ void DecodeInstance::Admit(transport::PeerId from, uint64_t call_id, const v1::D
     } else {
       Rank& r = ranks_.at(rank);
       ++r.live;
-      ++r.admitted;
+      ++admitted_by_order_[r.order];
       r.blocks_since_load += blocks;
       forwarded_[admit.request_id()] = {rank, from};
     }
@@ -254,20 +296,27 @@ transport::PeerId DecodeInstance::PickRank() {
 void DecodeInstance::OnRankRegister(transport::PeerId from, uint64_t call_id,
                                     const v1::RegisterInstance& reg) {
   int order;
+  bool whole;
   {
     std::lock_guard lock(mu_);
     auto [it, added] = ranks_.try_emplace(from);
     Rank& r = it->second;
-    if (added) r.order = static_cast<int>(ranks_.size());
+    if (added) {
+      if (admitted_by_order_.empty()) admitted_by_order_.push_back(0);  // [0]: this rank
+      admitted_by_order_.push_back(0);
+      r.order = static_cast<int>(admitted_by_order_.size()) - 1;
+    }
     r.id = reg.instance_id();
     r.address = reg.address();
     r.num_kv_blocks = static_cast<int32_t>(reg.capacity().num_kv_blocks());
     r.load = reg.load();
     r.blocks_since_load = 0;
     order = r.order;
+    whole = static_cast<int>(ranks_.size()) + 1 >= config_.ep_size;
   }
   log::Info("decode instance {}: rank {} ({}) joined at {}", config_.instance_id, order,
             reg.instance_id(), reg.address());
+  if (whole) StartRegistration();
   v1::Envelope reply;
   auto* rr = reply.mutable_register_reply();
   rr->set_heartbeat_interval_ms(static_cast<uint64_t>(config_.rank_heartbeat_ms));

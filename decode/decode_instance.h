@@ -50,9 +50,9 @@ class DecodeInstance {
   // Rank 0 of a group: how many requests each rank was given since the start ([0]: rank 0's
   // own; the others in the order they registered). Otherwise empty.
   std::vector<int64_t> AdmittedPerRank() const;
-  bool WaitRegistered(transport::Deadline deadline) {
-    return registration_->WaitRegistered(deadline);
-  }
+  // Registered with the router (rank 0 of a group: once every rank has joined it), or with
+  // rank 0 (the other ranks).
+  bool WaitRegistered(transport::Deadline deadline);
   // Stops registering, aborts every request, stops the engine and the transport. Idempotent.
   void Shutdown();
 
@@ -74,7 +74,6 @@ class DecodeInstance {
     v1::Load load;                  // its last report
     int64_t blocks_since_load = 0;  // prompt blocks forwarded to it since that report
     int live = 0;                   // forwarded requests not finished yet
-    int64_t admitted = 0;           // forwarded requests since the start
     int order = 0;                  // registration order (1, 2, ...)
   };
   struct Forwarded {
@@ -98,7 +97,12 @@ class DecodeInstance {
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<service::RpcNode> node_;
   std::unique_ptr<kvcache::RegisteredKv> kv_;
-  std::unique_ptr<service::Registration> registration_;
+  // Rank 0 of a group registers once every rank has joined it (or after group_join_timeout_ms).
+  void StartRegistration();  // idempotent; none after Shutdown
+  std::mutex registration_mu_;
+  service::RegistrationOptions registration_options_;    // guarded by registration_mu_
+  std::unique_ptr<service::Registration> registration_;  // guarded; set once
+  bool shutting_down_ = false;                           // guarded by registration_mu_
   int32_t num_kv_blocks_ = 0;
 
   mutable std::mutex mu_;
@@ -106,8 +110,9 @@ class DecodeInstance {
   std::map<transport::PeerId, v1::TokenBatch> outbox_;  // step thread
   uint64_t step_ = 0;                                   // step thread
   // Rank 0 of a group.
-  std::map<transport::PeerId, Rank> ranks_;              // the other ranks, by connection
-  std::map<std::string, Forwarded> forwarded_;           // request (wire id) -> its rank
+  std::map<transport::PeerId, Rank> ranks_;     // the other ranks, by connection
+  std::map<std::string, Forwarded> forwarded_;  // request (wire id) -> its rank
+  std::vector<int64_t> admitted_by_order_;      // [order]: requests a rank was given ([0]: unused)
   int64_t admitted_here_ = 0, pending_here_blocks_ = 0;  // rank 0's own share
   int64_t relay_step_ = 0;
 };

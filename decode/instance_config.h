@@ -34,6 +34,8 @@ struct InstanceConfig {
   std::string group_leader;
   int64_t rank_heartbeat_ms = 100;    // how often the other ranks report their load to rank 0
   int64_t forward_timeout_ms = 4000;  // rank 0 waits this long for a rank's DecodeAdmit answer
+  // Rank 0 registers with the router once every rank has joined it, or after this long anyway.
+  int64_t group_join_timeout_ms = 60000;
 };
 
 // What an instance tells the router when it registers: id, role, address, model, capacity.
