@@ -48,14 +48,11 @@ StatusOr<std::unique_ptr<DecodeInstance>> DecodeInstance::Start(
   }
   self->registration_options_ = std::move(ro);
   if (self->is_group_leader()) {
+    self->group_ =
+        std::make_unique<RankGroup>(self->config_.ep_size, self->config_.rank_heartbeat_ms);
     // The router hears of the group once it is whole (or, bounded, with the ranks it has).
     self->node_->PostAfter(self->config_.group_join_timeout_ms, [raw] {
-      bool whole;
-      {
-        std::lock_guard lock(raw->mu_);
-        whole = static_cast<int>(raw->ranks_.size()) + 1 >= raw->config_.ep_size;
-      }
-      if (!whole) {
+      if (!raw->group_->whole()) {
         log::Warn("decode instance {}: not every EP rank joined in {} ms; registering anyway",
                   raw->config_.instance_id, raw->config_.group_join_timeout_ms);
       }
@@ -103,9 +100,9 @@ void DecodeInstance::Shutdown() {
   }
   if (registration) registration->Stop();
   if (engine_) engine_->Shutdown();  // aborts what is left; Flush tells the routers
-  if (node_ && is_group_leader()) {
+  if (node_ && group_) {
     // What the other ranks still run ends with the group: tell the routers now.
-    EndForwarded([](const Forwarded&) { return true; }, FinishReason::kAbort,
+    EndForwarded([](const RankGroup::Forwarded&) { return true; }, FinishReason::kAbort,
                  UnavailableError("the decode instance is stopping"));
   }
   if (node_) node_->Shutdown();
@@ -113,23 +110,16 @@ void DecodeInstance::Shutdown() {
 
 GenerationStats DecodeInstance::Stats() const {
   GenerationStats s = engine_->Stats();
-  if (!is_group_leader()) return s;
-  std::lock_guard lock(mu_);
-  s.num_running += static_cast<int>(forwarded_.size());
-  for (const auto& [peer, r] : ranks_) {
-    s.kv_blocks_used += static_cast<int64_t>(r.load.num_kv_blocks_used());
-    s.kv_blocks_total += r.num_kv_blocks;
-  }
+  if (!group_) return s;
+  s.num_running += static_cast<int>(group_->num_forwarded());
+  v1::Load others = group_->AddLoads(v1::Load());
+  s.kv_blocks_used += static_cast<int64_t>(others.num_kv_blocks_used());
+  s.kv_blocks_total *= config_.ep_size;
   return s;
 }
 
 std::vector<int64_t> DecodeInstance::AdmittedPerRank() const {
-  if (!is_group_leader()) return {};
-  std::lock_guard lock(mu_);
-  std::vector<int64_t> out = admitted_by_order_;  // ranks that went away keep their count
-  if (out.empty()) out.push_back(0);
-  out[0] = admitted_here_;
-  return out;
+  return group_ ? group_->AssignedPerRank() : std::vector<int64_t>();
 }
 
 v1::Load DecodeInstance::CurrentLoad() const {
@@ -138,26 +128,20 @@ v1::Load DecodeInstance::CurrentLoad() const {
   load.set_num_kv_blocks_used(static_cast<uint64_t>(s.kv_blocks_used));
   load.set_num_running_requests(static_cast<uint32_t>(s.num_running));
   load.set_num_queued_requests(static_cast<uint32_t>(s.num_waiting));
-  if (is_group_leader()) {
-    // The group's load: the other ranks' last reports added to this rank's.
-    std::lock_guard lock(mu_);
-    for (const auto& [peer, r] : ranks_) {
-      load.set_num_kv_blocks_used(load.num_kv_blocks_used() + r.load.num_kv_blocks_used());
-      load.set_num_running_requests(load.num_running_requests() + r.load.num_running_requests());
-      load.set_num_queued_requests(load.num_queued_requests() + r.load.num_queued_requests());
-    }
-  }
-  return load;
+  // Rank 0 of a group: the group's load, the other ranks' last reports added to this rank's.
+  return group_ ? group_->AddLoads(std::move(load)) : load;
 }
 
 void DecodeInstance::OnRequest(transport::PeerId from, v1::Envelope e) {
-  if (is_group_leader()) {
+  if (group_) {
     switch (e.body_case()) {
       case v1::Envelope::kRegisterInstance:
-        OnRankRegister(from, e.call_id(), e.register_instance());
+        if (group_->OnRegister(*node_, from, e.call_id(), e.register_instance())) {
+          StartRegistration();  // the group is whole: the router may hear of it
+        }
         return;
       case v1::Envelope::kHeartbeat:
-        OnRankHeartbeat(from, e.call_id(), e.heartbeat());
+        group_->OnHeartbeat(*node_, from, e.call_id(), e.heartbeat());
         return;
       case v1::Envelope::kTokenBatch:
         RelayTokens(from, e.token_batch());
@@ -223,24 +207,32 @@ void DecodeInstance::OnRequest(transport::PeerId from, v1::Envelope e) {
 }
 
 void DecodeInstance::Admit(transport::PeerId from, uint64_t call_id, const v1::DecodeAdmit& admit) {
-  if (!is_group_leader()) return AdmitHere(from, call_id, admit, 0);
+  if (!group_) return AdmitHere(from, call_id, admit, 0);
+  // The rank with the most free KV blocks (what was given to a rank since its last report
+  // counts as used), then the fewest requests; this rank wins ties.
   const int64_t blocks = admit.num_blocks();
-  transport::PeerId rank;
+  GenerationStats own = engine_->Stats();
+  int64_t own_free;
   {
     std::lock_guard lock(mu_);
-    rank = PickRank();
-    if (rank == transport::kInvalidPeer) {
-      ++admitted_here_;
-      pending_here_blocks_ += blocks;
-    } else {
-      Rank& r = ranks_.at(rank);
-      ++r.live;
-      ++admitted_by_order_[r.order];
-      r.blocks_since_load += blocks;
-      forwarded_[admit.request_id()] = {rank, from};
-    }
+    own_free = num_kv_blocks_ - own.kv_blocks_used - pending_here_blocks_;
+    pending_here_blocks_ += blocks;  // given back if another rank takes it
   }
+  auto score = [](int64_t free, int64_t live) {
+    return -static_cast<double>(free) + 1e-6 * static_cast<double>(live);
+  };
+  const transport::PeerId rank = group_->Assign(
+      admit.request_id(), from, blocks, score(own_free, own.num_running + own.num_waiting),
+      [&](const RankGroup::Rank& r) {
+        return score(static_cast<int64_t>(r.capacity.num_kv_blocks()) -
+                         static_cast<int64_t>(r.load.num_kv_blocks_used()) - r.since_load,
+                     r.live);
+      });
   if (rank == transport::kInvalidPeer) return AdmitHere(from, call_id, admit, blocks);
+  {
+    std::lock_guard lock(mu_);
+    pending_here_blocks_ -= blocks;
+  }
   // The rank answers with its own blocks and address: the prefill writes straight into it.
   v1::Envelope e;
   *e.mutable_decode_admit() = admit;
@@ -253,14 +245,7 @@ void DecodeInstance::Admit(transport::PeerId from, uint64_t call_id, const v1::D
                   (void)node_->Reply(from, call_id, std::move(*reply));
                   return;
                 }
-                {
-                  std::lock_guard lock(mu_);
-                  auto it = forwarded_.find(id);
-                  if (it != forwarded_.end() && it->second.rank == rank) {
-                    forwarded_.erase(it);
-                    if (auto r = ranks_.find(rank); r != ranks_.end()) --r->second.live;
-                  }
-                }
+                if (auto f = group_->Find(id); f && f->rank == rank) group_->End(id);
                 if (!reply.ok()) {
                   // It may still reserve late: give that back at once.
                   v1::Envelope abort;
@@ -274,92 +259,17 @@ void DecodeInstance::Admit(transport::PeerId from, uint64_t call_id, const v1::D
               });
 }
 
-transport::PeerId DecodeInstance::PickRank() {
-  // Most free KV blocks first (what was admitted since a rank's last report counts as used),
-  // then fewer requests; this rank wins ties.
-  GenerationStats own = engine_->Stats();
-  transport::PeerId best = transport::kInvalidPeer;
-  int64_t best_free = num_kv_blocks_ - own.kv_blocks_used - pending_here_blocks_;
-  int64_t best_live = own.num_running + own.num_waiting;
-  for (const auto& [peer, r] : ranks_) {
-    const int64_t free =
-        r.num_kv_blocks - static_cast<int64_t>(r.load.num_kv_blocks_used()) - r.blocks_since_load;
-    if (free > best_free || (free == best_free && r.live < best_live)) {
-      best = peer;
-      best_free = free;
-      best_live = r.live;
-    }
-  }
-  return best;
-}
-
-void DecodeInstance::OnRankRegister(transport::PeerId from, uint64_t call_id,
-                                    const v1::RegisterInstance& reg) {
-  int order;
-  bool whole;
-  {
-    std::lock_guard lock(mu_);
-    auto [it, added] = ranks_.try_emplace(from);
-    Rank& r = it->second;
-    if (added) {
-      if (admitted_by_order_.empty()) admitted_by_order_.push_back(0);  // [0]: this rank
-      admitted_by_order_.push_back(0);
-      r.order = static_cast<int>(admitted_by_order_.size()) - 1;
-    }
-    r.id = reg.instance_id();
-    r.address = reg.address();
-    r.num_kv_blocks = static_cast<int32_t>(reg.capacity().num_kv_blocks());
-    r.load = reg.load();
-    r.blocks_since_load = 0;
-    order = r.order;
-    whole = static_cast<int>(ranks_.size()) + 1 >= config_.ep_size;
-  }
-  log::Info("decode instance {}: rank {} ({}) joined at {}", config_.instance_id, order,
-            reg.instance_id(), reg.address());
-  if (whole) StartRegistration();
-  v1::Envelope reply;
-  auto* rr = reply.mutable_register_reply();
-  rr->set_heartbeat_interval_ms(static_cast<uint64_t>(config_.rank_heartbeat_ms));
-  rr->set_lease_ms(static_cast<uint64_t>(10 * config_.rank_heartbeat_ms));
-  (void)node_->Reply(from, call_id, std::move(reply));
-}
-
-void DecodeInstance::OnRankHeartbeat(transport::PeerId from, uint64_t call_id,
-                                     const v1::Heartbeat& hb) {
-  bool known;
-  {
-    std::lock_guard lock(mu_);
-    auto it = ranks_.find(from);
-    known = it != ranks_.end();
-    if (known) {
-      it->second.load = hb.load();
-      it->second.blocks_since_load = 0;
-    }
-  }
-  v1::Envelope reply;
-  reply.mutable_heartbeat_reply()->set_reregister(!known);
-  (void)node_->Reply(from, call_id, std::move(reply));
-}
-
 void DecodeInstance::RelayTokens(transport::PeerId from, const v1::TokenBatch& batch) {
   std::map<transport::PeerId, v1::TokenBatch> out;
-  uint64_t step;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& rt : batch.requests()) {
-      auto it = forwarded_.find(rt.request_id());
-      if (it == forwarded_.end() || it->second.rank != from) continue;  // ended here already
-      *out[it->second.router].add_requests() = rt;
-      if (FromProto(rt.finish_reason()) != FinishReason::kNone) {
-        forwarded_.erase(it);
-        if (auto r = ranks_.find(from); r != ranks_.end()) --r->second.live;
-      }
-    }
-    step = static_cast<uint64_t>(++relay_step_);
+  for (const auto& rt : batch.requests()) {
+    auto f = group_->Find(rt.request_id());
+    if (!f || f->rank != from) continue;  // ended here already (aborted)
+    *out[f->router].add_requests() = rt;
+    if (FromProto(rt.finish_reason()) != FinishReason::kNone) group_->End(rt.request_id());
   }
   for (auto& [router, b] : out) {
     b.set_instance_id(config_.instance_id);
-    b.set_step(step);
+    b.set_step(batch.step());
     v1::Envelope e;
     *e.mutable_token_batch() = std::move(b);
     (void)node_->Send(router, std::move(e));
@@ -367,36 +277,20 @@ void DecodeInstance::RelayTokens(transport::PeerId from, const v1::TokenBatch& b
 }
 
 bool DecodeInstance::ForwardToRank(const std::string& request_id, v1::Envelope envelope) {
-  transport::PeerId rank;
-  {
-    std::lock_guard lock(mu_);
-    auto it = forwarded_.find(request_id);
-    if (it == forwarded_.end()) return false;
-    rank = it->second.rank;
-    forwarded_.erase(it);  // its router is done with it: later tokens are dropped
-    if (auto r = ranks_.find(rank); r != ranks_.end()) --r->second.live;
-  }
-  (void)node_->Send(rank, std::move(envelope));
+  auto f = group_->End(request_id);  // its router is done with it: later tokens are dropped
+  if (!f) return false;
+  (void)node_->Send(f->rank, std::move(envelope));
   return true;
 }
 
-void DecodeInstance::EndForwarded(const std::function<bool(const Forwarded&)>& pred,
+void DecodeInstance::EndForwarded(const std::function<bool(const RankGroup::Forwarded&)>& pred,
                                   FinishReason finish, const Status& why) {
   std::map<transport::PeerId, v1::TokenBatch> out;
-  {
-    std::lock_guard lock(mu_);
-    for (auto it = forwarded_.begin(); it != forwarded_.end();) {
-      if (!pred(it->second)) {
-        ++it;
-        continue;
-      }
-      auto* rt = out[it->second.router].add_requests();
-      rt->set_request_id(it->first);
-      rt->set_finish_reason(ToProto(finish));
-      if (finish == FinishReason::kError) *rt->mutable_error() = proto::ToProto(why);
-      if (auto r = ranks_.find(it->second.rank); r != ranks_.end()) --r->second.live;
-      it = forwarded_.erase(it);
-    }
+  for (const auto& [id, f] : group_->EndIf(pred)) {
+    auto* rt = out[f.router].add_requests();
+    rt->set_request_id(id);
+    rt->set_finish_reason(ToProto(finish));
+    if (finish == FinishReason::kError) *rt->mutable_error() = proto::ToProto(why);
   }
   for (auto& [router, b] : out) {
     log::Warn("decode instance {}: ending {} request(s) of other ranks: {}", config_.instance_id,
@@ -489,27 +383,21 @@ void DecodeInstance::Flush() {
 }
 
 void DecodeInstance::OnPeerFailure(transport::PeerId peer) {
-  if (is_group_leader()) {
-    bool was_rank;
-    std::vector<std::pair<std::string, transport::PeerId>> of_router;
-    {
-      std::lock_guard lock(mu_);
-      was_rank = ranks_.erase(peer) > 0;
-      for (const auto& [id, f] : forwarded_) {
-        if (f.router == peer) of_router.emplace_back(id, f.rank);
-      }
-    }
-    if (was_rank) {
+  if (group_) {
+    if (group_->RemoveRank(peer)) {
       // Its requests cannot go on (the EP group fails with it): they end with an error.
-      log::Warn("decode instance {}: a rank went away", config_.instance_id);
-      EndForwarded([peer](const Forwarded& f) { return f.rank == peer; }, FinishReason::kError,
+      log::Warn("decode instance {}: an EP rank went away", config_.instance_id);
+      EndForwarded([peer](const RankGroup::Forwarded& f) { return f.rank == peer; },
+                   FinishReason::kError,
                    UnavailableError("an EP rank of the decode instance failed"));
       return;
     }
-    for (auto& [id, rank] : of_router) {  // a router that went away: its requests stop
+    // A router that went away: its requests on the other ranks stop.
+    for (const auto& [id, f] :
+         group_->EndIf([peer](const RankGroup::Forwarded& f) { return f.router == peer; })) {
       v1::Envelope abort;
       abort.mutable_abort()->set_request_id(id);
-      (void)ForwardToRank(id, std::move(abort));
+      (void)node_->Send(f.rank, std::move(abort));
     }
   }
   std::vector<std::string> orphans;

@@ -27,6 +27,7 @@
 
 #include "decode/engine.h"
 #include "decode/instance_config.h"
+#include "decode/rank_group.h"
 #include "kvcache/kv_transfer.h"
 #include "service/registration.h"
 #include "service/rpc_node.h"
@@ -67,38 +68,23 @@ class DecodeInstance {
   void AdmitHere(transport::PeerId from, uint64_t call_id, const v1::DecodeAdmit& admit,
                  int64_t counted_blocks);
 
-  // --- Rank 0 of a data-parallel group (dispatch thread; state under mu_).
-  struct Rank {
-    std::string id, address;
-    int32_t num_kv_blocks = 0;
-    v1::Load load;                  // its last report
-    int64_t blocks_since_load = 0;  // prompt blocks forwarded to it since that report
-    int live = 0;                   // forwarded requests not finished yet
-    int order = 0;                  // registration order (1, 2, ...)
-  };
-  struct Forwarded {
-    transport::PeerId rank;    // the rank's connection
-    transport::PeerId router;  // where its tokens go
-  };
+  // Rank 0 of a group registers once every rank has joined it (or after group_join_timeout_ms).
+  void StartRegistration();  // idempotent; none after Shutdown
+
+  // --- Rank 0 of a data-parallel group (group_ set).
   bool is_group_leader() const { return config_.ep_size > 1 && config_.group_leader.empty(); }
-  // The peer of the rank to take the next request, kInvalidPeer for this one (mu_ held).
-  transport::PeerId PickRank();
-  void OnRankRegister(transport::PeerId from, uint64_t call_id, const v1::RegisterInstance& reg);
-  void OnRankHeartbeat(transport::PeerId from, uint64_t call_id, const v1::Heartbeat& hb);
   void RelayTokens(transport::PeerId from, const v1::TokenBatch& batch);
   // A forwarded request's Abort/Release goes to its rank; false when it is not forwarded.
   bool ForwardToRank(const std::string& request_id, v1::Envelope envelope);
   // Ends the forwarded requests matching `pred` at their routers with `finish` (mu_ not held).
-  void EndForwarded(const std::function<bool(const Forwarded&)>& pred, FinishReason finish,
-                    const Status& why);
+  void EndForwarded(const std::function<bool(const RankGroup::Forwarded&)>& pred,
+                    FinishReason finish, const Status& why);
 
   InstanceConfig config_;
   std::string address_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<service::RpcNode> node_;
   std::unique_ptr<kvcache::RegisteredKv> kv_;
-  // Rank 0 of a group registers once every rank has joined it (or after group_join_timeout_ms).
-  void StartRegistration();  // idempotent; none after Shutdown
   std::mutex registration_mu_;
   service::RegistrationOptions registration_options_;    // guarded by registration_mu_
   std::unique_ptr<service::Registration> registration_;  // guarded; set once
@@ -110,11 +96,8 @@ class DecodeInstance {
   std::map<transport::PeerId, v1::TokenBatch> outbox_;  // step thread
   uint64_t step_ = 0;                                   // step thread
   // Rank 0 of a group.
-  std::map<transport::PeerId, Rank> ranks_;     // the other ranks, by connection
-  std::map<std::string, Forwarded> forwarded_;  // request (wire id) -> its rank
-  std::vector<int64_t> admitted_by_order_;      // [order]: requests a rank was given ([0]: unused)
-  int64_t admitted_here_ = 0, pending_here_blocks_ = 0;  // rank 0's own share
-  int64_t relay_step_ = 0;
+  std::unique_ptr<RankGroup> group_;  // set in Start, before any message
+  int64_t pending_here_blocks_ = 0;   // guarded by mu_: admitted here, not reserved yet
 };
 
 }  // namespace strata::decode

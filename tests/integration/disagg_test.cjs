@@ -89,7 +89,7 @@ test('prefill and decode instances as EP groups (--prefill-ep 2 --decode-ep 2, b
       '--ucx-tls', 'tcp']);
     let stopped = false;
     try {
-      assert.ok(await waitFor(() => /decode instance decode-0: rank 1 .* joined/.test(cluster.log()),
+      assert.ok(await waitFor(() => /EP rank 1 \(decode-0\/rank1\) joined rank 0/.test(cluster.log()),
         30000), 'decode rank 1 did not join rank 0');
       assert.deepStrictEqual(await completions(cluster.baseURL, arch, PROMPTS, 10), expected, arch);
       // All at once, twice over: the requests spread over both ranks.
