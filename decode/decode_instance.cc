@@ -1,7 +1,5 @@
 #include "decode/decode_instance.h"
 
-#include <thread>
-
 #include "common/clock.h"
 #include "common/log.h"
 #include "decode/wire.h"
@@ -15,6 +13,11 @@ StatusOr<std::unique_ptr<DecodeInstance>> DecodeInstance::Start(
   std::unique_ptr<DecodeInstance> self(new DecodeInstance());
   DecodeInstance* raw = self.get();
   self->config_ = std::move(config);
+  if (self->is_group_leader()) {
+    // Before the node exists: its dispatch thread reads group_.
+    self->group_ =
+        std::make_unique<RankGroup>(self->config_.ep_size, self->config_.rank_heartbeat_ms);
+  }
   kvcache::PagedKvCache* cache = runner->host_kv_cache();
   const int32_t num_blocks = runner->num_kv_blocks();
   const int block_size = runner->block_size();
@@ -45,21 +48,19 @@ StatusOr<std::unique_ptr<DecodeInstance>> DecodeInstance::Start(
     auto* cap = ro.instance.mutable_capacity();
     cap->set_num_kv_blocks(static_cast<uint64_t>(num_blocks) * self->config_.ep_size);
     cap->set_max_running_requests(cap->max_running_requests() * self->config_.ep_size);
+    ro.paused = true;  // the router hears of the group once it is whole
   }
-  self->registration_options_ = std::move(ro);
-  if (self->is_group_leader()) {
-    self->group_ =
-        std::make_unique<RankGroup>(self->config_.ep_size, self->config_.rank_heartbeat_ms);
-    // The router hears of the group once it is whole (or, bounded, with the ranks it has).
+  self->registration_ = std::make_unique<service::Registration>(
+      self->node_.get(), std::move(ro), [raw] { return raw->CurrentLoad(); });
+  if (self->group_) {
+    // Bounded: with the ranks it has after a while (a missing one fails the group anyway).
     self->node_->PostAfter(self->config_.group_join_timeout_ms, [raw] {
       if (!raw->group_->whole()) {
         log::Warn("decode instance {}: not every EP rank joined in {} ms; registering anyway",
                   raw->config_.instance_id, raw->config_.group_join_timeout_ms);
       }
-      raw->StartRegistration();
+      raw->registration_->Resume();
     });
-  } else {
-    self->StartRegistration();
   }
   log::Info("decode instance {} listening on {} ({} KV blocks of {} tokens{})",
             self->config_.instance_id, self->address_, num_blocks, block_size,
@@ -71,34 +72,8 @@ StatusOr<std::unique_ptr<DecodeInstance>> DecodeInstance::Start(
 
 DecodeInstance::~DecodeInstance() { Shutdown(); }
 
-void DecodeInstance::StartRegistration() {
-  std::lock_guard lock(registration_mu_);
-  if (registration_ || shutting_down_) return;
-  registration_ = std::make_unique<service::Registration>(node_.get(), registration_options_,
-                                                          [this] { return CurrentLoad(); });
-}
-
-bool DecodeInstance::WaitRegistered(transport::Deadline deadline) {
-  while (true) {
-    {
-      std::lock_guard lock(registration_mu_);
-      if (registration_) break;
-      if (shutting_down_) return false;
-    }
-    if (MonoClock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return registration_->WaitRegistered(deadline);
-}
-
 void DecodeInstance::Shutdown() {
-  service::Registration* registration;
-  {
-    std::lock_guard lock(registration_mu_);
-    shutting_down_ = true;
-    registration = registration_.get();
-  }
-  if (registration) registration->Stop();
+  if (registration_) registration_->Stop();
   if (engine_) engine_->Shutdown();  // aborts what is left; Flush tells the routers
   if (node_ && group_) {
     // What the other ranks still run ends with the group: tell the routers now.
@@ -118,7 +93,7 @@ GenerationStats DecodeInstance::Stats() const {
   return s;
 }
 
-std::vector<int64_t> DecodeInstance::AdmittedPerRank() const {
+std::vector<int64_t> DecodeInstance::RequestsPerRank() const {
   return group_ ? group_->AssignedPerRank() : std::vector<int64_t>();
 }
 
@@ -137,7 +112,7 @@ void DecodeInstance::OnRequest(transport::PeerId from, v1::Envelope e) {
     switch (e.body_case()) {
       case v1::Envelope::kRegisterInstance:
         if (group_->OnRegister(*node_, from, e.call_id(), e.register_instance())) {
-          StartRegistration();  // the group is whole: the router may hear of it
+          registration_->Resume();  // the group is whole: the router may hear of it
         }
         return;
       case v1::Envelope::kHeartbeat:

@@ -50,10 +50,12 @@ class DecodeInstance {
   GenerationStats EngineStats() const { return engine_->Stats(); }  // this rank's alone
   // Rank 0 of a group: how many requests each rank was given since the start ([0]: rank 0's
   // own; the others in the order they registered). Otherwise empty.
-  std::vector<int64_t> AdmittedPerRank() const;
+  std::vector<int64_t> RequestsPerRank() const;
   // Registered with the router (rank 0 of a group: once every rank has joined it), or with
   // rank 0 (the other ranks).
-  bool WaitRegistered(transport::Deadline deadline);
+  bool WaitRegistered(transport::Deadline deadline) {
+    return registration_->WaitRegistered(deadline);
+  }
   // Stops registering, aborts every request, stops the engine and the transport. Idempotent.
   void Shutdown();
 
@@ -67,9 +69,6 @@ class DecodeInstance {
   // Reserves here. `counted_blocks`: what rank 0 added to pending_here_blocks_ for it.
   void AdmitHere(transport::PeerId from, uint64_t call_id, const v1::DecodeAdmit& admit,
                  int64_t counted_blocks);
-
-  // Rank 0 of a group registers once every rank has joined it (or after group_join_timeout_ms).
-  void StartRegistration();  // idempotent; none after Shutdown
 
   // --- Rank 0 of a data-parallel group (group_ set).
   bool is_group_leader() const { return config_.ep_size > 1 && config_.group_leader.empty(); }
@@ -85,10 +84,8 @@ class DecodeInstance {
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<service::RpcNode> node_;
   std::unique_ptr<kvcache::RegisteredKv> kv_;
-  std::mutex registration_mu_;
-  service::RegistrationOptions registration_options_;    // guarded by registration_mu_
-  std::unique_ptr<service::Registration> registration_;  // guarded; set once
-  bool shutting_down_ = false;                           // guarded by registration_mu_
+  // Rank 0 of a group registers once every rank has joined it (or after group_join_timeout_ms).
+  std::unique_ptr<service::Registration> registration_;
   int32_t num_kv_blocks_ = 0;
 
   mutable std::mutex mu_;

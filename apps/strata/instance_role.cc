@@ -315,7 +315,7 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
     decode::GenerationStats s = d->EngineStats();
     if (!rank_process) {
       std::string per_rank;
-      for (int64_t n : d->AdmittedPerRank()) {
+      for (int64_t n : d->RequestsPerRank()) {
         per_rank += (per_rank.empty() ? "" : ", ") + std::to_string(n);
       }
       log::Info("decode instance {} (EP group of {}): requests per rank [{}]", ic.instance_id,

@@ -602,7 +602,7 @@ TEST_P(ClusterEpTest, DataParallelDecodeGroupServesOnEveryRank) {
     EXPECT_EQ(got.finish, FinishReason::kLength) << r.request_id << ": " << got.error.ToString();
     EXPECT_EQ(got.tokens, expected[r.request_id]) << r.request_id;
   }
-  std::vector<int64_t> per_rank = c.decodes[0]->AdmittedPerRank();
+  std::vector<int64_t> per_rank = c.decodes[0]->RequestsPerRank();
   ASSERT_EQ(per_rank.size(), 2u);
   EXPECT_GT(per_rank[0], 0) << "rank 0 served nothing";
   EXPECT_GT(per_rank[1], 0) << "rank 1 served nothing";
