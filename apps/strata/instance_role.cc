@@ -63,12 +63,12 @@ std::string AnyPort(const std::string& address) {
   return (colon == std::string::npos ? address : address.substr(0, colon)) + ":0";
 }
 
-// The command line of rank r >= 1 of a data-parallel decode group (rank 0 adds --ep-rank r
+// The command line of rank r >= 1 of a data-parallel group (rank 0 adds --ep-rank r
 // --ep-leader ADDR): the same role flags, so every rank serves the same way.
-std::vector<std::string> RankArgv(const InstanceRoleFlags& f, const std::string& instance_id,
-                                  int threads) {
+std::vector<std::string> RankArgv(const InstanceRoleFlags& f, bool prefill,
+                                  const std::string& instance_id, int threads) {
   std::vector<std::string> a = {"/proc/self/exe",
-                                "decode",
+                                prefill ? "prefill" : "decode",
                                 "--model",
                                 f.model,
                                 "--router",
@@ -96,6 +96,7 @@ std::vector<std::string> RankArgv(const InstanceRoleFlags& f, const std::string&
                                 "--drain-timeout",
                                 std::to_string(f.drain_timeout_s)};
   if (!f.ucx_tls.empty()) a.insert(a.end(), {"--ucx-tls", f.ucx_tls});
+  if (prefill && !f.kvcache.empty()) a.insert(a.end(), {"--kvcache", f.kvcache});
   for (auto& e : expert_parallel::EpFlagArgs(f.ep)) a.push_back(e);
   return a;
 }
@@ -121,13 +122,11 @@ void AddInstanceRoleFlags(CLI::App& app, InstanceRoleFlags* f, bool prefill) {
   AddFlag(app, "drain-timeout", &f->drain_timeout_s,
           "Seconds SIGTERM waits for requests in flight before stopping");
   expert_parallel::AddEpFlags(app, &f->ep);
-  if (!prefill) {
-    AddFlag(app, "ep-rank", &f->ep_rank,
-            "Set by rank 0 of a data-parallel decode group on the processes it starts: this "
-            "process is that rank (not by hand)")
-        ->group("");
-    AddFlag(app, "ep-leader", &f->ep_leader, "Rank 0's EP address (with --ep-rank)")->group("");
-  }
+  AddFlag(app, "ep-rank", &f->ep_rank,
+          "Set by rank 0 of an EP group on the processes it starts: this process is that rank "
+          "(not by hand)")
+      ->group("");
+  AddFlag(app, "ep-leader", &f->ep_leader, "Rank 0's EP address (with --ep-rank)")->group("");
   if (prefill) {
     AddFlag(app, "kvcache", &f->kvcache,
             "KV pool instances, comma-separated host:port list (empty: no pool)");
@@ -153,12 +152,11 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
       !f.instance_id.empty() ? f.instance_id
                              : std::string(role) + "-" + host + "-" + std::to_string(getpid());
   Stopwatch watch;
-  // With --ep N the instance is an EP group of N processes. A decode group is data-parallel:
-  // every rank runs its own decode instance (scheduler, KV cache) around its EP rank; rank 0
-  // (this process unless --ep-rank) registers with the router and spreads the requests over the
-  // ranks, which it starts as `strata decode ... --ep-rank r`. A prefill group runs attention
-  // and the scheduler on rank 0; `strata ep-worker` processes hold the other ranks' experts.
-  const bool data_parallel = !prefill && f.ep.ep > 1;
+  // With --ep N the instance is a data-parallel EP group of N processes: every rank runs its
+  // own instance (scheduler, KV cache, transport) around its EP rank; rank 0 (this process
+  // unless --ep-rank) registers with the router and spreads the requests over the ranks, which
+  // it starts as `strata prefill|decode ... --ep-rank r`.
+  const bool data_parallel = f.ep.ep > 1;
   const bool rank_process = data_parallel && f.ep_rank > 0;
   std::vector<pid_t> ep_workers;
   expert_parallel::EpRunner* ep_runner = nullptr;  // owned by the instance
@@ -186,17 +184,8 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
       group_leader = std::move(*leader);
       runner = std::unique_ptr<model::ModelRunner>(std::move(*joined));
     } else {
-      std::vector<std::string> prefix;
-      if (data_parallel) {
-        prefix = RankArgv(f, instance_id, ro.num_threads);
-      } else {
-        prefix = {"/proc/self/exe",  "ep-worker",
-                  "--model",         f.model,
-                  "--threads",       std::to_string(ro.num_threads),
-                  "--kv-block-size", std::to_string(ro.kv_block_size)};
-        for (auto& a : expert_parallel::EpFlagArgs(f.ep)) prefix.push_back(a);
-      }
-      auto group = expert_parallel::StartLeader(f.model, ro, *g, prefix);
+      auto group = expert_parallel::StartLeader(f.model, ro, *g,
+                                                RankArgv(f, prefill, instance_id, ro.num_threads));
       if (!group.ok()) {
         log::Error("cannot start the EP group: {}", group.status().ToString());
         return 1;
@@ -230,13 +219,8 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
   so.max_model_len =
       f.max_model_len > 0 ? f.max_model_len : static_cast<int>(mc.max_position_embeddings);
   so.enable_prefix_caching = f.enable_prefix_caching;
-  if (data_parallel) {
-    // Every rank steps when it has work; an idle rank joins its peers' steps as they begin.
-    so.join_peer_steps = true;
-  } else if (f.ep.ep > 1) {
-    // The workers wait in lock-step for rank 0's steps, up to their deadline: keep them company.
-    so.idle_step_ms = std::max<int64_t>(100, f.ep.timeout_ms / 4);
-  }
+  // Every rank steps when it has work; an idle rank joins its peers' steps as they begin.
+  so.join_peer_steps = data_parallel;
   for (int64_t id : mc.eos_token_ids) so.eos_token_ids.push_back(static_cast<int32_t>(id));
   log::Info("{}: model {} loaded in {:.0f} ms", role, f.model, watch.ElapsedMillis());
   transport::UcxOptions uo;
@@ -256,6 +240,12 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
       return 1;
     }
     p = std::move(*started);
+    if (data_parallel && !rank_process) {
+      if (Status st = ep_runner->endpoint().Broadcast(p->address()); !st.ok()) {
+        log::Error("cannot tell the EP ranks where this instance is: {}", st.ToString());
+        return 1;
+      }
+    }
   } else {
     auto started = decode::DecodeInstance::Start(ic, std::move(*runner), std::move(*transport));
     if (!started.ok()) {
@@ -306,23 +296,23 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
     // rank 0 counts the other ranks' requests too.
     const int64_t until = MonotonicNanos() + static_cast<int64_t>(f.drain_timeout_s * 1e9);
     while (MonotonicNanos() < until) {
-      decode::GenerationStats s = p ? p->EngineStats() : d->Stats();
+      decode::GenerationStats s = p ? p->InstanceStats() : d->Stats();
       if (s.num_running + s.num_waiting == 0 && s.kv_blocks_used == 0) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
-  if (d && data_parallel) {
-    decode::GenerationStats s = d->EngineStats();
+  if (data_parallel) {
+    decode::GenerationStats s = p ? p->EngineStats() : d->EngineStats();
     if (!rank_process) {
       std::string per_rank;
-      for (int64_t n : d->RequestsPerRank()) {
+      for (int64_t n : p ? p->RequestsPerRank() : d->RequestsPerRank()) {
         per_rank += (per_rank.empty() ? "" : ", ") + std::to_string(n);
       }
-      log::Info("decode instance {} (EP group of {}): requests per rank [{}]", ic.instance_id,
+      log::Info("{} instance {} (EP group of {}): requests per rank [{}]", role, ic.instance_id,
                 f.ep.ep, per_rank);
     }
-    log::Info("decode instance {} (EP rank {}): stopping with {} KV block(s) in use, {} request(s)",
-              ic.instance_id, f.ep_rank, s.kv_blocks_used, s.num_running + s.num_waiting);
+    log::Info("{} instance {} (EP rank {}): stopping with {} KV block(s) in use, {} request(s)",
+              role, ic.instance_id, f.ep_rank, s.kv_blocks_used, s.num_running + s.num_waiting);
   }
   if (p) p->Shutdown();
   if (d) d->Shutdown();
