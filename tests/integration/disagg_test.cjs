@@ -73,11 +73,12 @@ for (const arch of Object.keys(TOKENIZER)) {
 
 // EP groups inside the instances: with BF16 dispatch the outputs are those of `strata generate
 // --ep 1` (an EP group rounds the expert inputs to BF16, so they are not the plain runner's; the
-// EP tests show EP=1, 2 and 4 agree), whatever the batching of the serving path. The decode
-// instance is data-parallel: each of its two rank processes runs its own requests (rank 0 spreads
-// them by free KV), and both must have served some; every rank's KV returns to 0.
+// EP tests show EP=1, 2 and 4 agree), whatever the batching of the serving path. The instances
+// are data-parallel: each of their two rank processes runs its own requests (rank 0 spreads them:
+// decode by free KV, prefill by queued prompt tokens), and every rank must have served some;
+// every rank's KV returns to 0.
 test('prefill and decode instances as EP groups (--prefill-ep 2 --decode-ep 2, bf16 dispatch) '
-  + 'equal strata generate --ep 1; both decode ranks serve', { skip }, async () => {
+  + 'equal strata generate --ep 1; every rank serves', { skip }, async () => {
   for (const arch of ['deepseek_v3', 'qwen3_moe']) {
     const dir = model(arch);
     const expected = PROMPTS.map((prompt) => JSON.parse(execFileSync(STRATA, ['generate',
@@ -89,8 +90,9 @@ test('prefill and decode instances as EP groups (--prefill-ep 2 --decode-ep 2, b
       '--ucx-tls', 'tcp']);
     let stopped = false;
     try {
-      assert.ok(await waitFor(() => /EP rank 1 \(decode-0\/rank1\) joined rank 0/.test(cluster.log()),
-        30000), 'decode rank 1 did not join rank 0');
+      assert.ok(await waitFor(() => ['prefill', 'decode'].every((role) => new RegExp(
+        `EP rank 1 \\(${role}-0/rank1\\) joined rank 0`).test(cluster.log())), 30000),
+      'rank 1 did not join rank 0');
       assert.deepStrictEqual(await completions(cluster.baseURL, arch, PROMPTS, 10), expected, arch);
       // All at once, twice over: the requests spread over both ranks.
       assert.deepStrictEqual(await completions(cluster.baseURL, arch, [...PROMPTS, ...PROMPTS], 10),
@@ -102,15 +104,17 @@ test('prefill and decode instances as EP groups (--prefill-ep 2 --decode-ep 2, b
       stopped = true;
       assert.strictEqual(code, 0, cluster.log().slice(-3000));
       const log = cluster.log();
-      const perRank = /decode instance decode-0 \(EP group of 2\): requests per rank \[(\d+), (\d+)\]/
-        .exec(log);
-      assert.ok(perRank, `${arch}: no per-rank summary in the log`);
-      assert.ok(Number(perRank[1]) > 0 && Number(perRank[2]) > 0,
-        `${arch}: a decode rank served nothing: ${perRank[0]}`);
-      assert.strictEqual(Number(perRank[1]) + Number(perRank[2]), 3 * PROMPTS.length, perRank[0]);
-      for (const rank of ['decode-0 \\(EP rank 0\\)', 'decode-0/rank1 \\(EP rank 1\\)']) {
-        assert.match(log, new RegExp(`decode instance ${rank}: stopping with 0 KV block\\(s\\) in use, 0 request`),
-          `${arch}: ${rank} stopped with KV in use`);
+      for (const role of ['prefill', 'decode']) {
+        const perRank = new RegExp(`${role} instance ${role}-0 \\(EP group of 2\\): requests per `
+          + 'rank \\[(\\d+), (\\d+)\\]').exec(log);
+        assert.ok(perRank, `${arch}: no per-rank summary of ${role}-0 in the log`);
+        assert.ok(Number(perRank[1]) > 0 && Number(perRank[2]) > 0,
+          `${arch}: a ${role} rank served nothing: ${perRank[0]}`);
+        assert.strictEqual(Number(perRank[1]) + Number(perRank[2]), 3 * PROMPTS.length, perRank[0]);
+        for (const rank of [`${role}-0 \\(EP rank 0\\)`, `${role}-0/rank1 \\(EP rank 1\\)`]) {
+          assert.match(log, new RegExp(`${role} instance ${rank}: stopping with 0 KV block\\(s\\) `
+            + 'in use, 0 request'), `${arch}: ${rank} stopped with KV in use`);
+        }
       }
     } finally {
       if (!stopped) await cluster.stop();

@@ -499,13 +499,21 @@ TEST_P(ClusterFaultTest, DeadlineEndsARequest) {
   ExpectBaseline(*c);
 }
 
-// Decode as a data-parallel EP group of two ranks (threads; EP over the in-process transport,
-// BF16 dispatch): each rank is a decode instance with its own scheduler and KV cache, the router
-// sees rank 0 only, and rank 0 spreads the requests over both. Greedy outputs equal one EP
-// rank's (with BF16 dispatch the results do not depend on the EP size); both ranks serve; every
-// rank's KV returns to 0; a failed group ends every request with an error, none hangs.
+// Prefill and decode as data-parallel EP groups of two ranks each (threads; EP over the
+// in-process transport, BF16 dispatch): each rank is an instance with its own scheduler and KV
+// cache, the router sees rank 0 only, and rank 0 spreads the requests over both. Greedy outputs
+// equal one EP rank's (with BF16 dispatch the results do not depend on the EP size); both ranks
+// serve; every rank's KV returns to 0; a failed decode rank ends every request with an error,
+// none hangs.
 class ClusterEpTest : public ClusterTest {
  protected:
+  // Every prompt in one chunk, here and in the reference: MLA takes another path for a chunk of
+  // one token, and how a long prompt is chunked depends on what else its rank runs.
+  static decode::SchedulerOptions EpSchedOpts(const model::ModelRunner& r) {
+    decode::SchedulerOptions so = SchedOpts(r);
+    so.max_num_batched_tokens = 512;
+    return so;
+  }
   static std::vector<std::unique_ptr<expert_parallel::EpRunner>> EpRanks(const std::string& dir,
                                                                          int size) {
     model::RunnerOptions ro;
@@ -524,7 +532,7 @@ class ClusterEpTest : public ClusterTest {
   }
 };
 
-TEST_P(ClusterEpTest, DataParallelDecodeGroupServesOnEveryRank) {
+TEST_P(ClusterEpTest, DataParallelGroupsServeOnEveryRank) {
   const std::string dir = Dir(GetParam());
   auto probe = LoadRunner(dir, 16);
   const int64_t vocab = probe->config().vocab_size;
@@ -537,7 +545,7 @@ TEST_P(ClusterEpTest, DataParallelDecodeGroupServesOnEveryRank) {
   {
     auto one = EpRanks(dir, 1);
     ASSERT_EQ(one.size(), 1u);
-    decode::SchedulerOptions so = SchedOpts(*one[0]);  // before the runner moves
+    decode::SchedulerOptions so = EpSchedOpts(*one[0]);  // before the runner moves
     decode::Engine engine(so, std::move(one[0]));
     Collector col;
     for (const auto& r : reqs) ASSERT_TRUE(engine.Submit(r, col.Callback(r.request_id)).ok());
@@ -556,19 +564,25 @@ TEST_P(ClusterEpTest, DataParallelDecodeGroupServesOnEveryRank) {
   auto router = server::ClusterRouter::Start(ro, NewTransport(Kind::kInproc, c));
   ASSERT_TRUE(router.ok()) << router.status().ToString();
   c.router = std::move(*router);
-  {
-    auto prefill_rank = EpRanks(dir, 1);  // prefill's KV as the EP path computes it
-    ASSERT_EQ(prefill_rank.size(), 1u);
+  // Prefill as a data-parallel group of two ranks as well.
+  auto prefill_ranks = EpRanks(dir, 2);
+  ASSERT_EQ(prefill_ranks.size(), 2u);
+  for (int r = 0; r < 2; ++r) {
     decode::InstanceConfig ic;
-    ic.instance_id = "prefill-0";
+    ic.instance_id = r == 0 ? "prefill-0" : "prefill-0/rank1";
     ic.listen = Listen(Kind::kInproc);
     ic.router = c.router->address();
-    ic.scheduler = SchedOpts(*prefill_rank[0]);
-    auto p = prefill::PrefillInstance::Start(ic, std::move(prefill_rank[0]),
+    ic.scheduler = EpSchedOpts(*prefill_ranks[r]);
+    ic.scheduler.join_peer_steps = true;
+    ic.ep_size = 2;
+    ic.ep_rank = r;
+    if (r > 0) ic.group_leader = c.prefills[0]->address();
+    auto p = prefill::PrefillInstance::Start(ic, std::move(prefill_ranks[r]),
                                              NewTransport(Kind::kInproc, c));
     ASSERT_TRUE(p.ok()) << p.status().ToString();
     c.prefills.push_back(std::move(*p));
   }
+  ASSERT_TRUE(c.prefills[1]->WaitRegistered(transport::DeadlineAfterMillis(10000)));
   auto ranks = EpRanks(dir, 2);
   ASSERT_EQ(ranks.size(), 2u);
   expert_parallel::EpRunner* rank1 = ranks[1].get();
@@ -577,7 +591,7 @@ TEST_P(ClusterEpTest, DataParallelDecodeGroupServesOnEveryRank) {
     ic.instance_id = r == 0 ? "decode-0" : "decode-0/rank1";
     ic.listen = Listen(Kind::kInproc);
     ic.router = c.router->address();
-    ic.scheduler = SchedOpts(*ranks[r]);
+    ic.scheduler = EpSchedOpts(*ranks[r]);
     ic.scheduler.join_peer_steps = true;
     ic.ep_size = 2;
     ic.ep_rank = r;
@@ -602,17 +616,23 @@ TEST_P(ClusterEpTest, DataParallelDecodeGroupServesOnEveryRank) {
     EXPECT_EQ(got.finish, FinishReason::kLength) << r.request_id << ": " << got.error.ToString();
     EXPECT_EQ(got.tokens, expected[r.request_id]) << r.request_id;
   }
-  std::vector<int64_t> per_rank = c.decodes[0]->RequestsPerRank();
-  ASSERT_EQ(per_rank.size(), 2u);
-  EXPECT_GT(per_rank[0], 0) << "rank 0 served nothing";
-  EXPECT_GT(per_rank[1], 0) << "rank 1 served nothing";
-  EXPECT_EQ(per_rank[0] + per_rank[1], static_cast<int64_t>(reqs.size()));
+  for (const auto& per_rank : {c.decodes[0]->RequestsPerRank(), c.prefills[0]->RequestsPerRank()}) {
+    ASSERT_EQ(per_rank.size(), 2u);
+    EXPECT_GT(per_rank[0], 0) << "rank 0 served nothing";
+    EXPECT_GT(per_rank[1], 0) << "rank 1 served nothing";
+    EXPECT_EQ(per_rank[0] + per_rank[1], static_cast<int64_t>(reqs.size()));
+  }
   auto every_rank_clean = [&] {
     auto until = transport::DeadlineAfterMillis(5000);
     while (MonoClock::now() < until) {
-      if (c.decodes[0]->EngineStats().kv_blocks_used == 0 &&
-          c.decodes[1]->EngineStats().kv_blocks_used == 0 &&
-          c.decodes[0]->Stats().kv_blocks_used == 0 && c.decodes[0]->Stats().num_running == 0) {
+      bool clean = c.decodes[0]->Stats().kv_blocks_used == 0 &&
+                   c.decodes[0]->Stats().num_running == 0 &&
+                   c.prefills[0]->InstanceStats().num_running == 0;
+      for (int r = 0; r < 2; ++r) {
+        clean = clean && c.decodes[r]->EngineStats().kv_blocks_used == 0 &&
+                c.prefills[r]->EngineStats().kv_blocks_used == 0;
+      }
+      if (clean) {
         return true;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
