@@ -11,7 +11,6 @@ Engine::Engine(SchedulerOptions options, std::unique_ptr<model::ModelRunner> run
     : runner_(std::move(runner)),
       scheduler_(options, runner_.get()),
       max_waiting_(options.max_waiting),
-      idle_step_ms_(options.idle_step_ms),
       join_peer_steps_(options.join_peer_steps) {
   stats_ = scheduler_.Stats();
   if (join_peer_steps_) {
@@ -73,7 +72,6 @@ bool Engine::Ready() const {
 
 void Engine::Loop() {
   std::vector<PendingEvent> events;
-  int64_t last_forward_ns = MonotonicNanos();
   while (true) {
     std::vector<Incoming> incoming;
     std::vector<std::string> aborts;
@@ -88,8 +86,6 @@ void Engine::Loop() {
       if (scheduler_.num_reserved() > 0) {
         // Reservations expire on their own: look again now and then.
         cv_.wait_for(lock, std::chrono::milliseconds(20), has_work);
-      } else if (idle_step_ms_ > 0) {
-        cv_.wait_for(lock, std::chrono::milliseconds(idle_step_ms_), has_work);
       } else {
         cv_.wait(lock, has_work);
       }
@@ -120,7 +116,6 @@ void Engine::Loop() {
       Status st = scheduler_.Step(&events);
       if (!st.ok()) log::Error("engine step failed: {}", st.ToString());
       idle = scheduler_.num_steps() == steps_before && events.empty();
-      if (!idle) last_forward_ns = MonotonicNanos();
       if (idle && join_peer_steps_ && runner_->PeerStepPending()) {
         // Nothing of our own to run: join the peer's step (its MoE layers need this rank).
         model::ForwardBatch empty;
@@ -129,17 +124,7 @@ void Engine::Loop() {
         if (!st.ok() && st.code() != StatusCode::kCancelled) {  // cancelled: the group stopped
           log::Warn("joining a peer's step failed: {}", st.ToString());
         }
-        last_forward_ns = MonotonicNanos();
         idle = false;
-      }
-      if (idle && idle_step_ms_ > 0 &&
-          MonotonicNanos() - last_forward_ns >= idle_step_ms_ * 1000000) {
-        // Keep the lock-step peers (EP ranks) company.
-        model::ForwardBatch empty;
-        model::ForwardResult result;
-        Status st = runner_->Forward(empty, &result);
-        if (!st.ok()) log::Error("idle step failed: {}", st.ToString());
-        last_forward_ns = MonotonicNanos();
       }
     }
     // Publish the step's stats before the events: a caller told "finished" must already see
