@@ -2,7 +2,9 @@
 // (InstanceConfig::ep_size > 1, DESIGN.md §1): the prefill or decode instances of ranks 1..N-1
 // register with rank 0 the way instances register with the router, and heartbeat their load;
 // rank 0 picks a rank for each request and remembers which rank serves it for which router, so
-// the rank's answers go back to that router and the router's aborts reach that rank.
+// the rank's answers go back to that router and the router's aborts reach that rank. A rank is
+// dropped when its connection fails (RemoveRank), not on a missed heartbeat: its EP group fails
+// with it anyway, and that ends the instance.
 //
 // Thread-safety: every method may be called from any thread (one internal lock; the replies to
 // registrations and heartbeats are sent after it is released).

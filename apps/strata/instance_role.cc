@@ -201,6 +201,11 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
     log::Error("cannot load the model: {}", runner.status().ToString());
     return 1;
   }
+  // Past here a failure to start fails the whole EP group at once (the other ranks exit too).
+  auto fail_group = [&](const Status& why) {
+    if (ep_runner != nullptr) ep_runner->endpoint().Abort(why);
+    return 1;
+  };
   const auto& mc = (*runner)->config();
   decode::InstanceConfig ic;
   ic.instance_id = rank_process ? instance_id + "/rank" + std::to_string(f.ep_rank) : instance_id;
@@ -228,7 +233,7 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
   auto transport = transport::UcxTransport::Create(uo);
   if (!transport.ok()) {
     log::Error("cannot start UCX: {}", transport.status().ToString());
-    return 1;
+    return fail_group(transport.status());
   }
 
   std::unique_ptr<prefill::PrefillInstance> p;
@@ -237,26 +242,26 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
     auto started = prefill::PrefillInstance::Start(ic, std::move(*runner), std::move(*transport));
     if (!started.ok()) {
       log::Error("cannot start the prefill instance: {}", started.status().ToString());
-      return 1;
+      return fail_group(started.status());
     }
     p = std::move(*started);
     if (data_parallel && !rank_process) {
       if (Status st = ep_runner->endpoint().Broadcast(p->address()); !st.ok()) {
         log::Error("cannot tell the EP ranks where this instance is: {}", st.ToString());
-        return 1;
+        return fail_group(st);
       }
     }
   } else {
     auto started = decode::DecodeInstance::Start(ic, std::move(*runner), std::move(*transport));
     if (!started.ok()) {
       log::Error("cannot start the decode instance: {}", started.status().ToString());
-      return 1;
+      return fail_group(started.status());
     }
     d = std::move(*started);
     if (data_parallel && !rank_process) {
       if (Status st = ep_runner->endpoint().Broadcast(d->address()); !st.ok()) {
         log::Error("cannot tell the EP ranks where this instance is: {}", st.ToString());
-        return 1;
+        return fail_group(st);
       }
     }
   }
