@@ -194,3 +194,46 @@ test('killing prefill, decode and KV pool processes under load: nothing hangs, t
       await cluster.stop();
     }
   });
+
+// A rank of a data-parallel decode group dies under load: the group fails fast, every request
+// ends (done, or an error) and none hangs; the instance comes back whole and serves again.
+test('killing a rank of a decode EP group under load: nothing hangs, the group comes back',
+  { skip }, async () => {
+    const dir = model('deepseek_v3');
+    const cluster = await startServer(dir, ['--disaggregated', '--prefill', '1', '--decode', '1',
+      '--kvcache', '0', '--decode-ep', '2', '--ep-dispatch-dtype', 'bf16', '--ucx-tls', 'tcp',
+      '--request-timeout', '60']);
+    const client = new OpenAI({ baseURL: cluster.baseURL + '/v1', apiKey: 'x', maxRetries: 0,
+      timeout: 90000 });
+    const run = (i, maxTokens) => client.completions.create({ model: 'deepseek_v3',
+      prompt: PROMPTS[i % PROMPTS.length] + ' #' + i, max_tokens: maxTokens, temperature: 0,
+      ignore_eos: true }).then((r) => ({ ok: true, finish: r.choices[0].finish_reason }))
+      .catch((e) => ({ ok: false, status: e.status, message: String(e.message) }));
+    const joined = () => cluster.log().split('EP rank 1 (decode-0/rank1) joined rank 0').length - 1;
+    try {
+      assert.ok(await waitFor(() => joined() === 1, 30000), 'decode rank 1 did not join');
+      const rank0 = rolePid(cluster, 'decode-0');
+      const rank1 = Number(execFileSync('pgrep', ['-P', String(rank0), '-f', 'ep-rank 1'])
+        .toString().trim());
+      const started = Date.now();
+      const load = Array.from({ length: 6 }, (_, i) => run(i, 400));
+      await new Promise((r) => setTimeout(r, 300));
+      process.kill(rank1, 'SIGKILL');
+      const results = await Promise.all(load);
+      assert.ok(Date.now() - started < 60000, 'requests took too long to end');
+      for (const r of results) {
+        if (!r.ok) assert.strictEqual(r.status, 503, `unexpected error ${JSON.stringify(r)}`);
+        else assert.strictEqual(r.finish, 'length');
+      }
+      // The supervisor starts the instance again; its rank 1 joins and it serves.
+      assert.ok(await waitFor(() => joined() === 2, 60000), 'the group did not come back');
+      assert.ok(await waitFor(async () => {
+        const after = await Promise.all([0, 1, 2, 3].map((i) => run(100 + i, 4)));
+        return after.every((r) => r.ok && r.finish === 'length');
+      }, 30000), 'the cluster does not serve after the restart');
+      assert.ok(await waitFor(async () => (await metric(cluster.baseURL,
+        'strata_kv_cache_blocks_used')) === 0, 10000), 'KV blocks stay used');
+    } finally {
+      await cluster.stop();
+    }
+  });
