@@ -183,6 +183,12 @@ void DecodeInstance::OnRequest(transport::PeerId from, v1::Envelope e) {
 
 void DecodeInstance::Admit(transport::PeerId from, uint64_t call_id, const v1::DecodeAdmit& admit) {
   if (!group_) return AdmitHere(from, call_id, admit, 0);
+  AdmitOnBestRank(from, call_id, admit, {});
+}
+
+void DecodeInstance::AdmitOnBestRank(transport::PeerId from, uint64_t call_id,
+                                     const v1::DecodeAdmit& admit,
+                                     std::vector<transport::PeerId> full) {
   // The rank with the most free KV blocks (what was given to a rank since its last report
   // counts as used), then the fewest requests; this rank wins ties.
   const int64_t blocks = admit.num_blocks();
@@ -202,7 +208,8 @@ void DecodeInstance::Admit(transport::PeerId from, uint64_t call_id, const v1::D
         return score(static_cast<int64_t>(r.capacity.num_kv_blocks()) -
                          static_cast<int64_t>(r.load.num_kv_blocks_used()) - r.since_load,
                      r.live);
-      });
+      },
+      full);
   if (rank == transport::kInvalidPeer) return AdmitHere(from, call_id, admit, blocks);
   {
     std::lock_guard lock(mu_);
@@ -213,14 +220,23 @@ void DecodeInstance::Admit(transport::PeerId from, uint64_t call_id, const v1::D
   *e.mutable_decode_admit() = admit;
   const std::string id = admit.request_id();
   node_->Call(rank, std::move(e), transport::DeadlineAfterMillis(config_.forward_timeout_ms),
-              [this, from, call_id, id, rank](StatusOr<v1::Envelope> reply) {
+              [this, from, call_id, id, rank, admit,
+               full = std::move(full)](StatusOr<v1::Envelope> reply) mutable {
                 Status st = reply.ok() ? proto::FromProto(reply->decode_admit_reply().error())
                                        : reply.status();
                 if (st.ok()) {
                   (void)node_->Reply(from, call_id, std::move(*reply));
                   return;
                 }
-                if (auto f = group_->Find(id); f && f->rank == rank) group_->End(id);
+                const bool still_ours = group_->Find(id).has_value();  // not aborted meanwhile
+                group_->Retract(id, rank);
+                if (st.code() == StatusCode::kResourceExhausted && still_ours) {
+                  // Its KV filled up since its last report: another rank (or this one) may
+                  // have room; the router hears "full" only when every rank said so.
+                  full.push_back(rank);
+                  AdmitOnBestRank(from, call_id, admit, std::move(full));
+                  return;
+                }
                 if (!reply.ok()) {
                   // It may still reserve late: give that back at once.
                   v1::Envelope abort;

@@ -71,6 +71,9 @@ class DecodeInstance {
                  int64_t counted_blocks);
 
   // --- Rank 0 of a data-parallel group (group_ set).
+  // Admits on the rank with the most free KV, not one of `full` (ranks that said they are).
+  void AdmitOnBestRank(transport::PeerId from, uint64_t call_id, const v1::DecodeAdmit& admit,
+                       std::vector<transport::PeerId> full);
   bool is_group_leader() const { return config_.ep_size > 1 && config_.group_leader.empty(); }
   void RelayTokens(transport::PeerId from, const v1::TokenBatch& batch);
   // A forwarded request's Abort/Release goes to its rank; false when it is not forwarded.

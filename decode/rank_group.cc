@@ -1,5 +1,7 @@
 #include "decode/rank_group.h"
 
+#include <algorithm>
+
 #include "common/log.h"
 
 namespace strata::decode {
@@ -61,11 +63,13 @@ bool RankGroup::whole() const {
 
 transport::PeerId RankGroup::Assign(const std::string& request_id, transport::PeerId router,
                                     int64_t cost, double own_score,
-                                    const std::function<double(const Rank&)>& score) {
+                                    const std::function<double(const Rank&)>& score,
+                                    const std::vector<transport::PeerId>& exclude) {
   std::lock_guard lock(mu_);
   transport::PeerId best = transport::kInvalidPeer;
   double best_score = own_score;
   for (const auto& [peer, r] : ranks_) {
+    if (std::find(exclude.begin(), exclude.end(), peer) != exclude.end()) continue;
     const double s = score(r);
     if (s < best_score) {
       best = peer;
@@ -82,6 +86,17 @@ transport::PeerId RankGroup::Assign(const std::string& request_id, transport::Pe
   ++assigned_[r.order];
   forwarded_[request_id] = {best, router};
   return best;
+}
+
+void RankGroup::Retract(const std::string& request_id, transport::PeerId rank) {
+  std::lock_guard lock(mu_);
+  auto it = forwarded_.find(request_id);
+  if (it == forwarded_.end() || it->second.rank != rank) return;
+  forwarded_.erase(it);
+  if (auto r = ranks_.find(rank); r != ranks_.end()) {
+    --r->second.live;
+    --assigned_[r->second.order];
+  }
 }
 
 std::optional<RankGroup::Forwarded> RankGroup::Find(const std::string& request_id) const {

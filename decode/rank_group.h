@@ -50,11 +50,16 @@ class RankGroup {
                    const v1::Heartbeat& hb);
   bool whole() const;
 
-  // Picks the rank with the lowest `score` (lower is better); this rank (scored `own_score`)
-  // wins ties and is returned as kInvalidPeer. Another rank is recorded as serving `request_id`
-  // for `router`, and `cost` counts as its load until its next report.
+  // Picks the rank with the lowest `score` (lower is better) among those not in `exclude`; this
+  // rank (scored `own_score`) wins ties and is returned as kInvalidPeer. Another rank is
+  // recorded as serving `request_id` for `router`, and `cost` counts as its load until its next
+  // report.
   transport::PeerId Assign(const std::string& request_id, transport::PeerId router, int64_t cost,
-                           double own_score, const std::function<double(const Rank&)>& score);
+                           double own_score, const std::function<double(const Rank&)>& score,
+                           const std::vector<transport::PeerId>& exclude = {});
+  // `rank` did not take `request_id` after all (it refused it): no longer forwarded there nor
+  // counted as its request (its cost still counts as its load until its next report).
+  void Retract(const std::string& request_id, transport::PeerId rank);
   // Where a forwarded request is (nullopt: not forwarded, or ended).
   std::optional<Forwarded> Find(const std::string& request_id) const;
   // Ends a forwarded request (finished or aborted); returns where it was.

@@ -57,6 +57,12 @@ TEST_F(RankGroupTest, SpreadsByScoreCountsWhatItGaveAndEndsRequests) {
   g.OnHeartbeat(*node_, a, 3, hb);
   EXPECT_EQ(g.Assign("w", router, 10, -85, FreeScore), b);  // b: 90 free, a: 50, here: 85
 
+  // A rank that turned the request down: excluded from the next pick, and not counted.
+  EXPECT_EQ(g.Assign("v", router, 10, -75, FreeScore), b);  // b: 80 free, here: 75
+  g.Retract("v", b);
+  EXPECT_FALSE(g.Find("v").has_value());
+  EXPECT_EQ(g.Assign("v", router, 10, -75, FreeScore, {b}), transport::kInvalidPeer);
+
   EXPECT_EQ(g.AddLoads(v1::Load()).num_kv_blocks_used(), 50u);
   EXPECT_EQ(g.AddLoads(v1::Load()).num_queued_tokens(), 7u);
 
@@ -74,7 +80,7 @@ TEST_F(RankGroupTest, SpreadsByScoreCountsWhatItGaveAndEndsRequests) {
   auto ended = g.EndIf([&](const RankGroup::Forwarded& x) { return x.rank == b; });
   EXPECT_EQ(ended.size(), 2u);  // y and w
   EXPECT_EQ(g.num_forwarded(), 0);
-  EXPECT_EQ(g.AssignedPerRank(), (std::vector<int64_t>{1, 1, 2}));
+  EXPECT_EQ(g.AssignedPerRank(), (std::vector<int64_t>{2, 1, 2}));
   EXPECT_FALSE(g.whole());
 }
 
