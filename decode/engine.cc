@@ -11,8 +11,15 @@ Engine::Engine(SchedulerOptions options, std::unique_ptr<model::ModelRunner> run
     : runner_(std::move(runner)),
       scheduler_(options, runner_.get()),
       max_waiting_(options.max_waiting),
-      idle_step_ms_(options.idle_step_ms) {
+      join_peer_steps_(options.join_peer_steps) {
   stats_ = scheduler_.Stats();
+  if (join_peer_steps_) {
+    // A peer rank began a step: wake the loop (taking mu_ orders this after its wait check).
+    runner_->SetPeerStepWake([this] {
+      { std::lock_guard lock(mu_); }
+      cv_.notify_all();
+    });
+  }
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -65,7 +72,6 @@ bool Engine::Ready() const {
 
 void Engine::Loop() {
   std::vector<PendingEvent> events;
-  int64_t last_forward_ns = MonotonicNanos();
   while (true) {
     std::vector<Incoming> incoming;
     std::vector<std::string> aborts;
@@ -75,13 +81,11 @@ void Engine::Loop() {
       std::unique_lock lock(mu_);
       auto has_work = [&] {
         return stop_ || !incoming_.empty() || !aborts_.empty() || !tasks_.empty() ||
-               scheduler_.HasWork();
+               scheduler_.HasWork() || (join_peer_steps_ && runner_->PeerStepPending());
       };
       if (scheduler_.num_reserved() > 0) {
         // Reservations expire on their own: look again now and then.
         cv_.wait_for(lock, std::chrono::milliseconds(20), has_work);
-      } else if (idle_step_ms_ > 0) {
-        cv_.wait_for(lock, std::chrono::milliseconds(idle_step_ms_), has_work);
       } else {
         cv_.wait(lock, has_work);
       }
@@ -112,15 +116,15 @@ void Engine::Loop() {
       Status st = scheduler_.Step(&events);
       if (!st.ok()) log::Error("engine step failed: {}", st.ToString());
       idle = scheduler_.num_steps() == steps_before && events.empty();
-      if (!idle) last_forward_ns = MonotonicNanos();
-      if (idle && idle_step_ms_ > 0 &&
-          MonotonicNanos() - last_forward_ns >= idle_step_ms_ * 1000000) {
-        // Keep the lock-step peers (EP ranks) company.
+      if (idle && join_peer_steps_ && runner_->PeerStepPending()) {
+        // Nothing of our own to run: join the peer's step (its MoE layers need this rank).
         model::ForwardBatch empty;
         model::ForwardResult result;
         Status st = runner_->Forward(empty, &result);
-        if (!st.ok()) log::Error("idle step failed: {}", st.ToString());
-        last_forward_ns = MonotonicNanos();
+        if (!st.ok() && st.code() != StatusCode::kCancelled) {  // cancelled: the group stopped
+          log::Warn("joining a peer's step failed: {}", st.ToString());
+        }
+        idle = false;
       }
     }
     // Publish the step's stats before the events: a caller told "finished" must already see
@@ -163,6 +167,7 @@ void Engine::Shutdown() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (join_peer_steps_) runner_->SetPeerStepWake(nullptr);  // it would touch a dead engine
 }
 
 }  // namespace strata::decode

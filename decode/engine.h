@@ -64,7 +64,7 @@ class Engine : public GenerationService {
   std::unique_ptr<model::ModelRunner> runner_;
   Scheduler scheduler_;  // step thread only (Validate is const and pure)
   int max_waiting_;
-  int64_t idle_step_ms_;
+  bool join_peer_steps_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

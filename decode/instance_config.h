@@ -23,6 +23,20 @@ struct InstanceConfig {
   std::vector<std::string> kvcache;
   // Prefill: deadline of each KV push and pool operation.
   int64_t transfer_timeout_ms = 30000;
+
+  // Instances as data-parallel EP groups (`--ep N`, DESIGN.md §1): every rank of the group is
+  // a prefill or decode instance around its own EP rank, with its own scheduler and KV cache.
+  // Rank 0 (group_leader empty, ep_size N) registers with the router for the whole group and
+  // sends each request to a rank (decode: the most free KV; prefill: the fewest queued prompt
+  // tokens); the other ranks (group_leader: rank 0's address) register with rank 0 instead of
+  // the router and report their load to it.
+  int ep_size = 1;
+  int ep_rank = 0;
+  std::string group_leader;
+  int64_t rank_heartbeat_ms = 100;    // how often the other ranks report their load to rank 0
+  int64_t forward_timeout_ms = 4000;  // decode: rank 0 waits this long for a rank's admit answer
+  // Rank 0 registers with the router once every rank has joined it, or after this long anyway.
+  int64_t group_join_timeout_ms = 60000;
 };
 
 // What an instance tells the router when it registers: id, role, address, model, capacity.

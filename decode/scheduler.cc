@@ -565,10 +565,16 @@ Status Scheduler::Step(std::vector<PendingEvent>* events) {
   ++num_steps_;
   if (!st.ok()) {
     log::Error("forward failed: {}", st.ToString());
+    // A lost peer (an EP group that failed or stopped) makes the instance unavailable (503);
+    // anything else is this instance's fault.
+    const bool peer_lost =
+        st.code() == StatusCode::kUnavailable || st.code() == StatusCode::kAborted ||
+        st.code() == StatusCode::kDeadlineExceeded || st.code() == StatusCode::kCancelled;
+    const Status why = peer_lost ? UnavailableError("forward failed: " + st.message())
+                                 : InternalError("forward failed: " + st.message());
     for (const auto& s : batch) {
       if (sequences_.count(s.seq->request.request_id)) {
-        Finish(s.seq, FinishReason::kError, InternalError("forward failed: " + st.message()),
-               events);
+        Finish(s.seq, FinishReason::kError, why, events);
       }
     }
     return st;

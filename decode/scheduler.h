@@ -54,9 +54,10 @@ struct SchedulerOptions {
   bool enable_prefix_caching = true;
   std::vector<int32_t> eos_token_ids;  // the model's EOS ids
   PrefillHooks prefill_hooks;          // set on a prefill instance only
-  // > 0: with nothing to run for this long, the engine runs an empty forward (an EP group's
-  // ranks run in lock-step and give up on a leader that stays silent past their deadline).
-  int64_t idle_step_ms = 0;
+  // A data-parallel EP rank (the runner is lock-step with peers that run their own requests):
+  // the engine also wakes when a peer begins a step (ModelRunner::PeerStepPending) and joins it
+  // with an empty forward when it has nothing to run.
+  bool join_peer_steps = false;
   // Decode: a reservation that ends while a prefill instance writes into it keeps its blocks
   // until that writer is done (EndKvWrite), gone (DropKvWriter), or this long has passed.
   int64_t kv_write_grace_ms = 30000;

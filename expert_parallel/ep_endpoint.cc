@@ -196,11 +196,19 @@ void EpEndpoint::Impl::OnMessage(transport::Message m) {
   if (m.type == kEpStep && m.payload.size() == sizeof(StepMessage)) {
     StepMessage s;
     std::memcpy(&s, m.payload.data(), sizeof(s));
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = rank_of.find(m.peer);
-    if (it == rank_of.end()) return;
-    step_messages[it->second].push_back(s);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = rank_of.find(m.peer);
+      if (it == rank_of.end()) return;
+      step_messages[it->second].push_back(s);
+    }
     cv.notify_all();
+    std::lock_guard<std::mutex> lock(listener_mu);
+    if (on_peer_step) on_peer_step();
+    return;
+  }
+  if (m.type == kEpBroadcast) {
+    broadcasts.Push(std::move(m));
     return;
   }
   if (m.type == kEpBye) {
@@ -477,6 +485,47 @@ ExpertLoad EpEndpoint::total_load() const {
 }
 
 Status EpEndpoint::status() const { return impl_->FailedStatus(); }
+
+bool EpEndpoint::PeerStepPending() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (!impl_->failed.ok() || impl_->stopping) return false;
+  for (const auto& q : impl_->step_messages) {
+    if (!q.empty()) return true;
+  }
+  return false;
+}
+
+void EpEndpoint::SetStepListener(std::function<void()> on_peer_step) {
+  std::lock_guard<std::mutex> lock(impl_->listener_mu);
+  impl_->on_peer_step = std::move(on_peer_step);
+}
+
+Status EpEndpoint::Broadcast(const std::string& payload) {
+  Impl& im = *impl_;
+  if (rank() != 0) return FailedPreconditionError("EP: only rank 0 broadcasts");
+  for (int r = 1; r < size(); ++r) {
+    STRATA_RETURN_IF_ERROR(im.transport->Send(im.peers[r], kEpBroadcast, payload));
+  }
+  return OkStatus();
+}
+
+StatusOr<std::string> EpEndpoint::WaitBroadcast(int64_t timeout_ms) {
+  Impl& im = *impl_;
+  if (rank() == 0 || !im.transport) return FailedPreconditionError("EP: rank 0 broadcasts");
+  const auto deadline = transport::DeadlineAfterMillis(timeout_ms);
+  // In slices, so a failed group (a dead rank 0) ends the wait early.
+  while (true) {
+    STRATA_RETURN_IF_ERROR(im.FailedStatus());
+    const auto slice = std::min(deadline, transport::DeadlineAfterMillis(100));
+    StatusOr<transport::Message> m = im.broadcasts.Pop(slice);
+    if (m.ok()) return std::move(m->payload);
+    if (MonoClock::now() >= deadline) {
+      return DeadlineExceededError("EP rank " + std::to_string(rank()) +
+                                   ": no broadcast from rank 0 within " +
+                                   std::to_string(timeout_ms) + " ms");
+    }
+  }
+}
 
 void EpEndpoint::SetExpertPreparer(std::function<Status(const Placement&, int)> preparer) {
   impl_->preparer = std::move(preparer);

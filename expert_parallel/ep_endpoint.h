@@ -32,8 +32,14 @@
 // prepares the rank's weights for it (SetExpertPreparer), and once every rank reports it ready,
 // all swap at the same step boundary.
 //
+// Data-parallel ranks (every rank drives its own requests, DESIGN.md §1): any rank may begin a
+// step; the others must join it promptly, with an empty batch if they have nothing to run.
+// SetStepListener tells a rank's driver when a peer has begun a step (PeerStepPending), so an
+// idle driver waits on "own work or a peer's step" instead of polling.
+//
 // Thread-safety: BeginStep and stats calls from the driving thread; each stream's Communicator
-// from one thread at a time; different streams from different threads concurrently.
+// from one thread at a time; different streams from different threads concurrently;
+// PeerStepPending, SetStepListener, Broadcast and WaitBroadcast from any thread.
 #pragma once
 
 #include <atomic>
@@ -122,6 +128,21 @@ class EpEndpoint {
   std::unique_ptr<Communicator> NewCommunicator(int stream, ComputeGate* gate = nullptr);
 
   StatusOr<StepInfo> BeginStep(int64_t num_tokens, bool stop);
+
+  // True when a peer has begun a step this rank has not joined yet (and the group has neither
+  // failed nor stopped): the driver should call BeginStep (via a forward) soon, or the peer
+  // waits until its deadline.
+  bool PeerStepPending() const;
+  // `on_peer_step` runs on a transport thread each time a peer's step record arrives (no
+  // endpoint lock held; it must only notify). Null removes it; once SetStepListener returns, a
+  // removed listener is not running and will not run again.
+  void SetStepListener(std::function<void()> on_peer_step);
+
+  // A small message from rank 0 to every other rank, once Join is done (e.g. the address of the
+  // instance rank 0 serves, which the other ranks report to). Rank 0 sends; the others wait for
+  // it up to `timeout_ms` (kDeadlineExceeded, or the group's failure).
+  Status Broadcast(const std::string& payload);
+  StatusOr<std::string> WaitBroadcast(int64_t timeout_ms);
 
   // Runs on a background thread for every new placement before this rank reports it ready
   // (e.g. fault in the weights of the experts it gains). An error fails the group.

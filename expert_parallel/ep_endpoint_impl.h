@@ -18,6 +18,8 @@ inline constexpr transport::MessageType kEpStep = 0x45500005;
 inline constexpr transport::MessageType kEpAbort = 0x45500006;
 // "I have every record of the stop step": ranks leave only when all have said it.
 inline constexpr transport::MessageType kEpBye = 0x45500007;
+// EpEndpoint::Broadcast's payload (rank 0 -> the others).
+inline constexpr transport::MessageType kEpBroadcast = 0x45500008;
 
 // "Your receive buffer (stream, phase) now holds my round `round`, `bytes` long." 12 bytes, so
 // the payload string stays in its small-string buffer (no allocation).
@@ -43,6 +45,10 @@ struct EpEndpoint::Impl {
   std::unique_ptr<transport::Transport> transport;
   std::unique_ptr<Collective> collective;  // instead of the transport, when set
   transport::Mailbox bootstrap;
+  transport::Mailbox broadcasts;  // kEpBroadcast (apart: one may overtake a slow rank's Join)
+  // SetStepListener's callback; its own lock, held while it runs (never with `mu`).
+  std::mutex listener_mu;
+  std::function<void()> on_peer_step;
   std::string listen_address;
 
   // Buffers: per stream [dispatch send | dispatch recv | combine send | combine recv], each

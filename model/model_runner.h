@@ -146,6 +146,12 @@ class ModelRunner {
     (void)layer;
     return {};
   }
+  // Lock-step runners (a data-parallel EP rank): true when a peer rank has begun a step this
+  // runner must join; its driver then calls Forward soon, with an empty batch if it has nothing
+  // to run. `wake` (null: none) runs on another thread whenever that may have become true; it
+  // must only notify the driver. Plain runners: never.
+  virtual bool PeerStepPending() const { return false; }
+  virtual void SetPeerStepWake(std::function<void()> wake) { (void)wake; }
 };
 
 // Blocks needed to hold `num_tokens` tokens.

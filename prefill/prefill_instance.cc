@@ -42,6 +42,10 @@ StatusOr<std::unique_ptr<PrefillInstance>> PrefillInstance::Start(
   std::unique_ptr<PrefillInstance> self(new PrefillInstance());
   PrefillInstance* raw = self.get();
   self->config_ = std::move(config);
+  if (self->is_group_leader()) {
+    self->group_ =
+        std::make_unique<decode::RankGroup>(self->config_.ep_size, self->config_.rank_heartbeat_ms);
+  }
   kvcache::PagedKvCache* cache = runner->host_kv_cache();
   const int32_t num_blocks = runner->num_kv_blocks();
   self->block_size_ = runner->block_size();
@@ -76,14 +80,29 @@ StatusOr<std::unique_ptr<PrefillInstance>> PrefillInstance::Start(
   self->admit_thread_ = std::thread([raw] { raw->AdmitLoop(); });
 
   service::RegistrationOptions ro;
-  ro.router_address = self->config_.router;
+  // A rank >= 1 of a data-parallel group registers with its rank 0, which stands for the group.
+  ro.router_address =
+      self->config_.group_leader.empty() ? self->config_.router : self->config_.group_leader;
   ro.instance = decode::DescribeInstance(self->config_, v1::ROLE_PREFILL, self->address_,
                                          num_blocks, self->block_size_);
+  ro.paused = self->group_ != nullptr;  // the router hears of a group once it is whole
   self->registration_ = std::make_unique<service::Registration>(
       self->node_.get(), std::move(ro), [raw] { return raw->CurrentLoad(); });
-  log::Info("prefill instance {} listening on {} ({} KV blocks of {} tokens, {} pool(s))",
+  if (self->group_) {
+    self->node_->PostAfter(self->config_.group_join_timeout_ms, [raw] {
+      if (!raw->group_->whole()) {
+        log::Warn("prefill instance {}: not every EP rank joined in {} ms; registering anyway",
+                  raw->config_.instance_id, raw->config_.group_join_timeout_ms);
+      }
+      raw->registration_->Resume();
+    });
+  }
+  log::Info("prefill instance {} listening on {} ({} KV blocks of {} tokens, {} pool(s){})",
             self->config_.instance_id, self->address_, num_blocks, self->block_size_,
-            self->config_.kvcache.size());
+            self->config_.kvcache.size(),
+            self->config_.ep_size > 1 ? ", EP rank " + std::to_string(self->config_.ep_rank) +
+                                            " of " + std::to_string(self->config_.ep_size)
+                                      : std::string());
   return self;
 }
 
@@ -98,6 +117,11 @@ void PrefillInstance::Shutdown() {
   cv_.notify_all();
   if (admit_thread_.joinable()) admit_thread_.join();
   if (engine_) engine_->Shutdown();
+  if (node_ && group_) {
+    // What the other ranks still prefill ends with the group: the routers try elsewhere.
+    FailForwarded([](const decode::RankGroup::Forwarded&) { return true; },
+                  UnavailableError("the prefill instance is stopping"));
+  }
   // The transport last: it completes the pushes still in flight (with errors).
   if (node_) node_->Shutdown();
 }
@@ -107,27 +131,113 @@ PrefillStats PrefillInstance::Stats() const {
   return stats_;
 }
 
+int64_t PrefillInstance::OwnQueuedTokens(uint32_t* num_queued) const {
+  int64_t queued_tokens = 0;
+  uint32_t queued = 0;
+  for (const auto& [id, job] : jobs_) {
+    if (!job->prefilled) {
+      queued_tokens += job->num_prompt - job->cached_tokens;
+      ++queued;
+    }
+  }
+  if (num_queued != nullptr) *num_queued = queued;
+  return queued_tokens + queued_prompt_tokens_;
+}
+
 v1::Load PrefillInstance::CurrentLoad() const {
   decode::GenerationStats s = engine_->Stats();
   v1::Load load;
   load.set_num_kv_blocks_used(static_cast<uint64_t>(s.kv_blocks_used));
   load.set_num_running_requests(static_cast<uint32_t>(s.num_running));
-  std::lock_guard lock(mu_);
-  uint64_t queued_tokens = 0;
-  uint32_t queued = 0;
-  for (const auto& [id, job] : jobs_) {
-    if (!job->prefilled) {
-      queued_tokens += static_cast<uint64_t>(job->num_prompt - job->cached_tokens);
-      ++queued;
-    }
+  {
+    std::lock_guard lock(mu_);
+    uint32_t queued = 0;
+    load.set_num_queued_tokens(static_cast<uint64_t>(OwnQueuedTokens(&queued)));
+    load.set_num_queued_requests(queued);
   }
-  queued_tokens += static_cast<uint64_t>(queued_prompt_tokens_);
-  load.set_num_queued_requests(queued);
-  load.set_num_queued_tokens(queued_tokens);
-  return load;
+  // Rank 0 of a group: the group's load, the other ranks' last reports added to this rank's.
+  return group_ ? group_->AddLoads(std::move(load)) : load;
+}
+
+decode::GenerationStats PrefillInstance::InstanceStats() const {
+  decode::GenerationStats s = engine_->Stats();
+  if (!group_) return s;
+  s.num_running += static_cast<int>(group_->num_forwarded());
+  s.kv_blocks_used += static_cast<int64_t>(group_->AddLoads(v1::Load()).num_kv_blocks_used());
+  return s;
+}
+
+std::vector<int64_t> PrefillInstance::RequestsPerRank() const {
+  return group_ ? group_->AssignedPerRank() : std::vector<int64_t>();
+}
+
+bool PrefillInstance::ForwardToRank(transport::PeerId from, v1::Envelope& e) {
+  const v1::PrefillRequest& r = e.prefill_request();
+  const int64_t tokens = r.prompt_token_ids_size();
+  // The rank with the fewest queued prompt tokens (what was sent to a rank since its last
+  // report counts as queued), then the fewest requests; this rank wins ties.
+  double own;
+  {
+    std::lock_guard lock(mu_);
+    uint32_t queued = 0;
+    own = static_cast<double>(OwnQueuedTokens(&queued)) + 1e-6 * queued;
+  }
+  const transport::PeerId rank =
+      group_->Assign(r.request_id(), from, tokens, own, [](const decode::RankGroup::Rank& x) {
+        return static_cast<double>(x.load.num_queued_tokens() + x.since_load) + 1e-6 * x.live;
+      });
+  if (rank == transport::kInvalidPeer) return false;
+  if (Status st = node_->Send(rank, std::move(e)); !st.ok()) {
+    FailForwarded(
+        [rank](const decode::RankGroup::Forwarded& f) { return f.rank == rank; },
+        UnavailableError("cannot reach an EP rank of the prefill instance: " + st.message()));
+  }
+  return true;
+}
+
+void PrefillInstance::FailForwarded(
+    const std::function<bool(const decode::RankGroup::Forwarded&)>& pred, const Status& why) {
+  for (const auto& [id, f] : group_->EndIf(pred)) {
+    log::Warn("{}: prefill on another EP rank failed: {}", id, why.message());
+    v1::Envelope ft;
+    ft.mutable_first_token()->set_request_id(id);
+    *ft.mutable_first_token()->mutable_error() = proto::ToProto(why);
+    (void)node_->Send(f.router, std::move(ft));
+  }
 }
 
 void PrefillInstance::OnRequest(transport::PeerId from, v1::Envelope e) {
+  if (group_) {
+    switch (e.body_case()) {
+      case v1::Envelope::kRegisterInstance:
+        if (group_->OnRegister(*node_, from, e.call_id(), e.register_instance())) {
+          registration_->Resume();  // the group is whole: the router may hear of it
+        }
+        return;
+      case v1::Envelope::kHeartbeat:
+        group_->OnHeartbeat(*node_, from, e.call_id(), e.heartbeat());
+        return;
+      case v1::Envelope::kFirstToken: {  // a rank's: on to the router that asked
+        auto f = group_->Find(e.first_token().request_id());
+        if (f && f->rank == from) {
+          group_->End(e.first_token().request_id());
+          (void)node_->Send(f->router, std::move(e));
+        }
+        return;
+      }
+      case v1::Envelope::kPrefillRequest:
+        if (ForwardToRank(from, e)) return;
+        break;
+      case v1::Envelope::kAbort:
+        if (auto f = group_->End(e.abort().request_id())) {
+          (void)node_->Send(f->rank, std::move(e));
+          return;
+        }
+        break;
+      default:
+        break;
+    }
+  }
   switch (e.body_case()) {
     case v1::Envelope::kPrefillRequest: {
       auto request = std::make_shared<v1::PrefillRequest>(std::move(*e.mutable_prefill_request()));
@@ -159,6 +269,21 @@ void PrefillInstance::OnRequest(transport::PeerId from, v1::Envelope e) {
 }
 
 void PrefillInstance::OnPeerFailure(transport::PeerId peer) {
+  if (group_) {
+    if (group_->RemoveRank(peer)) {
+      // Its requests cannot go on (the EP group fails with it): the routers try elsewhere.
+      FailForwarded([peer](const decode::RankGroup::Forwarded& f) { return f.rank == peer; },
+                    UnavailableError("an EP rank of the prefill instance failed"));
+      return;
+    }
+    // A router that went away: its requests on the other ranks stop.
+    for (const auto& [id, f] : group_->EndIf(
+             [peer](const decode::RankGroup::Forwarded& f) { return f.router == peer; })) {
+      v1::Envelope abort;
+      abort.mutable_abort()->set_request_id(id);
+      (void)node_->Send(f.rank, std::move(abort));
+    }
+  }
   std::vector<std::string> orphans;
   {
     std::lock_guard lock(mu_);

@@ -7,6 +7,12 @@
 // full blocks up there and reads the hits instead of computing them, and offers the blocks it
 // computed afterwards.
 //
+// Data-parallel EP groups (decode::InstanceConfig::ep_size / group_leader): every rank is a
+// PrefillInstance. The router sees rank 0 only; rank 0 sends each PrefillRequest to the rank
+// with the fewest queued prompt tokens (its own, the others' reports and what it sent them
+// since), relays that rank's FirstToken to the router and the router's Abort to the rank. The
+// rank pushes the KV to decode and talks to the KV pool itself.
+//
 // Thread-safety: Start/Shutdown from one thread; the rest is internal (the RpcNode's dispatch
 // thread, an admission thread, the engine's step thread and the transport's thread).
 #pragma once
@@ -19,9 +25,11 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "decode/engine.h"
 #include "decode/instance_config.h"
+#include "decode/rank_group.h"
 #include "kvcache/kv_transfer.h"
 #include "service/registration.h"
 #include "service/rpc_node.h"
@@ -55,6 +63,10 @@ class PrefillInstance {
   const std::string& address() const { return address_; }
   PrefillStats Stats() const;
   decode::GenerationStats EngineStats() const { return engine_->Stats(); }
+  // The instance's: on rank 0 of a group the requests other ranks run count as running.
+  decode::GenerationStats InstanceStats() const;
+  // Rank 0 of a group: requests given to each rank since the start ([0] its own); else empty.
+  std::vector<int64_t> RequestsPerRank() const;
   bool WaitRegistered(transport::Deadline deadline) {
     return registration_->WaitRegistered(deadline);
   }
@@ -87,6 +99,14 @@ class PrefillInstance {
   void Complete(const std::shared_ptr<Job>& job);
   void MaybeComplete(const std::shared_ptr<Job>& job);  // mu_ held by nobody
   v1::Load CurrentLoad() const;
+  int64_t OwnQueuedTokens(uint32_t* num_queued) const;  // mu_ held
+  // Rank 0 of a group (group_ set).
+  bool is_group_leader() const { return config_.ep_size > 1 && config_.group_leader.empty(); }
+  // Sends the request to another rank; false when this rank should take it.
+  bool ForwardToRank(transport::PeerId from, v1::Envelope& envelope);
+  // Ends the forwarded requests `pred` selects with a FirstToken error to their routers.
+  void FailForwarded(const std::function<bool(const decode::RankGroup::Forwarded&)>& pred,
+                     const Status& why);
 
   decode::InstanceConfig config_;
   std::string address_;
@@ -96,6 +116,7 @@ class PrefillInstance {
   std::unique_ptr<kvcache::RegisteredKv> kv_;
   std::unique_ptr<kvcache::KvPoolClient> pool_;
   std::unique_ptr<service::Registration> registration_;
+  std::unique_ptr<decode::RankGroup> group_;  // rank 0 of a group; set before the node
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

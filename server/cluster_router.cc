@@ -301,7 +301,10 @@ class ClusterRouter::Impl {
     for (int32_t t : r.request.prompt_token_ids) pr->add_prompt_token_ids(t);
     *pr->mutable_sampling() = decode::ToProto(r.request.sampling);
     pr->set_decode_instance_id(d->id);
-    pr->set_decode_address(d->address);
+    // The blocks' owner is where the KV goes: an EP rank of the instance other than the one
+    // that registered (its rank 0) when the instance is a data-parallel group.
+    pr->set_decode_address(r.destination.owner_address().empty() ? d->address
+                                                                 : r.destination.owner_address());
     *pr->mutable_kv_destination() = r.destination;
     pr->set_deadline_unix_ms(static_cast<uint64_t>(UnixMillisFromMonotonicDeadline(r.deadline_ns)));
     if (Status st = node->Send(p->peer, std::move(e)); !st.ok()) {

@@ -8,7 +8,16 @@ namespace strata::service {
 Registration::Registration(RpcNode* node, RegistrationOptions options,
                            std::function<v1::Load()> load)
     : node_(node), options_(std::move(options)), load_(std::move(load)) {
+  paused_ = options_.paused;
   thread_ = std::thread([this] { Loop(); });
+}
+
+void Registration::Resume() {
+  {
+    std::lock_guard lock(mu_);
+    paused_ = false;
+  }
+  cv_.notify_all();
 }
 
 Registration::~Registration() { Stop(); }
@@ -33,6 +42,11 @@ bool Registration::WaitRegistered(Deadline deadline) {
 }
 
 void Registration::Loop() {
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return stop_ || !paused_; });
+    if (stop_) return;
+  }
   const std::string& id = options_.instance.instance_id();
   bool warned = false;
   while (true) {

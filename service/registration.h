@@ -21,6 +21,9 @@ struct RegistrationOptions {
   v1::RegisterInstance instance;  // id, role, address, model, capacity (load is filled in)
   int64_t call_timeout_ms = 2000;
   int64_t retry_ms = 200;  // between attempts while the router is unreachable
+  // True: nothing is sent until Resume() (e.g. rank 0 of an EP group registers the instance
+  // once its other ranks have joined).
+  bool paused = false;
 };
 
 class Registration {
@@ -34,6 +37,8 @@ class Registration {
   bool registered() const { return router_peer_.load() != transport::kInvalidPeer; }
   // Blocks until registered or the deadline; false on timeout.
   bool WaitRegistered(Deadline deadline);
+  // Starts a registration made with options.paused. Idempotent.
+  void Resume();
   void Stop();
 
  private:
@@ -47,6 +52,7 @@ class Registration {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
+  bool paused_ = false;
   std::thread thread_;
 };
 

@@ -1,6 +1,6 @@
 // `strata ep-worker`: one rank (>= 1) of an expert-parallel group, started by the rank 0
-// process (`strata generate --ep N`, later prefill/decode): joins it over UCX and serves its
-// MoE layers until rank 0 stops the group.
+// process of `strata generate --ep N`: joins it over UCX and serves its MoE layers until rank 0
+// stops the group. (The ranks of `strata prefill|decode --ep N` are full instances instead.)
 #include <iostream>
 
 #include "apps/strata/commands.h"

@@ -15,6 +15,7 @@
 #include "common/thread_pool.h"
 #include "decode/decode_instance.h"
 #include "expert_parallel/group/ep_group.h"
+#include "expert_parallel/group/ep_runner.h"
 #include "model/model_runner.h"
 #include "prefill/prefill_instance.h"
 #include "server/serve.h"
@@ -50,7 +51,54 @@ Status Validate(const InstanceRoleFlags& f) {
   if (f.max_num_seqs < 1) return FlagError("max-num-seqs", "must be at least 1");
   if (f.max_num_batched_tokens < 1) return FlagError("max-num-batched-tokens", "must be >= 1");
   if (f.max_model_len < 0) return FlagError("max-model-len", "must be >= 0 (0: the model's)");
+  if (f.ep_rank < 0 || (f.ep_rank > 0 && (f.ep_rank >= f.ep.ep || f.ep_leader.empty()))) {
+    return FlagError("ep-rank", "must be in [1, --ep) with --ep-leader (set by rank 0)");
+  }
   return OkStatus();
+}
+
+// `host:port` with the port replaced by 0 (the other ranks of a group listen on rank 0's host).
+std::string AnyPort(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  return (colon == std::string::npos ? address : address.substr(0, colon)) + ":0";
+}
+
+// The command line of rank r >= 1 of a data-parallel group (rank 0 adds --ep-rank r
+// --ep-leader ADDR): the same role flags, so every rank serves the same way.
+std::vector<std::string> RankArgv(const InstanceRoleFlags& f, bool prefill,
+                                  const std::string& instance_id, int threads) {
+  std::vector<std::string> a = {"/proc/self/exe",
+                                prefill ? "prefill" : "decode",
+                                "--model",
+                                f.model,
+                                "--router",
+                                f.router,
+                                "--listen",
+                                AnyPort(f.listen),
+                                "--instance-id",
+                                instance_id,
+                                "--device",
+                                f.device,
+                                "--threads",
+                                std::to_string(threads),
+                                "--kv-cache-bytes",
+                                std::to_string(f.kv_cache_bytes),
+                                "--block-size",
+                                std::to_string(f.block_size),
+                                "--max-num-seqs",
+                                std::to_string(f.max_num_seqs),
+                                "--max-num-batched-tokens",
+                                std::to_string(f.max_num_batched_tokens),
+                                "--max-model-len",
+                                std::to_string(f.max_model_len),
+                                "--enable-prefix-caching",
+                                f.enable_prefix_caching ? "true" : "false",
+                                "--drain-timeout",
+                                std::to_string(f.drain_timeout_s)};
+  if (!f.ucx_tls.empty()) a.insert(a.end(), {"--ucx-tls", f.ucx_tls});
+  if (prefill && !f.kvcache.empty()) a.insert(a.end(), {"--kvcache", f.kvcache});
+  for (auto& e : expert_parallel::EpFlagArgs(f.ep)) a.push_back(e);
+  return a;
 }
 
 }  // namespace
@@ -74,6 +122,11 @@ void AddInstanceRoleFlags(CLI::App& app, InstanceRoleFlags* f, bool prefill) {
   AddFlag(app, "drain-timeout", &f->drain_timeout_s,
           "Seconds SIGTERM waits for requests in flight before stopping");
   expert_parallel::AddEpFlags(app, &f->ep);
+  AddFlag(app, "ep-rank", &f->ep_rank,
+          "Set by rank 0 of an EP group on the processes it starts: this process is that rank "
+          "(not by hand)")
+      ->group("");
+  AddFlag(app, "ep-leader", &f->ep_leader, "Rank 0's EP address (with --ep-rank)")->group("");
   if (prefill) {
     AddFlag(app, "kvcache", &f->kvcache,
             "KV pool instances, comma-separated host:port list (empty: no pool)");
@@ -93,29 +146,54 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
   ro.num_threads = f.threads > 0 ? f.threads : DefaultThreadCount();
   ro.kv_block_size = f.block_size;
   ro.kv_cache_bytes = f.kv_cache_bytes;
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  const std::string instance_id =
+      !f.instance_id.empty() ? f.instance_id
+                             : std::string(role) + "-" + host + "-" + std::to_string(getpid());
   Stopwatch watch;
-  // With --ep N the instance is an EP group: this process is rank 0 (attention and the
-  // scheduler), `strata ep-worker` processes hold the other ranks' experts.
+  // With --ep N the instance is a data-parallel EP group of N processes: every rank runs its
+  // own instance (scheduler, KV cache, transport) around its EP rank; rank 0 (this process
+  // unless --ep-rank) registers with the router and spreads the requests over the ranks, which
+  // it starts as `strata prefill|decode ... --ep-rank r`.
+  const bool data_parallel = f.ep.ep > 1;
+  const bool rank_process = data_parallel && f.ep_rank > 0;
   std::vector<pid_t> ep_workers;
+  expert_parallel::EpRunner* ep_runner = nullptr;  // owned by the instance
   StatusOr<std::unique_ptr<model::ModelRunner>> runner = InternalError("not loaded");
+  std::string group_leader;  // rank >= 1: rank 0's instance address
   if (f.ep.ep > 1) {
     auto g = expert_parallel::ToGroupOptions(f.ep);
     if (!g.ok()) {
       std::cerr << "strata " << role << ": " << g.status().message() << "\n";
       return 2;
     }
-    std::vector<std::string> prefix = {"/proc/self/exe",  "ep-worker",
-                                       "--model",         f.model,
-                                       "--threads",       std::to_string(ro.num_threads),
-                                       "--kv-block-size", std::to_string(ro.kv_block_size)};
-    for (auto& a : expert_parallel::EpFlagArgs(f.ep)) prefix.push_back(a);
-    auto group = expert_parallel::StartLeader(f.model, ro, *g, prefix);
-    if (!group.ok()) {
-      log::Error("cannot start the EP group: {}", group.status().ToString());
-      return 1;
+    if (rank_process) {
+      auto joined = expert_parallel::JoinAsWorker(f.model, ro, *g, f.ep_rank, f.ep_leader);
+      if (!joined.ok()) {
+        log::Error("EP rank {}: cannot join the group: {}", f.ep_rank, joined.status().ToString());
+        return 1;
+      }
+      ep_runner = joined->get();
+      // Rank 0 tells the others where its instance listens once it is up.
+      auto leader = ep_runner->endpoint().WaitBroadcast(g->timeout_ms);
+      if (!leader.ok()) {
+        log::Error("EP rank {}: {}", f.ep_rank, leader.status().ToString());
+        return 1;
+      }
+      group_leader = std::move(*leader);
+      runner = std::unique_ptr<model::ModelRunner>(std::move(*joined));
+    } else {
+      auto group = expert_parallel::StartLeader(f.model, ro, *g,
+                                                RankArgv(f, prefill, instance_id, ro.num_threads));
+      if (!group.ok()) {
+        log::Error("cannot start the EP group: {}", group.status().ToString());
+        return 1;
+      }
+      ep_workers = group->workers;
+      ep_runner = group->runner.get();
+      runner = std::unique_ptr<model::ModelRunner>(std::move(group->runner));
     }
-    ep_workers = group->workers;
-    runner = std::unique_ptr<model::ModelRunner>(std::move(group->runner));
   } else {
     runner = model::ModelRunner::Load(f.model, ro);
   }
@@ -123,24 +201,31 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
     log::Error("cannot load the model: {}", runner.status().ToString());
     return 1;
   }
+  // Past here a failure to start fails the whole EP group at once (the other ranks exit too).
+  auto fail_group = [&](const Status& why) {
+    if (ep_runner != nullptr) ep_runner->endpoint().Abort(why);
+    return 1;
+  };
   const auto& mc = (*runner)->config();
   decode::InstanceConfig ic;
-  char host[256] = {0};
-  gethostname(host, sizeof(host) - 1);
-  ic.instance_id = !f.instance_id.empty()
-                       ? f.instance_id
-                       : std::string(role) + "-" + host + "-" + std::to_string(getpid());
+  ic.instance_id = rank_process ? instance_id + "/rank" + std::to_string(f.ep_rank) : instance_id;
   ic.model_name = server::DefaultModelName(f.model);
   ic.listen = f.listen;
   ic.router = f.router;
   ic.kvcache = SplitList(f.kvcache);
+  if (data_parallel) {
+    ic.ep_size = f.ep.ep;
+    ic.ep_rank = f.ep_rank;
+    ic.group_leader = group_leader;
+  }
   auto& so = ic.scheduler;
   so.max_num_seqs = f.max_num_seqs;
   so.max_num_batched_tokens = f.max_num_batched_tokens;
   so.max_model_len =
       f.max_model_len > 0 ? f.max_model_len : static_cast<int>(mc.max_position_embeddings);
   so.enable_prefix_caching = f.enable_prefix_caching;
-  if (f.ep.ep > 1) so.idle_step_ms = std::max<int64_t>(100, f.ep.timeout_ms / 4);
+  // Every rank steps when it has work; an idle rank joins its peers' steps as they begin.
+  so.join_peer_steps = data_parallel;
   for (int64_t id : mc.eos_token_ids) so.eos_token_ids.push_back(static_cast<int32_t>(id));
   log::Info("{}: model {} loaded in {:.0f} ms", role, f.model, watch.ElapsedMillis());
   transport::UcxOptions uo;
@@ -148,7 +233,7 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
   auto transport = transport::UcxTransport::Create(uo);
   if (!transport.ok()) {
     log::Error("cannot start UCX: {}", transport.status().ToString());
-    return 1;
+    return fail_group(transport.status());
   }
 
   std::unique_ptr<prefill::PrefillInstance> p;
@@ -157,26 +242,82 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
     auto started = prefill::PrefillInstance::Start(ic, std::move(*runner), std::move(*transport));
     if (!started.ok()) {
       log::Error("cannot start the prefill instance: {}", started.status().ToString());
-      return 1;
+      return fail_group(started.status());
     }
     p = std::move(*started);
+    if (data_parallel && !rank_process) {
+      if (Status st = ep_runner->endpoint().Broadcast(p->address()); !st.ok()) {
+        log::Error("cannot tell the EP ranks where this instance is: {}", st.ToString());
+        return fail_group(st);
+      }
+    }
   } else {
     auto started = decode::DecodeInstance::Start(ic, std::move(*runner), std::move(*transport));
     if (!started.ok()) {
       log::Error("cannot start the decode instance: {}", started.status().ToString());
-      return 1;
+      return fail_group(started.status());
     }
     d = std::move(*started);
+    if (data_parallel && !rank_process) {
+      if (Status st = ep_runner->endpoint().Broadcast(d->address()); !st.ok()) {
+        log::Error("cannot tell the EP ranks where this instance is: {}", st.ToString());
+        return fail_group(st);
+      }
+    }
   }
+  // Until a stop signal -- or, for a data-parallel group, until the group fails (a rank died:
+  // exit, the supervisor starts the instance again) or rank 0 stops it (the other ranks).
   int sig = 0;
-  sigwait(&signals, &sig);
-  log::Info("signal {}: draining", sig);
-  // Drain: requests in flight finish (up to the timeout), then everything stops.
-  const int64_t until = MonotonicNanos() + static_cast<int64_t>(f.drain_timeout_s * 1e9);
-  while (MonotonicNanos() < until) {
-    decode::GenerationStats s = p ? p->EngineStats() : d->Stats();
-    if (s.num_running + s.num_waiting == 0 && s.kv_blocks_used == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  bool group_failed = false;
+  if (!data_parallel) {
+    sigwait(&signals, &sig);
+  } else {
+    int64_t give_up_ns = 0;  // a rank told to stop waits (bounded) for rank 0 to stop the group
+    while (true) {
+      timespec slice{0, 100 * 1000 * 1000};
+      const int got = sigtimedwait(&signals, nullptr, &slice);
+      if (got > 0 && !rank_process) {
+        sig = got;
+        break;
+      }
+      if (got > 0 && give_up_ns == 0) {
+        give_up_ns = MonotonicNanos() + static_cast<int64_t>((f.drain_timeout_s + 10) * 1e9);
+      }
+      if (Status st = ep_runner->endpoint().status(); !st.ok()) {
+        log::Error("EP rank {}: the group failed: {}", f.ep_rank, st.message());
+        group_failed = true;
+        break;
+      }
+      if (ep_runner->stopped()) break;
+      if (give_up_ns > 0 && MonotonicNanos() > give_up_ns) {
+        log::Warn("EP rank {}: rank 0 did not stop the group; stopping", f.ep_rank);
+        break;
+      }
+    }
+  }
+  if (sig != 0) {
+    log::Info("signal {}: draining", sig);
+    // Drain: requests in flight finish (up to the timeout), then everything stops. A group's
+    // rank 0 counts the other ranks' requests too.
+    const int64_t until = MonotonicNanos() + static_cast<int64_t>(f.drain_timeout_s * 1e9);
+    while (MonotonicNanos() < until) {
+      decode::GenerationStats s = p ? p->InstanceStats() : d->Stats();
+      if (s.num_running + s.num_waiting == 0 && s.kv_blocks_used == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  if (data_parallel) {
+    decode::GenerationStats s = p ? p->EngineStats() : d->EngineStats();
+    if (!rank_process) {
+      std::string per_rank;
+      for (int64_t n : p ? p->RequestsPerRank() : d->RequestsPerRank()) {
+        per_rank += (per_rank.empty() ? "" : ", ") + std::to_string(n);
+      }
+      log::Info("{} instance {} (EP group of {}): requests per rank [{}]", role, ic.instance_id,
+                f.ep.ep, per_rank);
+    }
+    log::Info("{} instance {} (EP rank {}): stopping with {} KV block(s) in use, {} request(s)",
+              role, ic.instance_id, f.ep_rank, s.kv_blocks_used, s.num_running + s.num_waiting);
   }
   if (p) p->Shutdown();
   if (d) d->Shutdown();
@@ -188,7 +329,7 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
     if (!st.ok()) log::Warn("EP workers: {}", st.message());
   }
   log::Info("stopped");
-  return 0;
+  return group_failed ? 1 : 0;
 }
 
 }  // namespace strata::apps

@@ -29,6 +29,9 @@ struct InstanceRoleFlags {
   std::string kvcache;  // prefill: comma-separated pool addresses
   double drain_timeout_s = 30;
   expert_parallel::EpFlags ep;  // --ep N: this instance is an EP group of N ranks
+  // Set on the rank processes (1..N-1) that rank 0 of a data-parallel EP group starts.
+  int ep_rank = 0;
+  std::string ep_leader;  // rank 0's EP address
 };
 
 // Declares the flags on `app`; `prefill` adds the prefill-only ones.

@@ -38,6 +38,7 @@ StatusOr<std::unique_ptr<EpRunner>> EpRunner::Create(const std::string& model_di
 }
 
 EpRunner::~EpRunner() {
+  endpoint_->SetStepListener(nullptr);  // its driver is gone
   // A leader that goes away tells the group to stop first (workers then exit cleanly).
   if (!stopped_) (void)Stop();
   // The endpoint goes last: runners and communicators use it.

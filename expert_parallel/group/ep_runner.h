@@ -14,10 +14,14 @@
 //   An empty batch still joins every MoE layer (lock-step).
 //
 // Followers (ranks with no requests of their own, e.g. the workers of `strata generate --ep`)
-// call ServeUntilStop(); the rank that drives the requests calls Stop() when done.
-// Thread-safety: one thread drives an EpRunner (as for any ModelRunner).
+// call ServeUntilStop(); the rank that drives the requests calls Stop() when done. When every
+// rank serves requests (data-parallel instances), each rank's engine waits on "own work or
+// PeerStepPending()" and joins a peer's step with an empty batch.
+// Thread-safety: one thread drives an EpRunner (as for any ModelRunner); PeerStepPending,
+// SetPeerStepWake and stopped() from any thread.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -64,6 +68,12 @@ class EpRunner final : public model::ModelRunner {
   std::span<const ops::MlpWeights> ExpertWeights(int layer) const override {
     return runner_->ExpertWeights(layer);
   }
+  bool PeerStepPending() const override { return !stopped_ && endpoint_->PeerStepPending(); }
+  void SetPeerStepWake(std::function<void()> wake) override {
+    endpoint_->SetStepListener(std::move(wake));
+  }
+  // Some rank stopped the group (Stop), or this one did.
+  bool stopped() const { return stopped_; }
 
   // Joins steps with no tokens until some rank calls Stop().
   Status ServeUntilStop();
@@ -86,7 +96,7 @@ class EpRunner final : public model::ModelRunner {
   std::unique_ptr<model::ModelRunner> runner_, fork_;
   model::ForwardResult result1_;
   int64_t steps_ = 0, microbatched_steps_ = 0;
-  bool stopped_ = false;
+  std::atomic<bool> stopped_{false};
 };
 
 // Faults in the pages of the experts `placement` puts on `rank` (the EPLB weight preparation on

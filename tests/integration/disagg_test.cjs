@@ -72,25 +72,52 @@ for (const arch of Object.keys(TOKENIZER)) {
 }
 
 // EP groups inside the instances: with BF16 dispatch the outputs are those of `strata generate
-// --ep 2` (an EP group rounds the expert inputs to BF16, so they are not the plain runner's; the
-// EP tests show EP=1, 2 and 4 agree), whatever the batching of the serving path.
+// --ep 1` (an EP group rounds the expert inputs to BF16, so they are not the plain runner's; the
+// EP tests show EP=1, 2 and 4 agree), whatever the batching of the serving path. The instances
+// are data-parallel: each of their two rank processes runs its own requests (rank 0 spreads them:
+// decode by free KV, prefill by queued prompt tokens), and every rank must have served some;
+// every rank's KV returns to 0.
 test('prefill and decode instances as EP groups (--prefill-ep 2 --decode-ep 2, bf16 dispatch) '
-  + 'equal strata generate --ep 2', { skip }, async () => {
+  + 'equal strata generate --ep 1; every rank serves', { skip }, async () => {
   for (const arch of ['deepseek_v3', 'qwen3_moe']) {
     const dir = model(arch);
     const expected = PROMPTS.map((prompt) => JSON.parse(execFileSync(STRATA, ['generate',
       '--model', dir, '--prompt', prompt, '--max-tokens', '10', '--ignore-eos', '--json',
-      '--threads', '1', '--ep', '2', '--ep-dispatch-dtype', 'bf16', '--ep-ucx-tls', 'tcp'],
+      '--threads', '1', '--ep', '1', '--ep-dispatch-dtype', 'bf16'],
     { stdio: ['ignore', 'pipe', 'ignore'] }).toString()).text);
     const cluster = await startServer(dir, ['--disaggregated', '--prefill', '1', '--decode', '1',
       '--kvcache', '1', '--prefill-ep', '2', '--decode-ep', '2', '--ep-dispatch-dtype', 'bf16',
       '--ucx-tls', 'tcp']);
+    let stopped = false;
     try {
+      assert.ok(await waitFor(() => ['prefill', 'decode'].every((role) => new RegExp(
+        `EP rank 1 \\(${role}-0/rank1\\) joined rank 0`).test(cluster.log())), 30000),
+      'rank 1 did not join rank 0');
       assert.deepStrictEqual(await completions(cluster.baseURL, arch, PROMPTS, 10), expected, arch);
+      // All at once, twice over: the requests spread over both ranks.
+      assert.deepStrictEqual(await completions(cluster.baseURL, arch, [...PROMPTS, ...PROMPTS], 10),
+        [...expected, ...expected], arch);
       assert.match(cluster.log(), /decode --model .* --ep 2/, 'the decode instance is no EP group');
-    } finally {
+      assert.ok(await waitFor(async () => (await metric(cluster.baseURL,
+        'strata_kv_cache_blocks_used')) === 0, 10000), `${arch}: KV blocks stay used`);
       const { code } = await cluster.stop();
+      stopped = true;
       assert.strictEqual(code, 0, cluster.log().slice(-3000));
+      const log = cluster.log();
+      for (const role of ['prefill', 'decode']) {
+        const perRank = new RegExp(`${role} instance ${role}-0 \\(EP group of 2\\): requests per `
+          + 'rank \\[(\\d+), (\\d+)\\]').exec(log);
+        assert.ok(perRank, `${arch}: no per-rank summary of ${role}-0 in the log`);
+        assert.ok(Number(perRank[1]) > 0 && Number(perRank[2]) > 0,
+          `${arch}: a ${role} rank served nothing: ${perRank[0]}`);
+        assert.strictEqual(Number(perRank[1]) + Number(perRank[2]), 3 * PROMPTS.length, perRank[0]);
+        for (const rank of [`${role}-0 \\(EP rank 0\\)`, `${role}-0/rank1 \\(EP rank 1\\)`]) {
+          assert.match(log, new RegExp(`${role} instance ${rank}: stopping with 0 KV block\\(s\\) `
+            + 'in use, 0 request'), `${arch}: ${rank} stopped with KV in use`);
+        }
+      }
+    } finally {
+      if (!stopped) await cluster.stop();
     }
   }
 });
@@ -163,6 +190,49 @@ test('killing prefill, decode and KV pool processes under load: nothing hangs, t
         assert.ok(await waitFor(async () => (await metric(cluster.baseURL,
           'strata_kv_cache_blocks_used')) === 0, 10000), `${victim}: KV blocks stay used`);
       }
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+// A rank of a data-parallel decode group dies under load: the group fails fast, every request
+// ends (done, or an error) and none hangs; the instance comes back whole and serves again.
+test('killing a rank of a decode EP group under load: nothing hangs, the group comes back',
+  { skip }, async () => {
+    const dir = model('deepseek_v3');
+    const cluster = await startServer(dir, ['--disaggregated', '--prefill', '1', '--decode', '1',
+      '--kvcache', '0', '--decode-ep', '2', '--ep-dispatch-dtype', 'bf16', '--ucx-tls', 'tcp',
+      '--request-timeout', '60']);
+    const client = new OpenAI({ baseURL: cluster.baseURL + '/v1', apiKey: 'x', maxRetries: 0,
+      timeout: 90000 });
+    const run = (i, maxTokens) => client.completions.create({ model: 'deepseek_v3',
+      prompt: PROMPTS[i % PROMPTS.length] + ' #' + i, max_tokens: maxTokens, temperature: 0,
+      ignore_eos: true }).then((r) => ({ ok: true, finish: r.choices[0].finish_reason }))
+      .catch((e) => ({ ok: false, status: e.status, message: String(e.message) }));
+    const joined = () => cluster.log().split('EP rank 1 (decode-0/rank1) joined rank 0').length - 1;
+    try {
+      assert.ok(await waitFor(() => joined() === 1, 30000), 'decode rank 1 did not join');
+      const rank0 = rolePid(cluster, 'decode-0');
+      const rank1 = Number(execFileSync('pgrep', ['-P', String(rank0), '-f', 'ep-rank 1'])
+        .toString().trim());
+      const started = Date.now();
+      const load = Array.from({ length: 6 }, (_, i) => run(i, 400));
+      await new Promise((r) => setTimeout(r, 300));
+      process.kill(rank1, 'SIGKILL');
+      const results = await Promise.all(load);
+      assert.ok(Date.now() - started < 60000, 'requests took too long to end');
+      for (const r of results) {
+        if (!r.ok) assert.strictEqual(r.status, 503, `unexpected error ${JSON.stringify(r)}`);
+        else assert.strictEqual(r.finish, 'length');
+      }
+      // The supervisor starts the instance again; its rank 1 joins and it serves.
+      assert.ok(await waitFor(() => joined() === 2, 60000), 'the group did not come back');
+      assert.ok(await waitFor(async () => {
+        const after = await Promise.all([0, 1, 2, 3].map((i) => run(100 + i, 4)));
+        return after.every((r) => r.ok && r.finish === 'length');
+      }, 30000), 'the cluster does not serve after the restart');
+      assert.ok(await waitFor(async () => (await metric(cluster.baseURL,
+        'strata_kv_cache_blocks_used')) === 0, 10000), 'KV blocks stay used');
     } finally {
       await cluster.stop();
     }

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <random>
+#include <thread>
 #include <tuple>
 
 #include "expert_parallel/ep_endpoint.h"
@@ -197,6 +200,53 @@ TEST(EpFailureTest, SilentRankTimesOutWithStatus) {
   EXPECT_LT(MonoClock::now() - start, std::chrono::seconds(3));
   // The group stays failed: later calls fail at once.
   EXPECT_FALSE(comm->Dispatch(in, &d).ok());
+}
+
+// Data-parallel ranks: a rank that begins a step wakes its idle peer through the step listener
+// (PeerStepPending), which joins with its own BeginStep; rank 0's broadcast reaches the others.
+TEST(EpStepTest, PeerStepWakesAnIdleRankAndBroadcastArrives) {
+  EpOptions o = SmallOptions(2);
+  o.timeout_ms = 5000;
+  auto eps = MakeInprocGroup(o);
+  ASSERT_TRUE(eps.ok()) << eps.status().message();
+  EpEndpoint& r0 = *(*eps)[0];
+  EpEndpoint& r1 = *(*eps)[1];
+  EXPECT_FALSE(r1.PeerStepPending());
+  std::mutex mu;
+  std::condition_variable cv;
+  int wakes = 0;
+  r1.SetStepListener([&] {
+    std::lock_guard lock(mu);
+    ++wakes;
+    cv.notify_all();
+  });
+  std::thread idle([&] {  // rank 1 has no work: it waits for "a peer began a step"
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] { return wakes > 0; }));
+    lock.unlock();
+    EXPECT_TRUE(r1.PeerStepPending());
+    auto info = r1.BeginStep(0, false);
+    ASSERT_TRUE(info.ok()) << info.status().message();
+    EXPECT_EQ(info->max_tokens, 3);
+    EXPECT_FALSE(r1.PeerStepPending());
+  });
+  auto info = r0.BeginStep(3, false);  // rank 0 has work
+  idle.join();
+  ASSERT_TRUE(info.ok()) << info.status().message();
+  EXPECT_EQ(info->total_tokens, 3);
+  r1.SetStepListener(nullptr);
+
+  ASSERT_TRUE(r0.Broadcast("rank 0 is at somewhere:1").ok());
+  auto got = r1.WaitBroadcast(5000);
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  EXPECT_EQ(*got, "rank 0 is at somewhere:1");
+  EXPECT_EQ(r1.WaitBroadcast(50).status().code(), StatusCode::kDeadlineExceeded);
+  // A failed group: nothing is pending, the wait ends with the failure.
+  r0.Abort(InternalError("test"));
+  auto start = MonoClock::now();
+  EXPECT_FALSE(r1.WaitBroadcast(5000).ok());
+  EXPECT_LT(MonoClock::now() - start, std::chrono::seconds(2));
+  EXPECT_FALSE(r1.PeerStepPending());
 }
 
 TEST(EpFailureTest, DeadRankFailsTheGroupFast) {

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "decode/decode_instance.h"
 #include "decode/engine.h"
+#include "expert_parallel/group/ep_group.h"
 #include "kvcache/pool_server.h"
 #include "model/gen_model.h"
 #include "prefill/prefill_instance.h"
@@ -498,6 +499,168 @@ TEST_P(ClusterFaultTest, DeadlineEndsARequest) {
   ExpectBaseline(*c);
 }
 
+// Prefill and decode as data-parallel EP groups of two ranks each (threads; EP over the
+// in-process transport, BF16 dispatch): each rank is an instance with its own scheduler and KV
+// cache, the router sees rank 0 only, and rank 0 spreads the requests over both. Greedy outputs
+// equal one EP rank's (with BF16 dispatch the results do not depend on the EP size); both ranks
+// serve; every rank's KV returns to 0; a failed decode rank ends every request with an error,
+// none hangs.
+class ClusterEpTest : public ClusterTest {
+ protected:
+  // Every prompt in one chunk, here and in the reference: MLA takes another path for a chunk of
+  // one token, and how a long prompt is chunked depends on what else its rank runs.
+  static decode::SchedulerOptions EpSchedOpts(const model::ModelRunner& r) {
+    decode::SchedulerOptions so = SchedOpts(r);
+    so.max_num_batched_tokens = 512;
+    return so;
+  }
+  static std::vector<std::unique_ptr<expert_parallel::EpRunner>> EpRanks(const std::string& dir,
+                                                                         int size) {
+    model::RunnerOptions ro;
+    ro.num_threads = 1;
+    ro.kv_block_size = 16;
+    ro.num_kv_blocks = 256;
+    expert_parallel::EpGroupOptions g;
+    g.size = size;
+    g.transport = "inproc";
+    g.dispatch_dtype = expert_parallel::WireDType::kBf16;
+    g.timeout_ms = 10000;
+    auto ranks = expert_parallel::CreateThreadGroup(dir, ro, g);
+    EXPECT_TRUE(ranks.ok()) << ranks.status().ToString();
+    return ranks.ok() ? std::move(*ranks)
+                      : std::vector<std::unique_ptr<expert_parallel::EpRunner>>();
+  }
+};
+
+TEST_P(ClusterEpTest, DataParallelGroupsServeOnEveryRank) {
+  const std::string dir = Dir(GetParam());
+  auto probe = LoadRunner(dir, 16);
+  const int64_t vocab = probe->config().vocab_size;
+  std::vector<GenerateRequest> reqs;
+  for (int i = 0; i < 8; ++i)
+    reqs.push_back(Greedy("e" + std::to_string(i), Prompt(6 + 13 * i, i + 3, vocab), 10));
+
+  // The reference: one EP rank (the EP dispatch path at EP=1).
+  std::map<std::string, std::vector<int32_t>> expected;
+  {
+    auto one = EpRanks(dir, 1);
+    ASSERT_EQ(one.size(), 1u);
+    decode::SchedulerOptions so = EpSchedOpts(*one[0]);  // before the runner moves
+    decode::Engine engine(so, std::move(one[0]));
+    Collector col;
+    for (const auto& r : reqs) ASSERT_TRUE(engine.Submit(r, col.Callback(r.request_id)).ok());
+    ASSERT_TRUE(col.WaitFor(static_cast<int>(reqs.size())));
+    for (const auto& r : reqs) expected[r.request_id] = col.Get(r.request_id).tokens;
+  }
+
+  Cluster c;
+  c.fabric = transport::NewInprocFabric();
+  server::RouterOptions ro;
+  ro.listen = Listen(Kind::kInproc);
+  ro.vocab_size = vocab;
+  ro.max_model_len = 512;
+  ro.heartbeat_interval_ms = 100;
+  ro.instance_lease_ms = 1000;
+  auto router = server::ClusterRouter::Start(ro, NewTransport(Kind::kInproc, c));
+  ASSERT_TRUE(router.ok()) << router.status().ToString();
+  c.router = std::move(*router);
+  // Prefill as a data-parallel group of two ranks as well.
+  auto prefill_ranks = EpRanks(dir, 2);
+  ASSERT_EQ(prefill_ranks.size(), 2u);
+  for (int r = 0; r < 2; ++r) {
+    decode::InstanceConfig ic;
+    ic.instance_id = r == 0 ? "prefill-0" : "prefill-0/rank1";
+    ic.listen = Listen(Kind::kInproc);
+    ic.router = c.router->address();
+    ic.scheduler = EpSchedOpts(*prefill_ranks[r]);
+    ic.scheduler.join_peer_steps = true;
+    ic.ep_size = 2;
+    ic.ep_rank = r;
+    if (r > 0) ic.group_leader = c.prefills[0]->address();
+    auto p = prefill::PrefillInstance::Start(ic, std::move(prefill_ranks[r]),
+                                             NewTransport(Kind::kInproc, c));
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    c.prefills.push_back(std::move(*p));
+  }
+  ASSERT_TRUE(c.prefills[1]->WaitRegistered(transport::DeadlineAfterMillis(10000)));
+  auto ranks = EpRanks(dir, 2);
+  ASSERT_EQ(ranks.size(), 2u);
+  expert_parallel::EpRunner* rank1 = ranks[1].get();
+  for (int r = 0; r < 2; ++r) {
+    decode::InstanceConfig ic;
+    ic.instance_id = r == 0 ? "decode-0" : "decode-0/rank1";
+    ic.listen = Listen(Kind::kInproc);
+    ic.router = c.router->address();
+    ic.scheduler = EpSchedOpts(*ranks[r]);
+    ic.scheduler.join_peer_steps = true;
+    ic.ep_size = 2;
+    ic.ep_rank = r;
+    if (r > 0) ic.group_leader = c.decodes[0]->address();
+    auto d = decode::DecodeInstance::Start(ic, std::move(ranks[r]), NewTransport(Kind::kInproc, c));
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    c.decodes.push_back(std::move(*d));
+  }
+  ASSERT_TRUE(c.decodes[1]->WaitRegistered(transport::DeadlineAfterMillis(10000)));
+  auto deadline = transport::DeadlineAfterMillis(10000);
+  while (!c.router->Ready() && MonoClock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(c.router->Ready());
+  ASSERT_EQ(c.router->Instances().size(), 2u) << "the router sees one decode instance";
+
+  Collector col;
+  for (const auto& r : reqs) ASSERT_TRUE(c.router->Submit(r, col.Callback(r.request_id)).ok());
+  ASSERT_TRUE(col.WaitFor(static_cast<int>(reqs.size())));
+  for (const auto& r : reqs) {
+    Result got = col.Get(r.request_id);
+    EXPECT_EQ(got.finish, FinishReason::kLength) << r.request_id << ": " << got.error.ToString();
+    EXPECT_EQ(got.tokens, expected[r.request_id]) << r.request_id;
+  }
+  for (const auto& per_rank : {c.decodes[0]->RequestsPerRank(), c.prefills[0]->RequestsPerRank()}) {
+    ASSERT_EQ(per_rank.size(), 2u);
+    EXPECT_GT(per_rank[0], 0) << "rank 0 served nothing";
+    EXPECT_GT(per_rank[1], 0) << "rank 1 served nothing";
+    EXPECT_EQ(per_rank[0] + per_rank[1], static_cast<int64_t>(reqs.size()));
+  }
+  auto every_rank_clean = [&] {
+    auto until = transport::DeadlineAfterMillis(5000);
+    while (MonoClock::now() < until) {
+      bool clean = c.decodes[0]->Stats().kv_blocks_used == 0 &&
+                   c.decodes[0]->Stats().num_running == 0 &&
+                   c.prefills[0]->InstanceStats().num_running == 0;
+      for (int r = 0; r < 2; ++r) {
+        clean = clean && c.decodes[r]->EngineStats().kv_blocks_used == 0 &&
+                c.prefills[r]->EngineStats().kv_blocks_used == 0;
+      }
+      if (clean) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  EXPECT_TRUE(every_rank_clean()) << "KV blocks stay used on some rank";
+
+  // Rank 1 fails under load: the group fails, every request ends (an error, or done before),
+  // none hangs, and the KV comes back on both ranks.
+  for (int i = 0; i < 4; ++i) {
+    std::string id = "f" + std::to_string(i);
+    ASSERT_TRUE(c.router->Submit(Greedy(id, Prompt(20 + i, i, vocab), 300), col.Callback(id)).ok());
+  }
+  auto started = transport::DeadlineAfterMillis(5000);
+  while (c.decodes[0]->Stats().num_running < 4 && MonoClock::now() < started) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  rank1->endpoint().Abort(InternalError("test: rank 1 dies"));
+  ASSERT_TRUE(col.WaitFor(static_cast<int>(reqs.size()) + 4, 30000));
+  for (int i = 0; i < 4; ++i) {
+    Result r = col.Get("f" + std::to_string(i));
+    EXPECT_TRUE(r.finish == FinishReason::kError || r.finish == FinishReason::kLength)
+        << "f" << i << ": " << static_cast<int>(r.finish);
+  }
+  EXPECT_TRUE(every_rank_clean()) << "KV blocks stay used after the group failed";
+}
+
 INSTANTIATE_TEST_SUITE_P(Archs, ClusterTest,
                          ::testing::Values(model::Arch::kDeepseekV3, model::Arch::kQwen3Moe,
                                            model::Arch::kMixtral, model::Arch::kLlama,
@@ -507,6 +670,11 @@ INSTANTIATE_TEST_SUITE_P(Archs, ClusterTest,
                          });
 // UCX covers one MLA and one GQA architecture; the fault paths one architecture.
 INSTANTIATE_TEST_SUITE_P(Archs, ClusterUcxTest,
+                         ::testing::Values(model::Arch::kDeepseekV3, model::Arch::kQwen3Moe),
+                         [](const auto& info) {
+                           return std::string(model::ModelTypeName(info.param));
+                         });
+INSTANTIATE_TEST_SUITE_P(Archs, ClusterEpTest,
                          ::testing::Values(model::Arch::kDeepseekV3, model::Arch::kQwen3Moe),
                          [](const auto& info) {
                            return std::string(model::ModelTypeName(info.param));
