@@ -104,7 +104,13 @@ v1::Load DecodeInstance::CurrentLoad() const {
   load.set_num_running_requests(static_cast<uint32_t>(s.num_running));
   load.set_num_queued_requests(static_cast<uint32_t>(s.num_waiting));
   // Rank 0 of a group: the group's load, the other ranks' last reports added to this rank's.
-  return group_ ? group_->AddLoads(std::move(load)) : load;
+  if (group_) load = group_->AddLoads(std::move(load));
+  if (config_.expert_parallel_load) {
+    v1::ExpertParallelLoad* ep = load.mutable_expert_parallel();
+    config_.expert_parallel_load(ep);
+    for (int64_t n : RequestsPerRank()) ep->add_requests_per_rank(static_cast<uint64_t>(n));
+  }
+  return load;
 }
 
 void DecodeInstance::OnRequest(transport::PeerId from, v1::Envelope e) {

@@ -64,6 +64,20 @@ struct TokenEvent {
   std::vector<GeneratedToken> prompt_logprobs;
 };
 
+// An EP group's figures as its rank 0 reports them (v1::ExpertParallelLoad), per instance.
+struct ExpertParallelStats {
+  std::string instance_id;
+  int ranks = 0;
+  int layers = 0;
+  std::vector<int64_t> tokens_received;  // [layer * ranks + rank]
+  std::vector<int64_t> requests_per_rank;
+  double max_mean_load_ratio = 0;
+  int64_t moe_rounds = 0;
+  double dispatch_seconds = 0, combine_seconds = 0, wait_seconds = 0;
+  double overlap_fraction = 0;
+  int64_t steps = 0, microbatched_steps = 0;
+};
+
 struct GenerationStats {
   int num_running = 0;
   int num_waiting = 0;
@@ -71,6 +85,7 @@ struct GenerationStats {
   int64_t kv_blocks_used = 0;
   int64_t prefix_cache_hit_tokens = 0;
   int64_t prefix_cache_query_tokens = 0;
+  std::vector<ExpertParallelStats> expert_parallel;  // cluster mode: the EP instances
 };
 
 // Thread-safe. The callback runs on a generation thread: it must be quick and must not call

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,9 @@ struct InstanceConfig {
   int64_t forward_timeout_ms = 4000;  // decode: rank 0 waits this long for a rank's admit answer
   // Rank 0 registers with the router once every rank has joined it, or after this long anyway.
   int64_t group_join_timeout_ms = 60000;
+  // Rank 0: fills the group's EP figures into each load it reports (the router's /metrics shows
+  // them as strata_ep_*); called on the registration thread. Null: none.
+  std::function<void(v1::ExpertParallelLoad*)> expert_parallel_load;
 };
 
 // What an instance tells the router when it registers: id, role, address, model, capacity.

@@ -156,7 +156,13 @@ v1::Load PrefillInstance::CurrentLoad() const {
     load.set_num_queued_requests(queued);
   }
   // Rank 0 of a group: the group's load, the other ranks' last reports added to this rank's.
-  return group_ ? group_->AddLoads(std::move(load)) : load;
+  if (group_) load = group_->AddLoads(std::move(load));
+  if (config_.expert_parallel_load) {
+    v1::ExpertParallelLoad* ep = load.mutable_expert_parallel();
+    config_.expert_parallel_load(ep);
+    for (int64_t n : RequestsPerRank()) ep->add_requests_per_rank(static_cast<uint64_t>(n));
+  }
+  return load;
 }
 
 decode::GenerationStats PrefillInstance::InstanceStats() const {

@@ -664,6 +664,24 @@ decode::GenerationStats ClusterRouter::Stats() const {
   s.num_waiting = static_cast<int>(m.waiting.size());
   s.num_running = static_cast<int>(m.requests.size()) - s.num_waiting;
   for (const auto& [id, in] : m.instances) {
+    if (in.load.has_expert_parallel()) {
+      const v1::ExpertParallelLoad& ep = in.load.expert_parallel();
+      decode::ExpertParallelStats e;
+      e.instance_id = id;
+      e.ranks = static_cast<int>(ep.ranks());
+      e.layers = static_cast<int>(ep.layers());
+      e.tokens_received.assign(ep.tokens_received().begin(), ep.tokens_received().end());
+      e.requests_per_rank.assign(ep.requests_per_rank().begin(), ep.requests_per_rank().end());
+      e.max_mean_load_ratio = ep.max_mean_load_ratio();
+      e.moe_rounds = static_cast<int64_t>(ep.moe_rounds());
+      e.dispatch_seconds = ep.dispatch_seconds();
+      e.combine_seconds = ep.combine_seconds();
+      e.wait_seconds = ep.wait_seconds();
+      e.overlap_fraction = ep.overlap_fraction();
+      e.steps = static_cast<int64_t>(ep.steps());
+      e.microbatched_steps = static_cast<int64_t>(ep.microbatched_steps());
+      s.expert_parallel.push_back(std::move(e));
+    }
     if (in.role != v1::ROLE_DECODE) continue;
     s.kv_blocks_total += static_cast<int64_t>(in.capacity.num_kv_blocks());
     s.kv_blocks_used += static_cast<int64_t>(in.load.num_kv_blocks_used());

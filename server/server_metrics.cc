@@ -76,6 +76,7 @@ std::string ServerMetrics::Scrape(const decode::GenerationStats* stats) {
           static_cast<double>(stats->prefix_cache_hit_tokens - last_hit_tokens_));
       last_hit_tokens_ = stats->prefix_cache_hit_tokens;
     }
+    for (const decode::ExpertParallelStats& ep : stats->expert_parallel) SetExpertParallel(ep);
     if (stats->prefix_cache_query_tokens > last_query_tokens_) {
       prefix_query_tokens_.Increment(
           static_cast<double>(stats->prefix_cache_query_tokens - last_query_tokens_));
@@ -83,6 +84,46 @@ std::string ServerMetrics::Scrape(const decode::GenerationStats* stats) {
     }
   }
   return registry_->SerializeText();
+}
+
+void ServerMetrics::SetExpertParallel(const decode::ExpertParallelStats& ep) {
+  const MetricsRegistry::Labels instance = {{"instance", ep.instance_id}};
+  auto set = [&](const char* name, const char* help, double value) {
+    registry_->Gauge(name, help, instance).Set(value);
+  };
+  set("strata_ep_ranks", "EP ranks of the instance", ep.ranks);
+  set("strata_ep_max_mean_load_ratio",
+      "Largest over mean tokens received by a rank, worst MoE layer (1 = even)",
+      ep.max_mean_load_ratio);
+  set("strata_ep_moe_rounds", "MoE layers run through dispatch and combine (rank 0)",
+      static_cast<double>(ep.moe_rounds));
+  set("strata_ep_dispatch_seconds", "Time in dispatch, total (rank 0)", ep.dispatch_seconds);
+  set("strata_ep_combine_seconds", "Time in combine, total (rank 0)", ep.combine_seconds);
+  set("strata_ep_wait_seconds", "Time waiting for peer ranks, total (rank 0)", ep.wait_seconds);
+  set("strata_ep_overlap_fraction",
+      "Share of the wait for peers during which the other microbatch computed (rank 0)",
+      ep.overlap_fraction);
+  set("strata_ep_steps", "Forward steps (rank 0)", static_cast<double>(ep.steps));
+  set("strata_ep_microbatched_steps", "Steps split into two microbatches (rank 0)",
+      static_cast<double>(ep.microbatched_steps));
+  for (int l = 0; l < ep.layers; ++l) {
+    for (int r = 0; r < ep.ranks; ++r) {
+      const size_t i = static_cast<size_t>(l) * ep.ranks + r;
+      if (i >= ep.tokens_received.size()) break;
+      registry_
+          ->Gauge("strata_ep_tokens_received", "Tokens a rank's experts received in a MoE layer",
+                  {{"instance", ep.instance_id},
+                   {"layer", std::to_string(l)},
+                   {"rank", std::to_string(r)}})
+          .Set(static_cast<double>(ep.tokens_received[i]));
+    }
+  }
+  for (size_t r = 0; r < ep.requests_per_rank.size(); ++r) {
+    registry_
+        ->Gauge("strata_ep_requests", "Requests rank 0 gave each rank of the instance",
+                {{"instance", ep.instance_id}, {"rank", std::to_string(r)}})
+        .Set(static_cast<double>(ep.requests_per_rank[r]));
+  }
 }
 
 }  // namespace strata::server

@@ -32,6 +32,8 @@ class ServerMetrics {
   std::string Scrape(const decode::GenerationStats* stats);
 
  private:
+  // strata_ep_* gauges of one EP instance (labels: instance, and layer / rank where per rank).
+  void SetExpertParallel(const decode::ExpertParallelStats& ep);
   MetricsRegistry* registry_;
   prometheus::Histogram& ttft_;
   prometheus::Histogram& tpot_;

@@ -101,6 +101,26 @@ std::vector<std::string> RankArgv(const InstanceRoleFlags& f, bool prefill,
   return a;
 }
 
+// Rank 0's view of its EP group for the router's /metrics: tokens each rank's experts received
+// per layer, the worst layer's max / mean load, dispatch / combine / wait time, overlap.
+void FillExpertParallelLoad(expert_parallel::EpRunner& runner, v1::ExpertParallelLoad* out) {
+  const expert_parallel::EpRunnerStats s = runner.stats();
+  const expert_parallel::EpOptions& o = runner.endpoint().options();
+  out->set_ranks(static_cast<uint32_t>(o.size));
+  out->set_layers(static_cast<uint32_t>(o.num_layers));
+  if (s.ep.received.size() == static_cast<size_t>(o.num_layers) * o.size) {
+    for (int64_t n : s.ep.received) out->add_tokens_received(static_cast<uint64_t>(n));
+  }
+  out->set_max_mean_load_ratio(expert_parallel::StatsJson(s, o).value("max_mean_load_ratio", 1.0));
+  out->set_moe_rounds(static_cast<uint64_t>(s.ep.rounds));
+  out->set_dispatch_seconds(static_cast<double>(s.ep.dispatch_ns) / 1e9);
+  out->set_combine_seconds(static_cast<double>(s.ep.combine_ns) / 1e9);
+  out->set_wait_seconds(static_cast<double>(s.ep.wait_ns) / 1e9);
+  out->set_overlap_fraction(s.overlap.overlap());
+  out->set_steps(static_cast<uint64_t>(s.steps));
+  out->set_microbatched_steps(static_cast<uint64_t>(s.microbatched_steps));
+}
+
 }  // namespace
 
 void AddInstanceRoleFlags(CLI::App& app, InstanceRoleFlags* f, bool prefill) {
@@ -217,6 +237,11 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
     ic.ep_size = f.ep.ep;
     ic.ep_rank = f.ep_rank;
     ic.group_leader = group_leader;
+    if (!rank_process) {
+      ic.expert_parallel_load = [ep_runner](v1::ExpertParallelLoad* out) {
+        FillExpertParallelLoad(*ep_runner, out);
+      };
+    }
   }
   auto& so = ic.scheduler;
   so.max_num_seqs = f.max_num_seqs;

@@ -18,7 +18,7 @@
 // rank serves requests (data-parallel instances), each rank's engine waits on "own work or
 // PeerStepPending()" and joins a peer's step with an empty batch.
 // Thread-safety: one thread drives an EpRunner (as for any ModelRunner); PeerStepPending,
-// SetPeerStepWake and stopped() from any thread.
+// SetPeerStepWake, stopped() and stats() from any thread.
 #pragma once
 
 #include <atomic>
@@ -95,7 +95,7 @@ class EpRunner final : public model::ModelRunner {
   std::unique_ptr<Communicator> comm0_, comm1_;
   std::unique_ptr<model::ModelRunner> runner_, fork_;
   model::ForwardResult result1_;
-  int64_t steps_ = 0, microbatched_steps_ = 0;
+  std::atomic<int64_t> steps_{0}, microbatched_steps_{0};  // read by stats() on other threads
   std::atomic<bool> stopped_{false};
 };
 

@@ -100,6 +100,24 @@ test('prefill and decode instances as EP groups (--prefill-ep 2 --decode-ep 2, b
       assert.match(cluster.log(), /decode --model .* --ep 2/, 'the decode instance is no EP group');
       assert.ok(await waitFor(async () => (await metric(cluster.baseURL,
         'strata_kv_cache_blocks_used')) === 0, 10000), `${arch}: KV blocks stay used`);
+      // Each group's rank 0 reports its EP figures; the server's /metrics shows them per
+      // instance: both ranks' experts received tokens, both ranks got requests.
+      const epMetric = async (name, labels) => {
+        try { return await metric(cluster.baseURL, name, labels); } catch { return -1; }
+      };
+      for (const role of ['prefill', 'decode']) {
+        const inst = `instance="${role}-0"`;
+        assert.ok(await waitFor(async () => (await epMetric('strata_ep_requests',
+          `${inst},rank="1"`)) > 0 && (await epMetric('strata_ep_requests', `${inst},rank="0"`)) > 0,
+        10000), `${arch}: no per-rank request counts of ${role}-0 in /metrics`);
+        for (const rank of ['0', '1']) {
+          assert.ok(await epMetric('strata_ep_tokens_received', `${inst},layer="1",rank="${rank}"`)
+            > 0, `${arch}: ${role}-0 rank ${rank} received no tokens in layer 1`);
+        }
+        assert.strictEqual(await epMetric('strata_ep_ranks', inst), 2);
+        assert.ok(await epMetric('strata_ep_max_mean_load_ratio', inst) >= 1);
+        assert.ok(await epMetric('strata_ep_moe_rounds', inst) > 0);
+      }
       const { code } = await cluster.stop();
       stopped = true;
       assert.strictEqual(code, 0, cluster.log().slice(-3000));

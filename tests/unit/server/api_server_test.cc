@@ -256,6 +256,14 @@ TEST_F(ApiServerTest, ModelsHealthVersionMetrics) {
     EXPECT_NE(metrics.body.find(name), std::string::npos) << name;
   }
   EXPECT_NE(metrics.body.find("status=\"200\""), std::string::npos);
+  // An EP instance's figures, per instance and rank / layer.
+  for (const char* line :
+       {"strata_ep_tokens_received{instance=\"decode-0\",layer=\"1\",rank=\"1\"} 7",
+        "strata_ep_requests{instance=\"decode-0\",rank=\"0\"} 3",
+        "strata_ep_max_mean_load_ratio{instance=\"decode-0\"} 1.25",
+        "strata_ep_moe_rounds{instance=\"decode-0\"} 9"}) {
+    EXPECT_NE(metrics.body.find(line), std::string::npos) << line << "\n" << metrics.body;
+  }
 }
 
 TEST_F(ApiServerTest, NotReadyIs503) {

@@ -131,6 +131,15 @@ class ScriptedService : public decode::GenerationService {
     s.num_running = static_cast<int>(active_.size());
     s.kv_blocks_total = 100;
     s.kv_blocks_used = static_cast<int64_t>(active_.size());
+    decode::ExpertParallelStats ep;  // as a cluster's EP instance reports it
+    ep.instance_id = "decode-0";
+    ep.ranks = 2;
+    ep.layers = 2;
+    ep.tokens_received = {0, 0, 5, 7};
+    ep.requests_per_rank = {3, 4};
+    ep.max_mean_load_ratio = 1.25;
+    ep.moe_rounds = 9;
+    s.expert_parallel.push_back(ep);
     return s;
   }
   bool Ready() const override {
