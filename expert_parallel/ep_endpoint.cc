@@ -503,6 +503,9 @@ void EpEndpoint::SetStepListener(std::function<void()> on_peer_step) {
 Status EpEndpoint::Broadcast(const std::string& payload) {
   Impl& im = *impl_;
   if (rank() != 0) return FailedPreconditionError("EP: only rank 0 broadcasts");
+  if (!im.transport && size() > 1) {
+    return FailedPreconditionError("EP: broadcasts need a transport (this group has a collective)");
+  }
   for (int r = 1; r < size(); ++r) {
     STRATA_RETURN_IF_ERROR(im.transport->Send(im.peers[r], kEpBroadcast, payload));
   }

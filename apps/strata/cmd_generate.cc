@@ -51,6 +51,9 @@ int RunGenerate(const GenerateFlags& f) {
   if (f.max_tokens < 1) return Fail(FlagError("max-tokens", "must be >= 1"));
   if (f.threads < 0) return Fail(FlagError("threads", "must be >= 0 (0: all cores)"));
   if (f.logprobs < -1 || f.logprobs > 20) return Fail(FlagError("logprobs", "must be in [0, 20]"));
+  if (f.ep.ep > 0) {  // the EP flags are checked before anything loads
+    if (Status st = expert_parallel::ToGroupOptions(f.ep).status(); !st.ok()) return Fail(st);
+  }
   auto tokenizer = model::Tokenizer::LoadFromDir(f.model);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
   std::vector<int32_t> prompt;

@@ -45,6 +45,11 @@ Status Validate(const InstanceRoleFlags& f) {
                                    "is supported by this build's KV transfer");
   }
   if (f.threads < 0) return FlagError("threads", "must be >= 0 (0: every core)");
+  if (f.ep.ep > 1 && f.ep.transport != "ucx") {
+    return FlagError("ep-transport", "'" + f.ep.transport +
+                                         "': a prefill or decode EP group runs its ranks as "
+                                         "processes over ucx");
+  }
   if (f.kv_cache_bytes < (1 << 20)) return FlagError("kv-cache-bytes", "must be at least 1 MiB");
   if (f.block_size < 1 || f.block_size > 1024)
     return FlagError("block-size", "must be in [1, 1024]");

@@ -25,6 +25,13 @@ check "unknown flag is named" "grep -q -- --bogus-flag <<<\"\$err\""
 err=$("$strata" --log-level loud info 2>&1 >/dev/null); rc=$?
 check "bad --log-level exits 2 naming it" "[[ $rc -eq 2 ]] && grep -q -- --log-level <<<\"\$err\""
 
+model_dir=$(mktemp -d)
+err=$("$strata" decode --model "$model_dir" --router 127.0.0.1:1 --ep 2 --ep-transport nccl 2>&1 >/dev/null); rc=$?
+check "decode --ep over nccl exits 2 naming --ep-transport" "[[ $rc -eq 2 ]] && grep -q -- --ep-transport <<<\"\$err\""
+err=$("$strata" generate --model "$model_dir" --prompt hi --ep 2 --ep-transport rdma 2>&1 >/dev/null); rc=$?
+check "generate --ep-transport rdma exits 2 naming it" "[[ $rc -eq 2 ]] && grep -q -- --ep-transport <<<\"\$err\""
+rmdir "$model_dir"
+
 out=$("$strata" info --json); rc=$?
 check "info --json prints JSON" "[[ $rc -eq 0 ]] && node -e 'JSON.parse(process.argv[1])' \"\$out\""
 exit $fail
