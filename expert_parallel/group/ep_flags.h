@@ -22,7 +22,7 @@ struct EpFlags {
   int64_t max_tokens = 512;
   int64_t timeout_ms = 30000;
   bool no_microbatch = false;
-  int64_t microbatch_min_tokens = 256;
+  int64_t microbatch_min_tokens = 512;
   std::string stats_out;  // write the group's stats JSON here
   std::string nccl_id;    // set by rank 0 for its workers (--ep-transport nccl)
 };

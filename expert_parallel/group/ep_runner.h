@@ -35,9 +35,10 @@ struct EpRunnerOptions {
   bool microbatch = true;
   // Microbatching is on for a step when the largest batch of any rank has at least this many
   // tokens (below it the per-layer overhead of two streams costs more than the overlap gains).
-  // Measured: splitting decode batches of 16-64 tokens per rank cost more (a second pass over
-  // the weights) than the overlap hid, on 2 CPU cores and on an H100 (README, bench/results).
-  int64_t microbatch_min_tokens = 256;
+  // Measured: splitting decode batches of 16-256 tokens per rank cost more (a second pass over
+  // the weights, per-microbatch overheads) than the overlap hid, on 2 CPU cores and on an H100
+  // (README, bench/results/ep*.json).
+  int64_t microbatch_min_tokens = 512;
 };
 
 struct EpRunnerStats {
