@@ -78,11 +78,29 @@ ucs_log_func_rc_t ToStrataLog(const char* file, unsigned line, const char* funct
   return UCS_LOG_FUNC_RC_STOP;
 }
 
+// UCX's tcp transport moves data in segments of 8 KiB (TX) and 64 KiB (RX) by default, so a KV
+// transfer of a few MiB costs a system call and a protocol step every 8 KiB. With 512 KiB
+// segments KV-pool reads and writes over tcp ran 1.3-1.5x faster at 1-4 MiB (bench/kvpool:
+// Get 1 MiB ~1.5 -> 2.2 GB/s, 4 MiB ~3.0 -> 3.8 GB/s on this project's VM), for up to a few MiB
+// of buffers per worker. UCT reads these when a worker opens its interfaces, from the
+// environment: they are set there unless the user set either (RX must stay >= TX).
+void UseLargeTcpSegments() {
+  if (std::getenv("UCX_TCP_RX_SEG_SIZE") != nullptr ||
+      std::getenv("UCX_TCP_TX_SEG_SIZE") != nullptr) {
+    return;
+  }
+  setenv("UCX_TCP_RX_SEG_SIZE", "512k", 0);
+  setenv("UCX_TCP_TX_SEG_SIZE", "512k", 0);
+}
+
 }  // namespace
 
 StatusOr<std::shared_ptr<UcxContext>> UcxContext::Create(const std::string& requested_tls) {
-  static std::once_flag route_logs;
-  std::call_once(route_logs, [] { ucs_log_push_handler(ToStrataLog); });
+  static std::once_flag once;
+  std::call_once(once, [] {
+    ucs_log_push_handler(ToStrataLog);
+    UseLargeTcpSegments();
+  });
   const std::string tls = WithoutCma(requested_tls);
   ucp_config_t* config = nullptr;
   ucs_status_t status = ucp_config_read(nullptr, nullptr, &config);

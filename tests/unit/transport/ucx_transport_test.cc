@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <future>
 #include <thread>
@@ -209,6 +210,20 @@ TEST(UcxTransport, UcxWarningsGoToTheLogNotStdout) {
   EXPECT_EQ(printed, "");
   if (logged.find("not available") != std::string::npos) {
     EXPECT_NE(logged.find("UCX: "), std::string::npos) << logged;
+  }
+  (*transport)->Shutdown();
+}
+
+// Large tcp segments (512 KiB) are given to UCX through the environment unless the user set
+// them: after a transport exists, the segment sizes are set.
+TEST(UcxTransport, TcpSegmentSizesAreSetForUcx) {
+  auto transport = UcxTransport::Create();
+  ASSERT_TRUE(transport.ok()) << transport.status().message();
+  const char* rx = std::getenv("UCX_TCP_RX_SEG_SIZE");
+  const char* tx = std::getenv("UCX_TCP_TX_SEG_SIZE");
+  ASSERT_TRUE(rx != nullptr || tx != nullptr);
+  if (rx != nullptr && tx != nullptr && std::string(rx) == "512k") {
+    EXPECT_STREQ(tx, "512k");
   }
   (*transport)->Shutdown();
 }
