@@ -103,14 +103,9 @@ v1::Load DecodeInstance::CurrentLoad() const {
   load.set_num_kv_blocks_used(static_cast<uint64_t>(s.kv_blocks_used));
   load.set_num_running_requests(static_cast<uint32_t>(s.num_running));
   load.set_num_queued_requests(static_cast<uint32_t>(s.num_waiting));
-  // Rank 0 of a group: the group's load, the other ranks' last reports added to this rank's.
-  if (group_) load = group_->AddLoads(std::move(load));
-  if (config_.expert_parallel_load) {
-    v1::ExpertParallelLoad* ep = load.mutable_expert_parallel();
-    config_.expert_parallel_load(ep);
-    for (int64_t n : RequestsPerRank()) ep->add_requests_per_rank(static_cast<uint64_t>(n));
-  }
-  return load;
+  // Rank 0 of a group: the group's load (the other ranks' last reports added to this rank's)
+  // and its EP figures.
+  return group_ ? group_->GroupLoad(std::move(load), config_.expert_parallel_load) : load;
 }
 
 void DecodeInstance::OnRequest(transport::PeerId from, v1::Envelope e) {

@@ -148,6 +148,17 @@ v1::Load RankGroup::AddLoads(v1::Load load) const {
   return load;
 }
 
+v1::Load RankGroup::GroupLoad(
+    v1::Load own, const std::function<void(v1::ExpertParallelLoad*)>& expert_parallel_load) const {
+  v1::Load load = AddLoads(std::move(own));
+  if (expert_parallel_load) {
+    v1::ExpertParallelLoad* ep = load.mutable_expert_parallel();
+    expert_parallel_load(ep);
+    for (int64_t n : AssignedPerRank()) ep->add_requests_per_rank(static_cast<uint64_t>(n));
+  }
+  return load;
+}
+
 int64_t RankGroup::num_forwarded() const {
   std::lock_guard lock(mu_);
   return static_cast<int64_t>(forwarded_.size());

@@ -72,6 +72,10 @@ class RankGroup {
 
   // `own` plus the other ranks' last reports: the instance's load for the router.
   v1::Load AddLoads(v1::Load own) const;
+  // The load rank 0 reports for the group: AddLoads(own), plus the group's EP figures from
+  // `expert_parallel_load` (InstanceConfig; null: none) and the requests given to each rank.
+  v1::Load GroupLoad(
+      v1::Load own, const std::function<void(v1::ExpertParallelLoad*)>& expert_parallel_load) const;
   int64_t num_forwarded() const;
   // Requests given to each rank since the start, [0] this rank's (ranks that went away keep
   // their count).

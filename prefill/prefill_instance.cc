@@ -155,14 +155,9 @@ v1::Load PrefillInstance::CurrentLoad() const {
     load.set_num_queued_tokens(static_cast<uint64_t>(OwnQueuedTokens(&queued)));
     load.set_num_queued_requests(queued);
   }
-  // Rank 0 of a group: the group's load, the other ranks' last reports added to this rank's.
-  if (group_) load = group_->AddLoads(std::move(load));
-  if (config_.expert_parallel_load) {
-    v1::ExpertParallelLoad* ep = load.mutable_expert_parallel();
-    config_.expert_parallel_load(ep);
-    for (int64_t n : RequestsPerRank()) ep->add_requests_per_rank(static_cast<uint64_t>(n));
-  }
-  return load;
+  // Rank 0 of a group: the group's load (the other ranks' last reports added to this rank's)
+  // and its EP figures.
+  return group_ ? group_->GroupLoad(std::move(load), config_.expert_parallel_load) : load;
 }
 
 decode::GenerationStats PrefillInstance::InstanceStats() const {
