@@ -53,14 +53,8 @@ StatusOr<std::unique_ptr<DecodeInstance>> DecodeInstance::Start(
   self->registration_ = std::make_unique<service::Registration>(
       self->node_.get(), std::move(ro), [raw] { return raw->CurrentLoad(); });
   if (self->group_) {
-    // Bounded: with the ranks it has after a while (a missing one fails the group anyway).
-    self->node_->PostAfter(self->config_.group_join_timeout_ms, [raw] {
-      if (!raw->group_->whole()) {
-        log::Warn("decode instance {}: not every EP rank joined in {} ms; registering anyway",
-                  raw->config_.instance_id, raw->config_.group_join_timeout_ms);
-      }
-      raw->registration_->Resume();
-    });
+    self->group_->ResumeAfter(*self->node_, *self->registration_,
+                              self->config_.group_join_timeout_ms, self->config_.instance_id);
   }
   log::Info("decode instance {} listening on {} ({} KV blocks of {} tokens{})",
             self->config_.instance_id, self->address_, num_blocks, block_size,
@@ -110,15 +104,8 @@ v1::Load DecodeInstance::CurrentLoad() const {
 
 void DecodeInstance::OnRequest(transport::PeerId from, v1::Envelope e) {
   if (group_) {
+    if (group_->OnMemberMessage(*node_, from, e, *registration_)) return;
     switch (e.body_case()) {
-      case v1::Envelope::kRegisterInstance:
-        if (group_->OnRegister(*node_, from, e.call_id(), e.register_instance())) {
-          registration_->Resume();  // the group is whole: the router may hear of it
-        }
-        return;
-      case v1::Envelope::kHeartbeat:
-        group_->OnHeartbeat(*node_, from, e.call_id(), e.heartbeat());
-        return;
       case v1::Envelope::kTokenBatch:
         RelayTokens(from, e.token_batch());
         return;
@@ -384,13 +371,7 @@ void DecodeInstance::OnPeerFailure(transport::PeerId peer) {
                    UnavailableError("an EP rank of the decode instance failed"));
       return;
     }
-    // A router that went away: its requests on the other ranks stop.
-    for (const auto& [id, f] :
-         group_->EndIf([peer](const RankGroup::Forwarded& f) { return f.router == peer; })) {
-      v1::Envelope abort;
-      abort.mutable_abort()->set_request_id(id);
-      (void)node_->Send(f.rank, std::move(abort));
-    }
+    group_->AbortRequestsOf(*node_, peer);  // a router that went away
   }
   std::vector<std::string> orphans;
   {

@@ -61,6 +61,33 @@ bool RankGroup::whole() const {
   return static_cast<int>(ranks_.size()) + 1 >= size_;
 }
 
+bool RankGroup::OnMemberMessage(service::RpcNode& node, transport::PeerId from,
+                                const v1::Envelope& e, service::Registration& registration) {
+  switch (e.body_case()) {
+    case v1::Envelope::kRegisterInstance:
+      if (OnRegister(node, from, e.call_id(), e.register_instance())) {
+        registration.Resume();  // the group is whole: the router may hear of it
+      }
+      return true;
+    case v1::Envelope::kHeartbeat:
+      OnHeartbeat(node, from, e.call_id(), e.heartbeat());
+      return true;
+    default:
+      return false;
+  }
+}
+
+void RankGroup::ResumeAfter(service::RpcNode& node, service::Registration& registration,
+                            int64_t timeout_ms, const std::string& instance_id) const {
+  node.PostAfter(timeout_ms, [this, &registration, timeout_ms, instance_id] {
+    if (!whole()) {
+      log::Warn("instance {}: not every EP rank joined in {} ms; registering anyway", instance_id,
+                timeout_ms);
+    }
+    registration.Resume();
+  });
+}
+
 transport::PeerId RankGroup::Assign(const std::string& request_id, transport::PeerId router,
                                     int64_t cost, double own_score,
                                     const std::function<double(const Rank&)>& score,
@@ -130,6 +157,14 @@ std::vector<std::pair<std::string, RankGroup::Forwarded>> RankGroup::EndIf(
     it = forwarded_.erase(it);
   }
   return out;
+}
+
+void RankGroup::AbortRequestsOf(service::RpcNode& node, transport::PeerId router) {
+  for (const auto& [id, f] : EndIf([router](const Forwarded& f) { return f.router == router; })) {
+    v1::Envelope abort;
+    abort.mutable_abort()->set_request_id(id);
+    (void)node.Send(f.rank, std::move(abort));
+  }
 }
 
 bool RankGroup::RemoveRank(transport::PeerId peer) {

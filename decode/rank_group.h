@@ -19,7 +19,9 @@
 #include <utility>
 #include <vector>
 
+#include "proto/envelope.pb.h"
 #include "proto/registry.pb.h"
+#include "service/registration.h"
 #include "service/rpc_node.h"
 
 namespace strata::decode {
@@ -49,6 +51,14 @@ class RankGroup {
   void OnHeartbeat(service::RpcNode& node, transport::PeerId from, uint64_t call_id,
                    const v1::Heartbeat& hb);
   bool whole() const;
+  // A rank's RegisterInstance or Heartbeat in `e`: answered, and `registration` (rank 0's own,
+  // paused until then) resumed once the group is whole. False for any other message.
+  bool OnMemberMessage(service::RpcNode& node, transport::PeerId from, const v1::Envelope& e,
+                       service::Registration& registration);
+  // Resumes `registration` after `timeout_ms` even if some rank never joined (a missing rank
+  // fails the group anyway), with a warning naming `instance_id`.
+  void ResumeAfter(service::RpcNode& node, service::Registration& registration, int64_t timeout_ms,
+                   const std::string& instance_id) const;
 
   // Picks the rank with the lowest `score` (lower is better) among those not in `exclude`; this
   // rank (scored `own_score`) wins ties and is returned as kInvalidPeer. Another rank is
@@ -67,6 +77,8 @@ class RankGroup {
   // Ends every forwarded request that `pred` selects.
   std::vector<std::pair<std::string, Forwarded>> EndIf(
       const std::function<bool(const Forwarded&)>& pred);
+  // A router went away: its requests on the other ranks end, and those ranks get an Abort.
+  void AbortRequestsOf(service::RpcNode& node, transport::PeerId router);
   // A rank went away (its connection failed); false when `peer` is no rank.
   bool RemoveRank(transport::PeerId peer);
 

@@ -89,13 +89,8 @@ StatusOr<std::unique_ptr<PrefillInstance>> PrefillInstance::Start(
   self->registration_ = std::make_unique<service::Registration>(
       self->node_.get(), std::move(ro), [raw] { return raw->CurrentLoad(); });
   if (self->group_) {
-    self->node_->PostAfter(self->config_.group_join_timeout_ms, [raw] {
-      if (!raw->group_->whole()) {
-        log::Warn("prefill instance {}: not every EP rank joined in {} ms; registering anyway",
-                  raw->config_.instance_id, raw->config_.group_join_timeout_ms);
-      }
-      raw->registration_->Resume();
-    });
+    self->group_->ResumeAfter(*self->node_, *self->registration_,
+                              self->config_.group_join_timeout_ms, self->config_.instance_id);
   }
   log::Info("prefill instance {} listening on {} ({} KV blocks of {} tokens, {} pool(s){})",
             self->config_.instance_id, self->address_, num_blocks, self->block_size_,
@@ -209,15 +204,8 @@ void PrefillInstance::FailForwarded(
 
 void PrefillInstance::OnRequest(transport::PeerId from, v1::Envelope e) {
   if (group_) {
+    if (group_->OnMemberMessage(*node_, from, e, *registration_)) return;
     switch (e.body_case()) {
-      case v1::Envelope::kRegisterInstance:
-        if (group_->OnRegister(*node_, from, e.call_id(), e.register_instance())) {
-          registration_->Resume();  // the group is whole: the router may hear of it
-        }
-        return;
-      case v1::Envelope::kHeartbeat:
-        group_->OnHeartbeat(*node_, from, e.call_id(), e.heartbeat());
-        return;
       case v1::Envelope::kFirstToken: {  // a rank's: on to the router that asked
         auto f = group_->Find(e.first_token().request_id());
         if (f && f->rank == from) {
@@ -277,13 +265,7 @@ void PrefillInstance::OnPeerFailure(transport::PeerId peer) {
                     UnavailableError("an EP rank of the prefill instance failed"));
       return;
     }
-    // A router that went away: its requests on the other ranks stop.
-    for (const auto& [id, f] : group_->EndIf(
-             [peer](const decode::RankGroup::Forwarded& f) { return f.router == peer; })) {
-      v1::Envelope abort;
-      abort.mutable_abort()->set_request_id(id);
-      (void)node_->Send(f.rank, std::move(abort));
-    }
+    group_->AbortRequestsOf(*node_, peer);  // a router that went away
   }
   std::vector<std::string> orphans;
   {
