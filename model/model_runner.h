@@ -154,6 +154,9 @@ class ModelRunner {
   virtual void SetPeerStepWake(std::function<void()> wake) { (void)wake; }
 };
 
+// RunnerOptions::device "cuda" -> 0, "cuda:N" -> N; kInvalidArgument otherwise ("cpu" too).
+StatusOr<int> ParseCudaDevice(const std::string& device);
+
 // Blocks needed to hold `num_tokens` tokens.
 inline int32_t BlocksForTokens(int64_t num_tokens, int block_size) {
   return static_cast<int32_t>((num_tokens + block_size - 1) / block_size);

@@ -64,9 +64,6 @@ struct BatchTokens {
   int64_t num_tokens() const { return static_cast<int64_t>(ids.size()); }
 };
 
-// "cuda" -> 0, "cuda:N" -> N; kInvalidArgument otherwise.
-StatusOr<int> ParseCudaDevice(const std::string& device);
-
 class RunnerImpl final : public ModelRunner {
  public:
   static StatusOr<std::unique_ptr<ModelRunner>> Create(const std::string& dir,

@@ -116,7 +116,7 @@ void FillExpertParallelLoad(expert_parallel::EpRunner& runner, v1::ExpertParalle
   if (s.ep.received.size() == static_cast<size_t>(o.num_layers) * o.size) {
     for (int64_t n : s.ep.received) out->add_tokens_received(static_cast<uint64_t>(n));
   }
-  out->set_max_mean_load_ratio(expert_parallel::StatsJson(s, o).value("max_mean_load_ratio", 1.0));
+  out->set_max_mean_load_ratio(expert_parallel::WorstLoadRatio(s.ep, o));
   out->set_moe_rounds(static_cast<uint64_t>(s.ep.rounds));
   out->set_dispatch_seconds(static_cast<double>(s.ep.dispatch_ns) / 1e9);
   out->set_combine_seconds(static_cast<double>(s.ep.combine_ns) / 1e9);

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -86,10 +85,10 @@ std::string ListenAddress(const EpGroupOptions& o, int rank) {
   return o.transport == "inproc" ? "ep-rank" + std::to_string(rank) + ":0" : "127.0.0.1:0";
 }
 
-// The GPU a rank's NCCL communicator uses: the rank's own ("cuda:N"), else rank mod count.
+// The GPU a rank's NCCL communicator uses: its runner's (RankRunnerOptions turns "cuda" on
+// several GPUs into "cuda:N"), else (a CPU rank) rank mod count.
 int GpuOfRank(const model::RunnerOptions& rank_options, int rank) {
-  const std::string& d = rank_options.device;
-  if (d.rfind("cuda:", 0) == 0) return std::atoi(d.c_str() + 5);
+  if (auto gpu = model::ParseCudaDevice(rank_options.device); gpu.ok()) return *gpu;
   const int gpus = static_cast<int>(ops::QueryGpus().devices.size());
   return gpus > 0 ? rank % gpus : 0;
 }
@@ -334,17 +333,37 @@ Status WaitForWorkers(const std::vector<pid_t>& workers, int64_t timeout_ms) {
   return failed.empty() ? OkStatus() : InternalError("EP worker(s) failed:" + failed);
 }
 
+namespace {
+
+// Tokens each rank received in `layer`; empty when the layer received none.
+std::vector<double> LayerLoads(const EpStats& s, const EpOptions& o, int layer) {
+  std::vector<double> loads(o.size);
+  int64_t sum = 0;
+  for (int r = 0; r < o.size; ++r) {
+    loads[r] = static_cast<double>(s.Received(layer, r, o.size));
+    sum += s.Received(layer, r, o.size);
+  }
+  if (sum == 0) loads.clear();
+  return loads;
+}
+
+}  // namespace
+
+double WorstLoadRatio(const EpStats& s, const EpOptions& o) {
+  double worst = 1.0;
+  for (int l = 0; l < o.num_layers; ++l) {
+    const std::vector<double> loads = LayerLoads(s, o, l);
+    if (!loads.empty()) worst = std::max(worst, MaxMeanRatio(loads));
+  }
+  return worst;
+}
+
 nlohmann::json StatsJson(const EpRunnerStats& s, const EpOptions& o) {
   nlohmann::json layers = nlohmann::json::array();
   double worst = 1.0;
   for (int l = 0; l < o.num_layers; ++l) {
-    std::vector<double> loads(o.size);
-    int64_t sum = 0;
-    for (int r = 0; r < o.size; ++r) {
-      loads[r] = static_cast<double>(s.ep.Received(l, r, o.size));
-      sum += s.ep.Received(l, r, o.size);
-    }
-    if (sum == 0) continue;
+    const std::vector<double> loads = LayerLoads(s.ep, o, l);
+    if (loads.empty()) continue;
     double ratio = MaxMeanRatio(loads);
     worst = std::max(worst, ratio);
     layers.push_back({{"layer", l}, {"received_per_rank", loads}, {"max_mean_ratio", ratio}});

@@ -87,6 +87,9 @@ StatusOr<std::unique_ptr<EpRunner>> JoinAsWorker(const std::string& model_dir,
 // that failed.
 Status WaitForWorkers(const std::vector<pid_t>& workers, int64_t timeout_ms);
 
+// The largest over mean tokens received by a rank, in the worst MoE layer (1: even or none).
+double WorstLoadRatio(const EpStats& stats, const EpOptions& options);
+
 // The group's measurements as JSON: per-rank tokens received per layer, max/mean load ratio,
 // dispatch/combine time, bytes, overlap.
 nlohmann::json StatsJson(const EpRunnerStats& stats, const EpOptions& options);
