@@ -24,7 +24,8 @@ void AddEpFlags(CLI::App& app, EpFlags* f) {
   AddFlag(app, "microbatch-min-tokens", &f->microbatch_min_tokens,
           "Microbatching is on when some rank's batch has at least this many tokens");
   AddFlag(app, "ep-stats-out", &f->stats_out, "Write the EP group's statistics (JSON) here");
-  AddFlag(app, "ep-nccl-id", &f->nccl_id, "Rank 0's NCCL id (hex; rank 0 sets it for workers)");
+  AddFlag(app, "ep-nccl-id", &f->nccl_id, "Rank 0's NCCL id (hex; rank 0 sets it for workers)")
+      ->group("");  // internal: not listed in --help
 }
 
 StatusOr<EpGroupOptions> ToGroupOptions(const EpFlags& f) {
