@@ -139,23 +139,24 @@ int KvPoolClient::Lookup(std::span<const BlockHash> hashes, Deadline deadline) {
       std::lock_guard lock(latch->mu);
       ++latch->left;
     }
-    node_->Call(*peer, std::move(request), deadline,
-                [latch, held, s, health = health_](StatusOr<service::Envelope> reply) {
-                  Status st =
-                      reply.ok() ? ErrorOf(reply->kv_pool_lookup_reply().error()) : reply.status();
-                  if (st.ok() && !reply->has_kv_pool_lookup_reply()) {
-                    st = InternalError("the pool answered a lookup with " +
-                                       std::string(proto::BodyName(*reply)));
-                  }
-                  if (st.ok()) {
-                    health->ReportSuccess(static_cast<int>(s));
-                    std::lock_guard lock(latch->mu);
-                    (*held)[s] = static_cast<int>(reply->kv_pool_lookup_reply().num_hit_blocks());
-                  } else {
-                    health->ReportFailure(static_cast<int>(s), st);
-                  }
-                  latch->CountDown();
-                });
+    node_->Call(
+        *peer, std::move(request), deadline,
+        [latch, held, s, health = health_](StatusOr<service::Envelope> reply) {
+          Status st = reply.ok() ? ErrorOf(reply->kv_pool_lookup_reply().error()) : reply.status();
+          if (st.ok() && !reply->has_kv_pool_lookup_reply()) {
+            st = InternalError("the pool answered a lookup with " +
+                               std::string(proto::BodyName(*reply)));
+          }
+          if (st.ok()) {
+            health->ReportSuccess(static_cast<int>(s));
+            std::lock_guard lock(latch->mu);
+            (*held)[s] = static_cast<int>(reply->kv_pool_lookup_reply().num_hit_blocks());
+          } else {
+            health->ReportFailure(static_cast<int>(s), st);
+          }
+          latch->CountDown();
+        },
+        service::ReplyOn::kTransportThread);
   }
   if (!latch->WaitUntil(std::max(deadline, MonoClock::now()) + kCompletionGrace)) {
     log::Error("KV pool lookups did not complete; counted as misses");
@@ -215,7 +216,8 @@ StatusOr<int> KvPoolClient::Fetch(std::span<const BlockHash> hashes, const Regis
             health->ReportFailure(static_cast<int>(s), st);
           }
           latch->CountDown();
-        });
+        },
+        service::ReplyOn::kTransportThread);
   }
   const bool answered = latch->WaitUntil(std::max(deadline, MonoClock::now()) + kCompletionGrace);
   std::vector<Leased> leases;

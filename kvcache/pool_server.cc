@@ -51,6 +51,9 @@ StatusOr<std::unique_ptr<KvPoolServer>> KvPoolServer::Create(
   callbacks.on_request = [raw](PeerId from, service::Envelope e) {
     raw->OnRequest(from, std::move(e));
   };
+  callbacks.on_request_inline = [raw](PeerId from, service::Envelope& e) {
+    return raw->OnRequestInline(from, e);
+  };
   callbacks.on_peer_failure = [raw](PeerId peer, const Status&) { raw->OnPeerFailure(peer); };
   STRATA_ASSIGN_OR_RETURN(server->node_,
                           service::RpcNode::Create(std::move(transport), std::move(callbacks)));
@@ -117,20 +120,28 @@ void KvPoolServer::ReplyTo(PeerId peer, uint64_t call_id, service::Envelope repl
   if (!st.ok()) log::Debug("KV pool reply to peer {} lost: {}", peer, st.message());
 }
 
-void KvPoolServer::OnRequest(PeerId from, service::Envelope envelope) {
+bool KvPoolServer::OnRequestInline(PeerId from, service::Envelope& envelope) {
   const uint64_t call_id = envelope.call_id();
   switch (envelope.body_case()) {
     case v1::Envelope::kKvPoolLookup:
       OnLookup(from, call_id, envelope.kv_pool_lookup());
-      return;
-    case v1::Envelope::kKvPoolPut:
-      OnPut(from, call_id, envelope.kv_pool_put());
-      return;
+      return true;
     case v1::Envelope::kKvPoolGet:
       OnGet(from, call_id, envelope.kv_pool_get());
-      return;
+      return true;
     case v1::Envelope::kKvPoolRelease:
       OnRelease(from, call_id, envelope.kv_pool_release());
+      return true;
+    default:
+      return false;
+  }
+}
+
+void KvPoolServer::OnRequest(PeerId from, service::Envelope envelope) {
+  const uint64_t call_id = envelope.call_id();
+  switch (envelope.body_case()) {  // (Lookup, Get and Release were answered inline)
+    case v1::Envelope::kKvPoolPut:
+      OnPut(from, call_id, envelope.kv_pool_put());
       return;
     default:
       log::Warn("KV pool: peer {} sent {}, which a pool does not serve", from,

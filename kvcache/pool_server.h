@@ -116,6 +116,10 @@ class KvPoolServer {
   explicit KvPoolServer(KvPoolServerOptions options) : options_(std::move(options)) {}
 
   void OnRequest(transport::PeerId from, service::Envelope envelope);
+  // Lookup, Get (lease) and Release: short work under mu_, answered on the transport's thread
+  // (no hop to the dispatch thread). Put stays on the dispatch thread (its first one maps and
+  // registers the pool's memory).
+  bool OnRequestInline(transport::PeerId from, service::Envelope& envelope);
   void OnPeerFailure(transport::PeerId peer);
   void OnLookup(transport::PeerId from, uint64_t call_id, const v1::KvPoolLookup& lookup);
   void OnPut(transport::PeerId from, uint64_t call_id, const v1::KvPoolPut& put);

@@ -59,7 +59,8 @@ Status RpcNode::Send(PeerId peer, Envelope envelope) {
   return transport_->Send(peer, proto::kEnvelopeMessageType, proto::SerializeEnvelope(envelope));
 }
 
-void RpcNode::Call(PeerId peer, Envelope envelope, Deadline deadline, ReplyCallback done) {
+void RpcNode::Call(PeerId peer, Envelope envelope, Deadline deadline, ReplyCallback done,
+                   ReplyOn reply_on) {
   uint64_t id;
   {
     std::lock_guard lock(mu_);
@@ -68,7 +69,7 @@ void RpcNode::Call(PeerId peer, Envelope envelope, Deadline deadline, ReplyCallb
       return;
     }
     id = next_call_id_++;
-    calls_[id] = PendingCall{peer, deadline, std::move(done)};
+    calls_[id] = PendingCall{peer, deadline, std::move(done), reply_on};
     // The deadline check runs on the dispatch thread.
     timers_.emplace(deadline, [this, id] {
       std::vector<PendingCall> expired =
@@ -94,8 +95,10 @@ StatusOr<Envelope> RpcNode::CallAndWait(PeerId peer, Envelope envelope, Deadline
   }
   auto promise = std::make_shared<std::promise<StatusOr<Envelope>>>();
   auto future = promise->get_future();
-  Call(peer, std::move(envelope), deadline,
-       [promise](StatusOr<Envelope> r) { promise->set_value(std::move(r)); });
+  Call(
+      peer, std::move(envelope), deadline,
+      [promise](StatusOr<Envelope> r) { promise->set_value(std::move(r)); },
+      ReplyOn::kTransportThread);
   // The dispatch thread completes every call (deadline included); the grace only guards
   // against a stuck dispatch thread.
   if (future.wait_until(std::max(deadline, MonoClock::now()) + std::chrono::seconds(5)) !=
@@ -168,22 +171,39 @@ void RpcNode::OnMessage(transport::Message message) {
   PeerId from = message.peer;
   Envelope envelope = std::move(*parsed);
   if (envelope.reply_to() != 0) {
-    uint64_t id = envelope.reply_to();
+    const uint64_t id = envelope.reply_to();
+    bool here = false;
+    {
+      std::lock_guard lock(mu_);
+      auto it = calls_.find(id);
+      here = it != calls_.end() && it->second.reply_on == ReplyOn::kTransportThread;
+    }
+    if (here) return CompleteCall(id, from, std::move(envelope));
     Enqueue([this, id, from, envelope = std::move(envelope)]() mutable {
-      std::vector<PendingCall> matched = TakeCalls(
-          [id, from](uint64_t cid, const PendingCall& c) { return cid == id && c.peer == from; });
-      if (matched.empty()) return;  // late: the deadline already answered it
-      if (envelope.has_error() && envelope.error().code() != v1::STATUS_CODE_OK) {
-        matched[0].done(proto::FromProto(envelope.error()));
-      } else {
-        matched[0].done(std::move(envelope));
-      }
+      CompleteCall(id, from, std::move(envelope));
     });
     return;
   }
+  if (callbacks_.on_request_inline && callbacks_.on_request_inline(from, envelope)) return;
   Enqueue([this, from, envelope = std::move(envelope)]() mutable {
     if (callbacks_.on_request) callbacks_.on_request(from, std::move(envelope));
   });
+}
+
+void RpcNode::CompleteCall(uint64_t id, PeerId from, Envelope reply) {
+  ReplyCallback done;
+  {
+    std::lock_guard lock(mu_);
+    auto it = calls_.find(id);
+    if (it == calls_.end() || it->second.peer != from) return;  // late: the deadline answered it
+    done = std::move(it->second.done);
+    calls_.erase(it);
+  }
+  if (reply.has_error() && reply.error().code() != v1::STATUS_CODE_OK) {
+    done(proto::FromProto(reply.error()));
+  } else {
+    done(std::move(reply));
+  }
 }
 
 void RpcNode::OnPeerFailure(PeerId peer, const Status& why) {

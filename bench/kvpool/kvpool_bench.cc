@@ -1,22 +1,28 @@
 // KV pool throughput over UCX between two processes: a forked child runs a KvPoolServer, this
 // process is an instance with a KvPoolClient. For each size (bytes of KV per call, whole
-// blocks), Store (the pool pulls the blocks: Put) and Fetch (lease, RMA get into local blocks,
-// release: Get) are timed end to end. Prints one JSON object on stdout;
-// run_kvpool_bench.py runs it next to ucx_perftest and writes bench/results/kvpool.json.
+// blocks) and each concurrency (calls in flight: threads sharing the one client, as a prefill
+// instance's requests do), Store (the pool pulls the blocks: Put) and Fetch (lease, RMA get into
+// local blocks, release: Get) are timed end to end, and at concurrency 1 a Lookup (one round
+// trip, no data). Prints one JSON object on stdout; run_kvpool_bench.py runs it next to
+// ucx_perftest and writes bench/results/kvpool.json.
 //
-//   kvpool_bench --tls tcp|sm,tcp [--sizes 1048576,4194304,16777216] [--seconds 0.5]
-//                [--layers 12] [--block-size 16]
+//   kvpool_bench --tls tcp|sm,tcp [--sizes 1048576,4194304,16777216] [--concurrency 1,4]
+//                [--seconds 0.5] [--layers 12] [--block-size 16] [--spin-us 100]
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <functional>
 #include <future>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/clock.h"
@@ -35,7 +41,9 @@ struct BenchFlags {
   double seconds = 0.5;
   int layers = 12;
   int block_size = 16;
+  std::string concurrency = "1";
   bool fill_first = true;
+  int64_t spin_us = transport::UcxOptions{}.spin_us;
 };
 
 // The deepseek_v3 bench preset's KV (MLA: kv_lora 256 + rope 32 per token and layer).
@@ -53,6 +61,7 @@ transport::UcxOptions Ucx(const BenchFlags& f) {
   transport::UcxOptions o;
   o.tls = f.tls;
   o.bulk_mode = *transport::ParseBulkMode(f.bulk);
+  o.spin_us = f.spin_us;
   return o;
 }
 
@@ -77,20 +86,46 @@ int RunPool(const BenchFlags& f, uint64_t capacity, int address_fd) {
   return 0;
 }
 
-std::vector<BlockHash> FreshChain(int n, uint64_t* counter) {
-  std::vector<BlockHash> out;
-  for (int i = 0; i < n; ++i) out.push_back(MixHash(++*counter));
-  return out;
+// Runs `call(worker)` on `workers` threads, each in a loop until `seconds` passed (and at
+// least 3 times); the calls and the wall time of them all, or the first error.
+struct Timed {
+  int64_t calls = 0;
+  double seconds = 0;
+  Status error;
+};
+Timed RunWorkers(int workers, double seconds, const std::function<Status(int)>& call) {
+  std::atomic<int64_t> calls{0};
+  std::mutex mu;
+  Status first_error;
+  Stopwatch watch;
+  std::vector<std::thread> threads;
+  for (int w = 0; w < workers; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; watch.ElapsedSeconds() < seconds || i < 3; ++i) {
+        Status st = call(w);
+        if (!st.ok()) {
+          std::lock_guard lock(mu);
+          if (first_error.ok()) first_error = st;
+          return;
+        }
+        calls.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return Timed{calls.load(), watch.ElapsedSeconds(), first_error};
 }
 
 int RunClient(const BenchFlags& f, const std::string& address, const std::vector<uint64_t>& sizes,
-              int max_blocks) {
+              const std::vector<int>& concurrencies, int max_blocks) {
   auto t = transport::UcxTransport::Create(Ucx(f));
   if (!t.ok()) return 1;
   transport::UcxTransport* ucx = t->get();
   auto node = service::RpcNode::Create(std::move(t).value(), {});
   if (!node.ok()) return 1;
-  auto cache = PagedKvCache::Create(BenchSpec(f), 2 * max_blocks);
+  const int max_workers = *std::max_element(concurrencies.begin(), concurrencies.end());
+  // Each worker reads into and stores from its own blocks.
+  auto cache = PagedKvCache::Create(BenchSpec(f), 2 * max_blocks * max_workers);
   if (!cache.ok()) return 1;
   auto kv = RegisteredKv::Register(cache->get(), &(*node)->transport());
   if (!kv.ok()) return 1;
@@ -101,20 +136,30 @@ int RunClient(const BenchFlags& f, const std::string& address, const std::vector
                         {"segment_bytes", (*kv)->segment_bytes()},
                         {"segments_per_block", (*kv)->num_segments()},
                         {"results", nlohmann::json::array()}};
-  uint64_t counter = 0;
+  std::atomic<uint64_t> counter{0};
+  auto fresh_chain = [&](int n) {
+    std::vector<BlockHash> chain;
+    for (int i = 0; i < n; ++i) chain.push_back(MixHash(counter.fetch_add(1) + 1));
+    return chain;
+  };
   auto store = [&](const std::vector<BlockHash>& hashes, const std::vector<BlockId>& blocks) {
     std::promise<Status> done;
     client.Store(hashes, **kv, blocks, transport::DeadlineAfterMillis(60000),
                  [&done](Status st) { done.set_value(st); });
     return done.get_future().get();
   };
+  // Worker w's source and destination blocks for calls of n blocks.
+  auto blocks_of = [&](int w, int n, bool destination) {
+    std::vector<BlockId> blocks;
+    const int first = (2 * w + (destination ? 1 : 0)) * max_blocks;
+    for (int i = 0; i < n; ++i) blocks.push_back(first + i);
+    return blocks;
+  };
   if (f.fill_first) {
     // Every pool slot written once before anything is timed: the pool's memory is faulted in
     // (as on a pool that has been up a while), and the timed Puts evict as a full pool does.
-    std::vector<BlockId> src;
-    for (int i = 0; i < max_blocks; ++i) src.push_back(i);
     for (int i = 0; i < 64; ++i) {
-      if (Status st = store(FreshChain(max_blocks, &counter), src); !st.ok()) {
+      if (Status st = store(fresh_chain(max_blocks), blocks_of(0, max_blocks, false)); !st.ok()) {
         std::fprintf(stderr, "filling the pool: %s\n", st.ToString().c_str());
         return 1;
       }
@@ -122,49 +167,54 @@ int RunClient(const BenchFlags& f, const std::string& address, const std::vector
   }
   for (uint64_t size : sizes) {
     const int n = static_cast<int>(std::max<uint64_t>(1, size / block_bytes));
-    std::vector<BlockId> src, dst;
-    for (int i = 0; i < n; ++i) {
-      src.push_back(i);
-      dst.push_back(max_blocks + i);
-    }
-    nlohmann::json r = {{"bytes", static_cast<uint64_t>(n) * block_bytes}, {"blocks", n}};
-    // Put: fresh hashes every call (write-once).
-    Status st = store(FreshChain(n, &counter), src);  // warm-up, connection
-    int iters = 0;
-    Stopwatch watch;
-    while (st.ok() && (watch.ElapsedSeconds() < f.seconds || iters < 3)) {
-      st = store(FreshChain(n, &counter), src);
-      ++iters;
-    }
-    if (!st.ok()) {
-      r["error"] = st.ToString();
-      out["results"].push_back(r);
-      continue;
-    }
-    r["put_mb_per_s"] = static_cast<double>(n * block_bytes) * iters / watch.ElapsedSeconds() / 1e6;
-    r["put_ms_per_call"] = watch.ElapsedMillis() / iters;
-    // Get: the same chain again and again.
-    const auto chain = FreshChain(n, &counter);
-    st = store(chain, src);
-    iters = 0;
-    watch.Reset();
-    while (st.ok() && (watch.ElapsedSeconds() < f.seconds || iters < 3)) {
-      auto got = client.Fetch(chain, **kv, dst, transport::DeadlineAfterMillis(60000));
-      if (!got.ok()) {
-        st = got.status();
-      } else if (*got != n) {
-        st = InternalError("fetched " + std::to_string(*got) + " of " + std::to_string(n));
+    const uint64_t bytes = static_cast<uint64_t>(n) * block_bytes;
+    (void)store(fresh_chain(n), blocks_of(0, n, false));  // warm-up, connection
+    for (int workers : concurrencies) {
+      nlohmann::json r = {{"bytes", bytes}, {"blocks", n}, {"concurrency", workers}};
+      std::fprintf(stderr, "kvpool_bench: %s, %llu bytes, %d in flight\n", f.tls.c_str(),
+                   static_cast<unsigned long long>(bytes), workers);
+      // Put: fresh hashes every call (write-once).
+      Timed put = RunWorkers(workers, f.seconds,
+                             [&](int w) { return store(fresh_chain(n), blocks_of(w, n, false)); });
+      // Get: each worker its own chain, again and again.
+      std::vector<std::vector<BlockHash>> chains;
+      Status st = put.error;
+      for (int w = 0; w < workers && st.ok(); ++w) {
+        chains.push_back(fresh_chain(n));
+        st = store(chains.back(), blocks_of(w, n, false));
       }
-      ++iters;
+      Timed get{0, 0, st};
+      if (st.ok()) {
+        get = RunWorkers(workers, f.seconds, [&](int w) -> Status {
+          auto got = client.Fetch(chains[w], **kv, blocks_of(w, n, true),
+                                  transport::DeadlineAfterMillis(60000));
+          if (!got.ok()) return got.status();
+          if (*got != n) {
+            return InternalError("fetched " + std::to_string(*got) + " of " + std::to_string(n));
+          }
+          return OkStatus();
+        });
+      }
+      if (!put.error.ok() || !get.error.ok()) {
+        r["error"] = (!put.error.ok() ? put.error : get.error).ToString();
+        out["results"].push_back(r);
+        continue;
+      }
+      r["put_mb_per_s"] = static_cast<double>(bytes) * put.calls / put.seconds / 1e6;
+      r["put_ms_per_call"] = put.seconds * 1e3 * workers / put.calls;
+      r["get_mb_per_s"] = static_cast<double>(bytes) * get.calls / get.seconds / 1e6;
+      r["get_ms_per_call"] = get.seconds * 1e3 * workers / get.calls;
+      if (workers == 1) {
+        // A Lookup of the chain: one round trip to the pool, no data.
+        Timed lookup = RunWorkers(1, f.seconds, [&](int) {
+          return client.Lookup(chains[0], transport::DeadlineAfterMillis(60000)) == n
+                     ? OkStatus()
+                     : InternalError("lookup missed");
+        });
+        if (lookup.error.ok()) r["lookup_us_per_call"] = lookup.seconds * 1e6 / lookup.calls;
+      }
+      out["results"].push_back(r);
     }
-    if (!st.ok()) {
-      r["error"] = st.ToString();
-    } else {
-      r["get_mb_per_s"] =
-          static_cast<double>(n * block_bytes) * iters / watch.ElapsedSeconds() / 1e6;
-      r["get_ms_per_call"] = watch.ElapsedMillis() / iters;
-    }
-    out["results"].push_back(r);
   }
   auto peer = (*node)->Connect(address, transport::DeadlineAfterMillis(1000));
   if (peer.ok()) {
@@ -191,18 +241,35 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", f.seconds);
   app.add_option("--layers", f.layers);
   app.add_option("--block-size", f.block_size);
+  app.add_option("--concurrency", f.concurrency,
+                 "Comma-separated numbers of calls in flight (threads sharing one client)");
+  app.add_option("--spin-us", f.spin_us, "UCX progress threads poll this long before sleeping");
   app.add_option("--fill-first", f.fill_first,
                  "Write every pool slot once before timing (default true)");
   CLI11_PARSE(app, argc, argv);
   if (!strata::transport::ParseBulkMode(f.bulk).ok()) return 2;
   std::vector<uint64_t> sizes;
-  std::stringstream ss(f.sizes);
-  for (std::string item; std::getline(ss, item, ',');) sizes.push_back(std::stoull(item));
+  std::vector<int> concurrencies;
+  try {
+    std::stringstream ss(f.sizes);
+    for (std::string item; std::getline(ss, item, ',');) sizes.push_back(std::stoull(item));
+    std::stringstream cs(f.concurrency);
+    for (std::string item; std::getline(cs, item, ',');) concurrencies.push_back(std::stoi(item));
+  } catch (const std::exception&) {
+    std::fprintf(stderr, "--sizes and --concurrency take comma-separated numbers\n");
+    return 2;
+  }
+  if (sizes.empty() || concurrencies.empty() ||
+      *std::min_element(concurrencies.begin(), concurrencies.end()) < 1) {
+    std::fprintf(stderr, "--sizes and --concurrency need positive numbers\n");
+    return 2;
+  }
   const uint64_t block_bytes = BenchSpec(f).BytesPerBlock();
   int max_blocks = 1;
   for (uint64_t s : sizes) max_blocks = std::max<int>(max_blocks, s / block_bytes);
   // Room for every Put of a run without eviction mattering: 64 calls of the largest size.
-  const uint64_t capacity = 64ull * max_blocks * block_bytes;
+  const int max_workers = *std::max_element(concurrencies.begin(), concurrencies.end());
+  const uint64_t capacity = 64ull * std::max(1, max_workers / 4) * max_blocks * block_bytes;
 
   int fds[2];
   if (pipe(fds) != 0) return 1;
@@ -222,7 +289,7 @@ int main(int argc, char** argv) {
   std::fclose(stream);
   std::string address = got ? buf : "";
   while (!address.empty() && address.back() == '\n') address.pop_back();
-  int rc = address.empty() ? 1 : RunClient(f, address, sizes, max_blocks);
+  int rc = address.empty() ? 1 : RunClient(f, address, sizes, concurrencies, max_blocks);
   kill(child, SIGTERM);
   waitpid(child, nullptr, 0);
   return rc;
