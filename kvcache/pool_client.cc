@@ -246,43 +246,34 @@ StatusOr<int> KvPoolClient::Fetch(std::span<const BlockHash> hashes, const Regis
 
   // 2. Read the blocks of the prefix, every shard's at once.
   const int block_size = local.spec().block_size;
-  const int segments = local.num_segments();
-  std::vector<BlockTransfer> parts;  // block = index into hashes
+  std::vector<const transport::Region*> local_regions;
+  for (int seg = 0; seg < local.num_segments(); ++seg) local_regions.push_back(&local.region(seg));
+  std::vector<MergedTransfer> transfers;
   for (size_t s = 0; s < positions.size() && prefix > 0; ++s) {
-    std::vector<BlockId> blocks;
-    std::vector<int> global;
-    for (int p : positions[s]) {
-      if (p >= prefix) break;
-      blocks.push_back(local_blocks[p]);
-      global.push_back(p);
-    }
-    if (blocks.empty()) continue;
     const v1::KvLocation& loc = leases[s].location;
+    std::vector<BlockMove> moves;  // block = index into hashes
+    for (size_t i = 0; i < positions[s].size() && static_cast<int>(i) < loc.blocks_size() &&
+                       positions[s][i] < prefix;
+         ++i) {
+      const int p = positions[s][i];
+      moves.push_back(BlockMove{p, static_cast<uint64_t>(local_blocks[p]) * local.segment_bytes(),
+                                &loc.blocks(static_cast<int>(i))});
+    }
+    if (moves.empty()) continue;
     if (static_cast<int>(loc.block_size_tokens()) != block_size) {
       release_all();
       return InvalidArgumentError("KV pool " + loc.owner_address() + " holds blocks of " +
                                   std::to_string(loc.block_size_tokens()) +
                                   " tokens; this instance uses " + std::to_string(block_size));
     }
-    KvTransferRange range;
-    range.num_tokens = static_cast<int64_t>(blocks.size()) * block_size;
-    StatusOr<std::vector<transport::Transfer>> planned =
-        PlanKvTransfers(local, blocks, loc, leases[s].peer, range, deadline);
+    auto planned =
+        PlanBlockMoves(local_regions, local.segment_bytes(), moves, loc, leases[s].peer, deadline);
     if (!planned.ok()) {
       release_all();
       return planned.status().WithContext("KV pool " + loc.owner_address());
     }
-    if (planned->size() != blocks.size() * static_cast<size_t>(segments)) {
-      release_all();
-      return InternalError("KV pool fetch planned " + std::to_string(planned->size()) +
-                           " transfers for " + std::to_string(blocks.size()) + " blocks");
-    }
-    for (size_t t = 0; t < planned->size(); ++t) {
-      parts.push_back(
-          BlockTransfer{std::move((*planned)[t]), global[t / static_cast<size_t>(segments)]});
-    }
+    for (MergedTransfer& t : *planned) transfers.push_back(std::move(t));
   }
-  std::vector<MergedTransfer> transfers = CoalesceTransfers(std::move(parts));
   auto reads = std::make_shared<Latch>();
   auto failed = std::make_shared<std::vector<char>>(hashes.size(), 0);
   auto first_error = std::make_shared<Status>();

@@ -288,9 +288,6 @@ void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put
       (void)node_->ReplyError(from, call_id, st);
       return;
     }
-    const uint64_t seg = layout_.segment_bytes;
-    std::vector<BlockTransfer> parts;
-    Status bad;
     std::vector<int> source_block;  // the Put's index of each new block
     for (int i = 0; i < n; ++i) {
       const BlockHash hash = put.block_hashes(i);
@@ -309,45 +306,25 @@ void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put
       source_block.push_back(i);
     }
     index_->SortPending(op->hashes, op->slots);
-    for (int block = 0; block < static_cast<int>(op->hashes.size()) && bad.ok(); ++block) {
-      const int i = source_block[block];
-      const PoolSlot slot = op->slots[block];
-      const v1::KvBlockRef& ref = source.blocks(i);
-      for (uint32_t s = 0; s < layout_.num_segments; ++s) {
-        transport::Transfer x;
-        x.peer = from;
-        x.local = regions_[s].get();
-        x.local_offset = static_cast<uint64_t>(slot) * seg;
-        const int region = source.segments_in_regions() ? static_cast<int>(s)
-                                                        : static_cast<int>(ref.region_index());
-        if (region >= source.regions_size()) {
-          bad = InvalidArgumentError("KV pool Put: block " + std::to_string(i) + " names region " +
-                                     std::to_string(region) + " of " +
-                                     std::to_string(source.regions_size()));
-          break;
-        }
-        const v1::RemoteMemory& m = source.regions(region);
-        x.remote = transport::RemoteRegion{m.address(), m.length(), m.packed_key()};
-        x.remote_offset = source.segments_in_regions() ? ref.offset() : ref.offset() + s * seg;
-        x.length = seg;
-        x.deadline = deadline;
-        if (Status st = transport::ValidateTransfer(x); !st.ok()) {
-          bad = st.WithContext("KV pool Put: block " + std::to_string(i));
-          break;
-        }
-        parts.push_back(BlockTransfer{std::move(x), block});
-      }
+    std::vector<BlockMove> moves;  // block = index into op->hashes
+    for (size_t block = 0; block < op->hashes.size(); ++block) {
+      moves.push_back(BlockMove{static_cast<int>(block),
+                                static_cast<uint64_t>(op->slots[block]) * layout_.segment_bytes,
+                                &source.blocks(source_block[block])});
     }
-    if (!bad.ok()) {
+    std::vector<const transport::Region*> local_regions;
+    for (const auto& region : regions_) local_regions.push_back(region.get());
+    auto planned =
+        PlanBlockMoves(local_regions, layout_.segment_bytes, moves, source, from, deadline);
+    if (!planned.ok()) {
       for (PoolSlot slot : op->slots) index_->Abort(slot);
       SyncMetricsLocked();
-      (void)node_->ReplyError(from, call_id, bad);
+      (void)node_->ReplyError(from, call_id, planned.status().WithContext("KV pool Put"));
       return;
     }
-    const size_t num_parts = parts.size();
-    transfers = CoalesceTransfers(std::move(parts));
-    log::Debug("KV pool Put from peer {}: {} new blocks in {} transfers (of {} segments)", from,
-               op->hashes.size(), transfers.size(), num_parts);
+    transfers = std::move(planned).value();
+    log::Debug("KV pool Put from peer {}: {} new blocks in {} transfers", from, op->hashes.size(),
+               transfers.size());
     op->failed.assign(op->hashes.size(), false);
     op->transfers_left = transfers.size();
     SyncMetricsLocked();

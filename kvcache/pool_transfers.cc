@@ -1,35 +1,67 @@
 #include "kvcache/pool_transfers.h"
 
-#include <algorithm>
-#include <tuple>
+#include <string>
 
 namespace strata::kvcache {
 
-std::vector<MergedTransfer> CoalesceTransfers(std::vector<BlockTransfer> transfers,
-                                              uint64_t max_bytes) {
-  std::stable_sort(transfers.begin(), transfers.end(),
-                   [](const BlockTransfer& a, const BlockTransfer& b) {
-                     const transport::Transfer& x = a.transfer;
-                     const transport::Transfer& y = b.transfer;
-                     return std::tie(x.peer, x.local, x.remote.address, x.local_offset) <
-                            std::tie(y.peer, y.local, y.remote.address, y.local_offset);
-                   });
+StatusOr<std::vector<MergedTransfer>> PlanBlockMoves(
+    std::span<const transport::Region* const> local_regions, uint64_t segment_bytes,
+    std::span<const BlockMove> moves, const v1::KvLocation& remote, transport::PeerId peer,
+    transport::Deadline deadline, uint64_t max_bytes) {
+  const size_t segments = local_regions.size();
+  if (remote.num_segments() != segments || remote.segment_bytes() != segment_bytes) {
+    return InvalidArgumentError("KV layout mismatch: the peer stores " +
+                                std::to_string(remote.num_segments()) + " arrays of " +
+                                std::to_string(remote.segment_bytes()) + " bytes a block, this " +
+                                "side " + std::to_string(segments) + " of " +
+                                std::to_string(segment_bytes) + " (not the same model?)");
+  }
+  const bool in_regions = remote.segments_in_regions();
+  if (in_regions && static_cast<size_t>(remote.regions_size()) != segments) {
+    return InvalidArgumentError("KV location names " + std::to_string(remote.regions_size()) +
+                                " regions for " + std::to_string(segments) + " arrays");
+  }
+  std::vector<transport::RemoteRegion> regions;
+  for (const auto& m : remote.regions()) {
+    regions.push_back(transport::RemoteRegion{m.address(), m.length(), m.packed_key()});
+  }
+  // Whether block b continues block a on both sides.
+  auto continues = [&](const BlockMove& a, const BlockMove& b) {
+    return b.local_offset == a.local_offset + segment_bytes &&
+           b.remote->offset() == a.remote->offset() + segment_bytes &&
+           (in_regions || b.remote->region_index() == a.remote->region_index());
+  };
+  for (const BlockMove& m : moves) {
+    if (m.remote == nullptr) return InvalidArgumentError("KV block move without a remote block");
+  }
   std::vector<MergedTransfer> out;
-  for (BlockTransfer& t : transfers) {
-    if (!out.empty()) {
-      MergedTransfer& last = out.back();
-      const transport::Transfer& p = last.transfer;
-      const transport::Transfer& x = t.transfer;
-      if (p.peer == x.peer && p.local == x.local && p.remote.address == x.remote.address &&
-          p.remote.length == x.remote.length && p.remote.packed_key == x.remote.packed_key &&
-          p.deadline == x.deadline && p.local_offset + p.length == x.local_offset &&
-          p.remote_offset + p.length == x.remote_offset && p.length + x.length <= max_bytes) {
-        last.transfer.length += x.length;
-        if (last.blocks.back() != t.block) last.blocks.push_back(t.block);
-        continue;
-      }
+  for (size_t first = 0; first < moves.size();) {
+    size_t end = first + 1;
+    while (end < moves.size() && continues(moves[end - 1], moves[end]) &&
+           (end + 1 - first) * segment_bytes <= max_bytes) {
+      ++end;
     }
-    out.push_back(MergedTransfer{std::move(t.transfer), {t.block}});
+    const v1::KvBlockRef& ref = *moves[first].remote;
+    if (!in_regions && static_cast<int>(ref.region_index()) >= remote.regions_size()) {
+      return InvalidArgumentError("KV block ref names region " +
+                                  std::to_string(ref.region_index()) + " of " +
+                                  std::to_string(remote.regions_size()));
+    }
+    std::vector<int> blocks;
+    for (size_t i = first; i < end; ++i) blocks.push_back(moves[i].block);
+    for (size_t s = 0; s < segments; ++s) {
+      transport::Transfer x;
+      x.peer = peer;
+      x.local = local_regions[s];
+      x.local_offset = moves[first].local_offset;
+      x.remote = regions[in_regions ? s : ref.region_index()];
+      x.remote_offset = ref.offset() + (in_regions ? 0 : s * segment_bytes);
+      x.length = (end - first) * segment_bytes;
+      x.deadline = deadline;
+      STRATA_RETURN_IF_ERROR(transport::ValidateTransfer(x));
+      out.push_back(MergedTransfer{std::move(x), blocks});
+    }
+    first = end;
   }
   return out;
 }

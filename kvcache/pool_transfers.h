@@ -1,30 +1,42 @@
-// Merging the per-block, per-segment transfers of the KV pool into fewer, larger ones. KV moves
-// one segment (one layer's array) of one block at a time -- a few KiB -- and per-transfer costs
-// dominate at that size (UCX tcp: ~10x less bandwidth at 64 KiB than at 1 MiB). Both the paged
-// KV of an instance and the pool's arena store a segment of consecutive blocks contiguously, so
-// runs of consecutive blocks merge into one transfer per segment.
+// The transfers that move whole KV blocks between an instance and the KV pool. KV is stored one
+// segment (one layer's array) of one block at a time -- a few KiB -- and per-transfer costs
+// dominate at that size (UCX tcp: ~10x less bandwidth at 64 KiB than at 1 MiB), so blocks that
+// are consecutive on both sides move as one transfer per segment. The runs are found directly
+// from the block offsets: no per-block, per-segment transfer is ever built (at 16 MiB of KV that
+// was 1,812 transfers, each with a copy of its remote key, sorted and merged again).
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
+#include "common/status.h"
+#include "proto/common.pb.h"
 #include "transport/transport.h"
 
 namespace strata::kvcache {
 
-struct BlockTransfer {
-  transport::Transfer transfer;
-  int block = 0;  // the caller's index of the block it moves (part of)
+// One block to move: segment s of it lies at `local_offset` in local_regions[s], and in the
+// peer's location as `remote` says (segments_in_regions: at remote->offset() in region s; else
+// at remote->offset() + s * segment_bytes in region remote->region_index()).
+struct BlockMove {
+  int block = 0;  // the caller's index of the block
+  uint64_t local_offset = 0;
+  const v1::KvBlockRef* remote = nullptr;
 };
 
 struct MergedTransfer {
   transport::Transfer transfer;
-  std::vector<int> blocks;  // every block it moves (part of)
+  std::vector<int> blocks;  // the caller's indexes of every block it moves (part of)
 };
 
-// Merges transfers that continue one another: same peer, local region, remote region and
-// deadline, with both offsets contiguous; no result longer than `max_bytes`.
-std::vector<MergedTransfer> CoalesceTransfers(std::vector<BlockTransfer> transfers,
-                                              uint64_t max_bytes = 64ull << 20);
+// The transfers for `moves` (use them with Put to write the peer's blocks, with Get to read
+// them): runs of moves that continue one another on both sides (in the given order) become one
+// transfer per segment, none longer than `max_bytes`. kInvalidArgument when `remote` is laid
+// out otherwise (segments, segment bytes, regions) or a transfer falls outside its region.
+StatusOr<std::vector<MergedTransfer>> PlanBlockMoves(
+    std::span<const transport::Region* const> local_regions, uint64_t segment_bytes,
+    std::span<const BlockMove> moves, const v1::KvLocation& remote, transport::PeerId peer,
+    transport::Deadline deadline, uint64_t max_bytes = 64ull << 20);
 
 }  // namespace strata::kvcache

@@ -369,47 +369,58 @@ TEST_F(PoolTest, HashRingIsBalancedAndStable) {
   EXPECT_EQ(PoolHashRing({}, 16).ShardOf(1), -1);
 }
 
-TEST(PoolTransfersTest, MergesOnlyTransfersThatContinueEachOther) {
+// Two segments of 100 bytes a block; local regions of 4 KiB, a remote location of two regions.
+TEST(PoolTransfersTest, MergesOnlyBlocksThatContinueEachOtherOnBothSides) {
   std::vector<uint8_t> a(4096), b(4096);
   auto fabric = transport::NewInprocFabric();
   auto t = transport::NewInprocTransport(fabric);
   auto ra = t->RegisterMemory(a.data(), a.size());
   auto rb = t->RegisterMemory(b.data(), b.size());
   ASSERT_TRUE(ra.ok() && rb.ok());
-  auto make = [](const transport::Region* local, uint64_t lo, uint64_t ro, uint64_t remote_addr) {
-    transport::Transfer x;
-    x.peer = 1;
-    x.local = local;
-    x.local_offset = lo;
-    x.remote = transport::RemoteRegion{remote_addr, 1 << 20, "key"};
-    x.remote_offset = ro;
-    x.length = 100;
-    return x;
-  };
-  std::vector<BlockTransfer> in = {
-      {make(ra->get(), 100, 1100, 7), 1},  // continues block 0's below
-      {make(ra->get(), 0, 1000, 7), 0},
-      {make(ra->get(), 200, 5000, 7), 2},  // the remote side jumps
-      {make(rb->get(), 300, 5100, 7), 3},  // another local region
-      {make(ra->get(), 300, 5100, 8), 4},  // another remote region
-      {make(ra->get(), 400, 5300, 7), 5},  // continues block 2's... no: remote gap of 100
-  };
-  auto out = CoalesceTransfers(in);
-  ASSERT_EQ(out.size(), 5u);
-  uint64_t total = 0;
-  int merged = 0;
-  for (const auto& m : out) {
-    total += m.transfer.length;
-    if (m.blocks == std::vector<int>{0, 1}) {
-      ++merged;
-      EXPECT_EQ(m.transfer.local_offset, 0u);
-      EXPECT_EQ(m.transfer.remote_offset, 1000u);
-      EXPECT_EQ(m.transfer.length, 200u);
-    }
+  const std::vector<const transport::Region*> local = {ra->get(), rb->get()};
+  v1::KvLocation remote;
+  remote.set_num_segments(2);
+  remote.set_segment_bytes(100);
+  remote.set_segments_in_regions(true);
+  for (uint64_t address : {1ull << 20, 2ull << 20}) {
+    auto* m = remote.add_regions();
+    m->set_address(address);
+    m->set_length(8192);
+    m->set_packed_key("key");
   }
-  EXPECT_EQ(merged, 1);
-  EXPECT_EQ(total, 600u);
-  EXPECT_EQ(CoalesceTransfers(in, 150).size(), 6u);  // the cap keeps them apart
+  for (uint64_t offset : {1000, 1100, 5000, 5200, 5300}) remote.add_blocks()->set_offset(offset);
+  // Caller's blocks 0-4: 0+1 continue each other on both sides; 2 jumps remotely; 3 continues 2
+  // locally but not remotely (gap of 100); 4 continues 3 remotely but not locally.
+  const std::vector<BlockMove> moves = {{0, 0, &remote.blocks(0)},
+                                        {1, 100, &remote.blocks(1)},
+                                        {2, 200, &remote.blocks(2)},
+                                        {3, 300, &remote.blocks(3)},
+                                        {4, 1000, &remote.blocks(4)}};
+  auto out = PlanBlockMoves(local, 100, moves, remote, 7, transport::DeadlineAfterMillis(1000));
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  ASSERT_EQ(out->size(), 8u);  // 4 runs x 2 segments
+  EXPECT_EQ((*out)[0].blocks, (std::vector<int>{0, 1}));
+  for (int s = 0; s < 2; ++s) {
+    const transport::Transfer& x = (*out)[s].transfer;
+    EXPECT_EQ(x.local, local[s]);
+    EXPECT_EQ(x.remote.address, remote.regions(s).address());
+    EXPECT_EQ(x.local_offset, 0u);
+    EXPECT_EQ(x.remote_offset, 1000u);
+    EXPECT_EQ(x.length, 200u);
+    EXPECT_EQ(x.peer, 7u);
+  }
+  uint64_t total = 0;
+  for (const auto& m : *out) total += m.transfer.length;
+  EXPECT_EQ(total, 1000u);
+  // The cap keeps blocks apart; a location of another layout is refused.
+  EXPECT_EQ(PlanBlockMoves(local, 100, moves, remote, 7, {}, 150)->size(), 10u);
+  remote.set_segment_bytes(128);
+  EXPECT_EQ(PlanBlockMoves(local, 100, moves, remote, 7, {}).status().code(),
+            StatusCode::kInvalidArgument);
+  remote.set_segment_bytes(100);
+  remote.mutable_regions(1)->set_length(1000);  // block 4's second segment lies outside
+  EXPECT_EQ(PlanBlockMoves(local, 100, moves, remote, 7, {}).status().code(),
+            StatusCode::kInvalidArgument);
   t->Shutdown();
 }
 
