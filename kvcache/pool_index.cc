@@ -138,16 +138,20 @@ int64_t PoolIndex::DropLeasesOf(transport::PeerId peer) {
   return n;
 }
 
-int64_t PoolIndex::ExpireLeases(transport::Deadline now) {
+int64_t PoolIndex::ExpireLeases(transport::Deadline now, transport::Deadline* next_expiry) {
   int64_t n = 0;
+  transport::Deadline next = transport::Deadline::max();
   for (auto it = leases_.begin(); it != leases_.end();) {
-    auto next = std::next(it);
+    auto after = std::next(it);
     if (it->second.expiry <= now) {
       EndLease(it);
       ++n;
+    } else {
+      next = std::min(next, it->second.expiry);
     }
-    it = next;
+    it = after;
   }
+  if (next_expiry != nullptr) *next_expiry = next;
   return n;
 }
 

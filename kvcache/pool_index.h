@@ -65,8 +65,9 @@ class PoolIndex {
   bool Release(uint64_t id, transport::PeerId peer);
   // Ends every lease of `peer`; returns how many.
   int64_t DropLeasesOf(transport::PeerId peer);
-  // Ends every lease whose expiry is at or before `now`; returns how many.
-  int64_t ExpireLeases(transport::Deadline now);
+  // Ends every lease whose expiry is at or before `now`; returns how many. `next_expiry` (when
+  // given) becomes the earliest expiry of the leases left, or Deadline::max() when none is.
+  int64_t ExpireLeases(transport::Deadline now, transport::Deadline* next_expiry = nullptr);
 
   PoolIndexCounts counts() const;
   BlockHash hash_of(PoolSlot slot) const { return slots_[slot].hash; }

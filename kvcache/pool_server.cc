@@ -132,6 +132,14 @@ bool KvPoolServer::OnRequestInline(PeerId from, service::Envelope& envelope) {
     case v1::Envelope::kKvPoolRelease:
       OnRelease(from, call_id, envelope.kv_pool_release());
       return true;
+    case v1::Envelope::kKvPoolPut: {
+      {
+        std::lock_guard lock(mu_);
+        if (index_ == nullptr) return false;  // the first Put: to the dispatch thread
+      }
+      OnPut(from, call_id, envelope.kv_pool_put());
+      return true;
+    }
     default:
       return false;
   }
@@ -139,7 +147,7 @@ bool KvPoolServer::OnRequestInline(PeerId from, service::Envelope& envelope) {
 
 void KvPoolServer::OnRequest(PeerId from, service::Envelope envelope) {
   const uint64_t call_id = envelope.call_id();
-  switch (envelope.body_case()) {  // (Lookup, Get and Release were answered inline)
+  switch (envelope.body_case()) {  // (Lookup, Get, Release and later Puts were answered inline)
     case v1::Envelope::kKvPoolPut:
       OnPut(from, call_id, envelope.kv_pool_put());
       return;
@@ -398,9 +406,11 @@ void KvPoolServer::OnGet(PeerId from, uint64_t call_id, const v1::KvPoolGet& get
     std::lock_guard lock(mu_);
     std::vector<PoolSlot> slots;
     if (index_ != nullptr) {
+      const transport::Deadline expiry = transport::DeadlineAfterMillis(lease_ms);
       lease_id = index_->Lease(
           std::span<const BlockHash>(get.block_hashes().data(), get.block_hashes_size()), from,
-          transport::DeadlineAfterMillis(lease_ms), &slots);
+          expiry, &slots);
+      if (lease_id != 0) ScheduleLeaseSweepLocked(expiry);
     }
     v1::KvLocation* loc = r->mutable_location();
     loc->set_owner_instance_id(options_.instance_id);
@@ -429,7 +439,6 @@ void KvPoolServer::OnGet(PeerId from, uint64_t call_id, const v1::KvPoolGet& get
     }
     SyncMetricsLocked();
   }
-  if (lease_id != 0) node_->PostAfter(lease_ms, [this] { ExpireLeases(); });
   ReplyTo(from, call_id, std::move(reply));
 }
 
@@ -446,14 +455,25 @@ void KvPoolServer::OnRelease(PeerId from, uint64_t call_id, const v1::KvPoolRele
   ReplyTo(from, call_id, std::move(reply));
 }
 
+void KvPoolServer::ScheduleLeaseSweepLocked(transport::Deadline expiry) {
+  if (lease_sweep_at_ <= expiry) return;  // an earlier sweep re-arms for this lease
+  lease_sweep_at_ = expiry;
+  const auto delay = std::chrono::ceil<std::chrono::milliseconds>(expiry - MonoClock::now());
+  node_->PostAfter(std::max<int64_t>(0, delay.count()), [this] { ExpireLeases(); });
+}
+
 void KvPoolServer::ExpireLeases() {
   std::lock_guard lock(mu_);
   if (index_ == nullptr) return;
-  const int64_t n = index_->ExpireLeases(MonoClock::now());
+  transport::Deadline next = transport::Deadline::max();
+  const int64_t n = index_->ExpireLeases(MonoClock::now(), &next);
   if (n > 0) {
     stats_.leases_expired += n;
     log::Debug("KV pool: {} leases expired", n);
   }
+  // Timers that an earlier, sooner lease asked for may still come: harmless sweeps.
+  lease_sweep_at_ = transport::Deadline::max();
+  if (next != transport::Deadline::max()) ScheduleLeaseSweepLocked(next);
   SyncMetricsLocked();
 }
 

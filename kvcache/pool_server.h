@@ -116,9 +116,9 @@ class KvPoolServer {
   explicit KvPoolServer(KvPoolServerOptions options) : options_(std::move(options)) {}
 
   void OnRequest(transport::PeerId from, service::Envelope envelope);
-  // Lookup, Get (lease) and Release: short work under mu_, answered on the transport's thread
-  // (no hop to the dispatch thread). Put stays on the dispatch thread (its first one maps and
-  // registers the pool's memory).
+  // Lookup, Get (lease), Release, and Put once the layout is fixed: short work under mu_,
+  // answered on the transport's thread (no hop to the dispatch thread). The first Put goes to
+  // the dispatch thread: it maps and registers the pool's memory.
   bool OnRequestInline(transport::PeerId from, service::Envelope& envelope);
   void OnPeerFailure(transport::PeerId peer);
   void OnLookup(transport::PeerId from, uint64_t call_id, const v1::KvPoolLookup& lookup);
@@ -130,6 +130,9 @@ class KvPoolServer {
   // Checks `source` and fixes the layout on the first Put (mu_ held).
   Status AcceptLayoutLocked(const v1::KvLocation& source, int num_blocks);
   void ExpireLeases();
+  // Makes sure a sweep runs by `expiry` (mu_ held): one timer for all leases, not one per Get
+  // (each timer woke the dispatch thread).
+  void ScheduleLeaseSweepLocked(transport::Deadline expiry);
   void ReplyTo(transport::PeerId peer, uint64_t call_id, service::Envelope reply);
   void SyncMetricsLocked();
   // Faults in regions_ in the background (mu_ held; once).
@@ -145,6 +148,8 @@ class KvPoolServer {
   std::unique_ptr<PoolIndex> index_;  // created with the layout
   KvPoolStats stats_;                 // counters; gauges are filled in by Stats()
   KvPoolStats exported_;              // what the metrics registry has seen
+  // When the pending lease sweep runs; Deadline::max() when none is pending.
+  transport::Deadline lease_sweep_at_ = transport::Deadline::max();
 
   std::thread prefault_;
   std::atomic<bool> stop_prefault_{false};

@@ -280,6 +280,29 @@ TEST_F(PoolTest, ExpiredLeasesAreReclaimed) {
   EXPECT_EQ(inst->Lookup(b), 2);
 }
 
+// One sweep timer serves every lease: a shorter lease after a longer one still expires on time,
+// and a longer one after a shorter one is swept by the timer the first sweep re-arms.
+TEST_F(PoolTest, LeasesExpireWhateverOrderTheirLengthsCome) {
+  const std::string pool = StartPool(8);
+  auto inst = NewInstance({pool});
+  inst->Randomize(8);
+  const auto a = Chain(2, 1);
+  ASSERT_TRUE(inst->StoreAndWait(a, {0, 1}).ok());
+  auto long_lease = RawGet(*inst, pool, a, 60000);
+  auto short_lease = RawGet(*inst, pool, a, 100);
+  ASSERT_TRUE(long_lease.ok() && short_lease.ok());
+  EXPECT_EQ(pools_[0]->Stats().active_leases, 2);
+  ASSERT_TRUE(Eventually([&] { return pools_[0]->Stats().active_leases == 1; }));
+  EXPECT_EQ(pools_[0]->Stats().leases_expired, 1);
+
+  auto first = RawGet(*inst, pool, a, 100);
+  auto second = RawGet(*inst, pool, a, 400);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(pools_[0]->Stats().active_leases, 3);
+  ASSERT_TRUE(Eventually([&] { return pools_[0]->Stats().active_leases == 1; }));
+  EXPECT_EQ(pools_[0]->Stats().leases_expired, 3);  // the 60 s lease is still held
+}
+
 TEST_F(PoolTest, LeasesOfAFailedPeerAreDropped) {
   const std::string pool = StartPool(4);
   auto inst = NewInstance({pool});
