@@ -6,7 +6,7 @@ the ucx_perftest figures for that transport and size, and the ratio to the best 
 (DESIGN.md §7).
 
   bench/kvpool/run_kvpool_bench.py [--build build] [--tls tcp sm,tcp] [--seconds 0.5]
-                                   [--concurrency 1,4]
+                                   [--concurrency 1,4] [--rounds 3]
 """
 import argparse
 import datetime
@@ -28,6 +28,8 @@ def main():
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
     parser.add_argument("--tls", nargs="+", default=["tcp", "sm,tcp"])
     parser.add_argument("--seconds", default="0.5")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds; every figure is the best of them")
     parser.add_argument("--concurrency", default="1,4",
                         help="calls in flight (comma-separated); 1 is one call at a time")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "kvpool.json"))
@@ -53,40 +55,66 @@ def main():
                  "one Lookup round trip (no data). ratio = Strata / best ucx_perftest figure "
                  "(put_bw, get, am_bw, tag_bw) moving the same bytes in one message; "
                  "ucx_perftest streams them back to back from one busy-polling thread per "
-                 "side, with no round trip per transfer.",
+                 "side, with no round trip per transfer. Rounds interleave both; each figure "
+                 "(Strata's and ucx_perftest's) is the best of the rounds.",
         "results": [],
     }
-    for tls in args.tls:
-        print(f"== {tls}: kvpool_bench", file=sys.stderr)
-        run = subprocess.run([bench, "--tls", tls, "--sizes", ",".join(map(str, SIZES)),
-                              "--seconds", args.seconds, "--concurrency", args.concurrency],
-                             capture_output=True, text=True, timeout=600)
-        if run.returncode != 0:
-            print(run.stderr, file=sys.stderr)
-            report["results"].append({"tls": tls, "error": run.stderr[-2000:]})
-            continue
-        ours = json.loads(run.stdout)
-        perf_of_size = {}
-        for r in ours["results"]:
-            size = r["bytes"]
-            if size not in perf_of_size:
-                perf = {}
+    # Rounds interleave Strata and ucx_perftest, so that both see the same swings of a shared
+    # machine; each figure is the best of the rounds, for both.
+    ours_best = {}  # (tls, bytes, concurrency) -> result with the best get and put
+    perf_best = {}  # (tls, bytes) -> {test: MB/s}
+    meta = {}
+    errors = {}
+    for round_index in range(args.rounds):
+        for tls in args.tls:
+            print(f"== round {round_index + 1}/{args.rounds}, {tls}: kvpool_bench",
+                  file=sys.stderr)
+            run = subprocess.run([bench, "--tls", tls, "--sizes", ",".join(map(str, SIZES)),
+                                  "--seconds", args.seconds, "--concurrency", args.concurrency],
+                                 capture_output=True, text=True, timeout=600)
+            if run.returncode != 0:
+                print(run.stderr, file=sys.stderr)
+                errors[tls] = run.stderr[-2000:]
+                continue
+            ours = json.loads(run.stdout)
+            meta[tls] = ours
+            for r in ours["results"]:
+                key = (tls, r["bytes"], r.get("concurrency", 1))
+                best = ours_best.setdefault(key, dict(r))
+                for op in ("put", "get"):
+                    if (r.get(f"{op}_mb_per_s") or 0) > (best.get(f"{op}_mb_per_s") or 0):
+                        best[f"{op}_mb_per_s"] = r[f"{op}_mb_per_s"]
+                        best[f"{op}_ms_per_call"] = r[f"{op}_ms_per_call"]
+                if r.get("lookup_us_per_call"):
+                    best["lookup_us_per_call"] = min(best.get("lookup_us_per_call") or 1e18,
+                                                     r["lookup_us_per_call"])
+                if key[2] != 1:  # ucx_perftest once per size and round
+                    continue
+                perf = perf_best.setdefault((tls, r["bytes"]), {})
                 for test in PERFTEST_BW:
+                    size = r["bytes"]
                     iters = max(3, min(2000, (128 << 20) // size))
                     print(f"== {tls}: ucx_perftest {test} {size}", file=sys.stderr)
                     figures = perftest(test, size, tls, iters, max(1, iters // 10))
-                    perf[test] = figures and figures["mb_per_s"]
-                perf_of_size[size] = perf
-            perf = perf_of_size[size]
-            available = [v for v in perf.values() if v]
-            best = max(available) if available else None
-            entry = dict(r, tls=tls, bulk_path=ours.get("bulk_path"),
-                         block_bytes=ours["block_bytes"], segment_bytes=ours["segment_bytes"],
-                         perftest_mb_per_s=perf, perftest_best_mb_per_s=best)
-            for op in ("put", "get"):
-                value = r.get(f"{op}_mb_per_s")
-                entry[f"{op}_ratio"] = value / best if value and best else None
-            report["results"].append(entry)
+                    value = figures and figures["mb_per_s"]
+                    if value and value > (perf.get(test) or 0):
+                        perf[test] = value
+                    perf.setdefault(test, None)
+    for tls, error in errors.items():
+        if tls not in meta:
+            report["results"].append({"tls": tls, "error": error})
+    for (tls, size, concurrency), r in sorted(ours_best.items()):
+        perf = perf_best.get((tls, size), {})
+        available = [v for v in perf.values() if v]
+        best = max(available) if available else None
+        entry = dict(r, tls=tls, bulk_path=meta[tls].get("bulk_path"),
+                     block_bytes=meta[tls]["block_bytes"],
+                     segment_bytes=meta[tls]["segment_bytes"], perftest_mb_per_s=perf,
+                     perftest_best_mb_per_s=best)
+        for op in ("put", "get"):
+            value = r.get(f"{op}_mb_per_s")
+            entry[f"{op}_ratio"] = value / best if value and best else None
+        report["results"].append(entry)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)
