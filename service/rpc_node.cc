@@ -99,8 +99,8 @@ StatusOr<Envelope> RpcNode::CallAndWait(PeerId peer, Envelope envelope, Deadline
       peer, std::move(envelope), deadline,
       [promise](StatusOr<Envelope> r) { promise->set_value(std::move(r)); },
       ReplyOn::kTransportThread);
-  // The dispatch thread completes every call (deadline included); the grace only guards
-  // against a stuck dispatch thread.
+  // Every call completes (the dispatch thread answers deadlines); the grace only guards
+  // against a stuck node.
   if (future.wait_until(std::max(deadline, MonoClock::now()) + std::chrono::seconds(5)) !=
       std::future_status::ready) {
     return InternalError("the node's dispatch thread did not complete a call");
