@@ -24,6 +24,10 @@ struct InstanceConfig {
   std::vector<std::string> kvcache;
   // Prefill: deadline of each KV push and pool operation.
   int64_t transfer_timeout_ms = 30000;
+  // Prefill: requests admitted at once. An admission waits on the network (the decode
+  // instance's grant of its KV, the pool's lookup and reads), so several overlap those waits:
+  // a pool read of one request does not hold back the next one's.
+  int admission_threads = 4;
 
   // Instances as data-parallel EP groups (`--ep N`, DESIGN.md §1): every rank of the group is
   // a prefill or decode instance around its own EP rank, with its own scheduler and KV cache.

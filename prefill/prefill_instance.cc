@@ -1,5 +1,6 @@
 #include "prefill/prefill_instance.h"
 
+#include <algorithm>
 #include <future>
 
 #include "common/clock.h"
@@ -77,7 +78,9 @@ StatusOr<std::unique_ptr<PrefillInstance>> PrefillInstance::Start(
     self->pool_ =
         std::make_unique<kvcache::KvPoolClient>(self->node_.get(), self->config_.kvcache, po);
   }
-  self->admit_thread_ = std::thread([raw] { raw->AdmitLoop(); });
+  for (int i = 0; i < std::max(1, self->config_.admission_threads); ++i) {
+    self->admit_threads_.emplace_back([raw] { raw->AdmitLoop(); });
+  }
 
   service::RegistrationOptions ro;
   // A rank >= 1 of a data-parallel group registers with its rank 0, which stands for the group.
@@ -110,7 +113,9 @@ void PrefillInstance::Shutdown() {
     stop_ = true;
   }
   cv_.notify_all();
-  if (admit_thread_.joinable()) admit_thread_.join();
+  for (auto& t : admit_threads_) {
+    if (t.joinable()) t.join();
+  }
   if (engine_) engine_->Shutdown();
   if (node_ && group_) {
     // What the other ranks still prefill ends with the group: the routers try elsewhere.

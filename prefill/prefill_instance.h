@@ -120,13 +120,13 @@ class PrefillInstance {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  // Work for the admission thread (admissions, pool offers): it may block on the network.
+  // Work for the admission threads (admissions, pool offers): it may block on the network.
   std::deque<std::function<void()>> tasks_;
   int64_t queued_prompt_tokens_ = 0;  // of admissions not started yet
   bool stop_ = false;
   std::map<std::string, std::shared_ptr<Job>> jobs_;
   PrefillStats stats_;
-  std::thread admit_thread_;
+  std::vector<std::thread> admit_threads_;  // config_.admission_threads of them
 };
 
 }  // namespace strata::prefill

@@ -56,6 +56,9 @@ Status Validate(const InstanceRoleFlags& f) {
   if (f.max_num_seqs < 1) return FlagError("max-num-seqs", "must be at least 1");
   if (f.max_num_batched_tokens < 1) return FlagError("max-num-batched-tokens", "must be >= 1");
   if (f.max_model_len < 0) return FlagError("max-model-len", "must be >= 0 (0: the model's)");
+  if (f.admission_threads < 1 || f.admission_threads > 256) {
+    return FlagError("admission-threads", "must be in [1, 256]");
+  }
   if (f.ep_rank < 0 || (f.ep_rank > 0 && (f.ep_rank >= f.ep.ep || f.ep_leader.empty()))) {
     return FlagError("ep-rank", "must be in [1, --ep) with --ep-leader (set by rank 0)");
   }
@@ -102,6 +105,7 @@ std::vector<std::string> RankArgv(const InstanceRoleFlags& f, bool prefill,
                                 std::to_string(f.drain_timeout_s)};
   if (!f.ucx_tls.empty()) a.insert(a.end(), {"--ucx-tls", f.ucx_tls});
   if (prefill && !f.kvcache.empty()) a.insert(a.end(), {"--kvcache", f.kvcache});
+  if (prefill) a.insert(a.end(), {"--admission-threads", std::to_string(f.admission_threads)});
   for (auto& e : expert_parallel::EpFlagArgs(f.ep)) a.push_back(e);
   return a;
 }
@@ -155,6 +159,8 @@ void AddInstanceRoleFlags(CLI::App& app, InstanceRoleFlags* f, bool prefill) {
   if (prefill) {
     AddFlag(app, "kvcache", &f->kvcache,
             "KV pool instances, comma-separated host:port list (empty: no pool)");
+    AddFlag(app, "admission-threads", &f->admission_threads,
+            "Requests admitted at once (each waits for its decode grant and KV pool reads)");
   }
 }
 
@@ -238,6 +244,7 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
   ic.listen = f.listen;
   ic.router = f.router;
   ic.kvcache = SplitList(f.kvcache);
+  ic.admission_threads = f.admission_threads;
   if (data_parallel) {
     ic.ep_size = f.ep.ep;
     ic.ep_rank = f.ep_rank;

@@ -26,7 +26,8 @@ struct InstanceRoleFlags {
   int max_model_len = 0;
   bool enable_prefix_caching = true;
   std::string ucx_tls;
-  std::string kvcache;  // prefill: comma-separated pool addresses
+  std::string kvcache;        // prefill: comma-separated pool addresses
+  int admission_threads = 4;  // prefill: requests admitted at once
   double drain_timeout_s = 30;
   expert_parallel::EpFlags ep;  // --ep N: this instance is an EP group of N ranks
   // Set on the rank processes (1..N-1) that rank 0 of a data-parallel EP group starts.

@@ -30,6 +30,8 @@ err=$("$strata" decode --model "$model_dir" --router 127.0.0.1:1 --ep 2 --ep-tra
 check "decode --ep over nccl exits 2 naming --ep-transport" "[[ $rc -eq 2 ]] && grep -q -- --ep-transport <<<\"\$err\""
 err=$("$strata" generate --model "$model_dir" --prompt hi --ep 2 --ep-transport rdma 2>&1 >/dev/null); rc=$?
 check "generate --ep-transport rdma exits 2 naming it" "[[ $rc -eq 2 ]] && grep -q -- --ep-transport <<<\"\$err\""
+err=$("$strata" prefill --model "$model_dir" --router 127.0.0.1:1 --admission-threads 0 2>&1 >/dev/null); rc=$?
+check "prefill --admission-threads 0 exits 2 naming it" "[[ $rc -eq 2 ]] && grep -q -- --admission-threads <<<\"\$err\""
 rmdir "$model_dir"
 
 out=$("$strata" info --json); rc=$?

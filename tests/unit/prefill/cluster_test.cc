@@ -19,6 +19,7 @@
 #include "model/gen_model.h"
 #include "prefill/prefill_instance.h"
 #include "server/cluster_router.h"
+#include "transport/fault/fault_transport.h"
 #include "transport/inproc/inproc_transport.h"
 #include "transport/ucx/ucx_transport.h"
 
@@ -145,9 +146,12 @@ std::unique_ptr<transport::Transport> NewTransport(Kind kind, Cluster& c) {
 
 std::string Listen(Kind kind) { return kind == Kind::kInproc ? "node:0" : "127.0.0.1:0"; }
 
+// `prefill_transfer_delay_ms` > 0 slows every KV transfer the prefill instances start (their
+// transports wrapped in a FaultTransport).
 std::unique_ptr<Cluster> StartCluster(Kind kind, const std::string& dir, int num_p, int num_d,
                                       int p_block = 16, int d_block = 16, int num_pools = 0,
-                                      bool prefill_prefix_cache = true) {
+                                      bool prefill_prefix_cache = true,
+                                      int prefill_transfer_delay_ms = 0) {
   auto c = std::make_unique<Cluster>();
   c->fabric = transport::NewInprocFabric();
   std::vector<std::string> pool_addresses;
@@ -189,7 +193,13 @@ std::unique_ptr<Cluster> StartCluster(Kind kind, const std::string& dir, int num
     if (is_p) {
       ic.kvcache = pool_addresses;
       ic.scheduler.enable_prefix_caching = prefill_prefix_cache;
-      auto p = prefill::PrefillInstance::Start(ic, std::move(runner), NewTransport(kind, *c));
+      std::unique_ptr<transport::Transport> t = NewTransport(kind, *c);
+      if (prefill_transfer_delay_ms > 0) {
+        auto slow = std::make_unique<transport::FaultTransport>(std::move(t));
+        slow->SetTransferDelay(std::chrono::milliseconds(prefill_transfer_delay_ms));
+        t = std::move(slow);
+      }
+      auto p = prefill::PrefillInstance::Start(ic, std::move(runner), std::move(t));
       EXPECT_TRUE(p.ok()) << p.status().ToString();
       if (!p.ok()) return nullptr;
       c->prefills.push_back(std::move(*p));
@@ -659,6 +669,42 @@ TEST_P(ClusterEpTest, DataParallelGroupsServeOnEveryRank) {
         << "f" << i << ": " << static_cast<int>(r.finish);
   }
   EXPECT_TRUE(every_rank_clean()) << "KV blocks stay used after the group failed";
+}
+
+// Requests admitted together overlap their waits on the network: with every KV transfer of the
+// prefill slowed down, the pool holds the read leases of two requests at once (one admission at
+// a time would take them one after the other), and both still get their pool hit.
+TEST_P(ClusterFaultTest, PoolReadsOfRequestsAdmittedTogetherOverlap) {
+  const std::string dir = Dir(GetParam());
+  auto probe = LoadRunner(dir, 16);
+  const std::vector<int32_t> prompt = Prompt(150, 43, probe->config().vocab_size);
+  auto expected = Embedded(dir, {Greedy("x", prompt, 4)});
+  auto c = StartCluster(Kind::kInproc, dir, 1, 1, 16, 16, /*num_pools=*/1,
+                        /*prefill_prefix_cache=*/false, /*prefill_transfer_delay_ms=*/300);
+  ASSERT_NE(c, nullptr);
+  Collector col;
+  ASSERT_TRUE(c->router->Submit(Greedy("first", prompt, 4), col.Callback("first")).ok());
+  ASSERT_TRUE(col.WaitFor(1));
+  kvcache::KvPoolServer& pool = *c->pools[0];
+  auto eventually = [](const std::function<bool()>& pred) {
+    const auto deadline = transport::DeadlineAfterMillis(10000);
+    while (MonoClock::now() < deadline) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return pred();
+  };
+  ASSERT_TRUE(eventually([&] { return pool.Stats().held_blocks == 9; }));
+  ASSERT_TRUE(c->router->Submit(Greedy("a", prompt, 4), col.Callback("a")).ok());
+  ASSERT_TRUE(c->router->Submit(Greedy("b", prompt, 4), col.Callback("b")).ok());
+  EXPECT_TRUE(eventually([&] { return pool.Stats().active_leases == 2; }))
+      << "the two requests' pool reads did not overlap";
+  ASSERT_TRUE(col.WaitFor(3));
+  for (const char* id : {"a", "b"}) {
+    EXPECT_EQ(col.Get(id).tokens, expected["x"]) << id;
+    EXPECT_EQ(col.Get(id).cached_tokens, 144) << id;
+  }
+  ExpectBaseline(*c);
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, ClusterTest,
