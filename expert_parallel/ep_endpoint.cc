@@ -4,39 +4,15 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "common/clock.h"
+#include "common/hex.h"
 #include "common/log.h"
 #include "expert_parallel/ep_endpoint_impl.h"
 
 namespace strata::expert_parallel {
 namespace {
-
-std::string Hex(const std::string& bytes) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out.push_back(d[c >> 4]);
-    out.push_back(d[c & 15]);
-  }
-  return out;
-}
-
-StatusOr<std::string> Unhex(const std::string& hex) {
-  if (hex.size() % 2) return DataLossError("EP bootstrap: odd hex length");
-  std::string out(hex.size() / 2, '\0');
-  for (size_t i = 0; i < out.size(); ++i) {
-    auto v = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      return -1;
-    };
-    int hi = v(hex[2 * i]), lo = v(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return DataLossError("EP bootstrap: bad hex");
-    out[i] = static_cast<char>(hi * 16 + lo);
-  }
-  return out;
-}
 
 StatusOr<nlohmann::json> ParseJson(const std::string& payload) {
   nlohmann::json j = nlohmann::json::parse(payload, nullptr, false);
@@ -292,7 +268,9 @@ Status EpEndpoint::Join(const std::string& leader_address) {
       transport::RemoteRegion rr;
       rr.address = j.at("address").get<uint64_t>();
       rr.length = j.at("length").get<uint64_t>();
-      STRATA_ASSIGN_OR_RETURN(rr.packed_key, Unhex(j.at("key").get<std::string>()));
+      std::optional<std::string> key = HexDecode(j.at("key").get<std::string>());
+      if (!key) return DataLossError("EP bootstrap: bad hex");
+      rr.packed_key = std::move(*key);
       if (rr.length != im.buffer_bytes) {
         return DataLossError("EP bootstrap: rank " + std::to_string(r) + " has a " +
                              std::to_string(rr.length) + "-byte buffer, this rank " +
@@ -338,7 +316,7 @@ Status EpEndpoint::Join(const std::string& leader_address) {
     nlohmann::json rj{{"rank", rank},
                       {"address", mine.address},
                       {"length", mine.length},
-                      {"key", Hex(mine.packed_key)}};
+                      {"key", HexEncode(mine.packed_key)}};
     for (int r = 0; r < size; ++r) {
       if (r != rank) STRATA_RETURN_IF_ERROR(im.transport->Send(im.peers[r], kEpRegion, rj.dump()));
     }

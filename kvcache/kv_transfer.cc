@@ -77,17 +77,13 @@ v1::KvLocation RegisteredKv::Describe(std::span<const BlockId> blocks,
   return loc;
 }
 
-namespace {
-
-transport::RemoteRegion ToRemote(const v1::RemoteMemory& m) {
+transport::RemoteRegion ToRemoteRegion(const v1::RemoteMemory& m) {
   transport::RemoteRegion r;
   r.address = m.address();
   r.length = m.length();
   r.packed_key = m.packed_key();
   return r;
 }
-
-}  // namespace
 
 StatusOr<std::vector<transport::Transfer>> PlanKvTransfers(
     const RegisteredKv& local, std::span<const BlockId> local_blocks, const v1::KvLocation& remote,
@@ -129,7 +125,7 @@ StatusOr<std::vector<transport::Transfer>> PlanKvTransfers(
     return InvalidArgumentError("KV segment range outside [0, " + std::to_string(segments) + ")");
   }
   std::vector<transport::RemoteRegion> regions;
-  for (const auto& m : remote.regions()) regions.push_back(ToRemote(m));
+  for (const auto& m : remote.regions()) regions.push_back(ToRemoteRegion(m));
 
   std::vector<transport::Transfer> out;
   for (int64_t t = range.first_token; t < end;) {

@@ -53,6 +53,9 @@ class RegisteredKv {
   std::vector<std::shared_ptr<transport::Region>> regions_;  // segment order (shared with cache_)
 };
 
+// A peer's memory as described in a strata.v1.RemoteMemory.
+transport::RemoteRegion ToRemoteRegion(const v1::RemoteMemory& m);
+
 // What to move: tokens [first_token, first_token + num_tokens) of a sequence whose local blocks
 // are `local_blocks` and whose remote blocks are `remote.blocks`, segments `segments`.
 struct KvTransferRange {

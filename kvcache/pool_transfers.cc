@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "kvcache/kv_transfer.h"
+
 namespace strata::kvcache {
 
 StatusOr<std::vector<MergedTransfer>> PlanBlockMoves(
@@ -22,9 +24,7 @@ StatusOr<std::vector<MergedTransfer>> PlanBlockMoves(
                                 " regions for " + std::to_string(segments) + " arrays");
   }
   std::vector<transport::RemoteRegion> regions;
-  for (const auto& m : remote.regions()) {
-    regions.push_back(transport::RemoteRegion{m.address(), m.length(), m.packed_key()});
-  }
+  for (const auto& m : remote.regions()) regions.push_back(ToRemoteRegion(m));
   // Whether block b continues block a on both sides.
   auto continues = [&](const BlockMove& a, const BlockMove& b) {
     return b.local_offset == a.local_offset + segment_bytes &&

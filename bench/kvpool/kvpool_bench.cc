@@ -188,23 +188,18 @@ int RunClient(const BenchFlags& f, const std::string& address, const std::vector
         chains.push_back(fresh_chain(n));
         st = store(chains.back(), blocks_of(w, n, false));
       }
-      for (int w = 0; w < workers && st.ok(); ++w) {
+      auto fetch = [&](int w) -> Status {
         auto got = client.Fetch(chains[w], **kv, blocks_of(w, n, true),
                                 transport::DeadlineAfterMillis(60000));
-        if (!got.ok()) st = got.status();
-      }
+        if (!got.ok()) return got.status();
+        if (*got != n) {
+          return InternalError("fetched " + std::to_string(*got) + " of " + std::to_string(n));
+        }
+        return OkStatus();
+      };
+      for (int w = 0; w < workers && st.ok(); ++w) st = fetch(w);  // untimed, as above
       Timed get{0, 0, st};
-      if (st.ok()) {
-        get = RunWorkers(workers, f.seconds, [&](int w) -> Status {
-          auto got = client.Fetch(chains[w], **kv, blocks_of(w, n, true),
-                                  transport::DeadlineAfterMillis(60000));
-          if (!got.ok()) return got.status();
-          if (*got != n) {
-            return InternalError("fetched " + std::to_string(*got) + " of " + std::to_string(n));
-          }
-          return OkStatus();
-        });
-      }
+      if (st.ok()) get = RunWorkers(workers, f.seconds, fetch);
       if (!put.error.ok() || !get.error.ok()) {
         r["error"] = (!put.error.ok() ? put.error : get.error).ToString();
         out["results"].push_back(r);

@@ -23,6 +23,29 @@ from run_transport_bench import PERFTEST_BW, cpu_model, git_sha, perftest  # noq
 SIZES = [1 << 20, 4 << 20, 16 << 20]
 
 
+def keep_best(best, r):
+    """Folds one run's result `r` into `best`: the faster put and get, the shorter Lookup."""
+    for op in ("put", "get"):
+        if (r.get(f"{op}_mb_per_s") or 0) > (best.get(f"{op}_mb_per_s") or 0):
+            best[f"{op}_mb_per_s"] = r[f"{op}_mb_per_s"]
+            best[f"{op}_ms_per_call"] = r[f"{op}_ms_per_call"]
+    if r.get("lookup_us_per_call"):
+        best["lookup_us_per_call"] = min(best.get("lookup_us_per_call") or 1e18,
+                                         r["lookup_us_per_call"])
+
+
+def perftest_round(perf, tls, size):
+    """Runs every ucx_perftest test once for `size` bytes, keeping the best MB/s in `perf`."""
+    for test in PERFTEST_BW:
+        iters = max(3, min(2000, (128 << 20) // size))
+        print(f"== {tls}: ucx_perftest {test} {size}", file=sys.stderr)
+        figures = perftest(test, size, tls, iters, max(1, iters // 10))
+        value = figures and figures["mb_per_s"]
+        if value and value > (perf.get(test) or 0):
+            perf[test] = value
+        perf.setdefault(test, None)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -80,26 +103,9 @@ def main():
             meta[tls] = ours
             for r in ours["results"]:
                 key = (tls, r["bytes"], r.get("concurrency", 1))
-                best = ours_best.setdefault(key, dict(r))
-                for op in ("put", "get"):
-                    if (r.get(f"{op}_mb_per_s") or 0) > (best.get(f"{op}_mb_per_s") or 0):
-                        best[f"{op}_mb_per_s"] = r[f"{op}_mb_per_s"]
-                        best[f"{op}_ms_per_call"] = r[f"{op}_ms_per_call"]
-                if r.get("lookup_us_per_call"):
-                    best["lookup_us_per_call"] = min(best.get("lookup_us_per_call") or 1e18,
-                                                     r["lookup_us_per_call"])
-                if key[2] != 1:  # ucx_perftest once per size and round
-                    continue
-                perf = perf_best.setdefault((tls, r["bytes"]), {})
-                for test in PERFTEST_BW:
-                    size = r["bytes"]
-                    iters = max(3, min(2000, (128 << 20) // size))
-                    print(f"== {tls}: ucx_perftest {test} {size}", file=sys.stderr)
-                    figures = perftest(test, size, tls, iters, max(1, iters // 10))
-                    value = figures and figures["mb_per_s"]
-                    if value and value > (perf.get(test) or 0):
-                        perf[test] = value
-                    perf.setdefault(test, None)
+                keep_best(ours_best.setdefault(key, dict(r)), r)
+                if key[2] == 1:  # ucx_perftest once per size and round
+                    perftest_round(perf_best.setdefault((tls, r["bytes"]), {}), tls, r["bytes"])
     for tls, error in errors.items():
         if tls not in meta:
             report["results"].append({"tls": tls, "error": error})

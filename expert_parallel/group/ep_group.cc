@@ -7,10 +7,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/hex.h"
 #include "expert_parallel/wire.h"
 #ifdef STRATA_WITH_NCCL
 #include "expert_parallel/nccl_collective.h"
@@ -93,30 +95,6 @@ int GpuOfRank(const model::RunnerOptions& rank_options, int rank) {
   return gpus > 0 ? rank % gpus : 0;
 }
 
-std::string Hex(const std::string& bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out.push_back(digits[c >> 4]);
-    out.push_back(digits[c & 15]);
-  }
-  return out;
-}
-
-StatusOr<std::string> Unhex(const std::string& hex) {
-  auto nibble = [](char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-  };
-  std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    const int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
-    if (hi < 0 || lo < 0) break;
-    out.push_back(static_cast<char>(hi * 16 + lo));
-  }
-  if (out.size() * 2 != hex.size()) return FlagError("ep-nccl-id", "must be hexadecimal");
-  return out;
-}
-
 }  // namespace
 
 StatusOr<std::unique_ptr<EpEndpoint>> MakeEndpoint(const EpOptions& eo, const EpGroupOptions& g,
@@ -137,7 +115,9 @@ StatusOr<std::unique_ptr<EpEndpoint>> MakeEndpoint(const EpOptions& eo, const Ep
   no.timeout_ms = eo.timeout_ms;
   if (eo.size > 1) {
     if (g.nccl_id.empty()) return FlagError("ep-nccl-id", "rank 0's NCCL id is required");
-    STRATA_ASSIGN_OR_RETURN(no.unique_id, Unhex(g.nccl_id));
+    std::optional<std::string> id = HexDecode(g.nccl_id);
+    if (!id) return FlagError("ep-nccl-id", "must be hexadecimal");
+    no.unique_id = std::move(*id);
   }
   auto collective = CreateNcclCollective(no);
   if (!collective.ok()) {
@@ -232,7 +212,7 @@ StatusOr<LeaderGroup> StartLeader(const std::string& model_dir,
 #ifdef STRATA_WITH_NCCL
     if (options.size > 1) {
       STRATA_ASSIGN_OR_RETURN(std::string id, NewNcclUniqueId());
-      leader_options.nccl_id = Hex(id);
+      leader_options.nccl_id = HexEncode(id);
     }
 #endif
   } else {

@@ -140,6 +140,17 @@ test('prefill and decode instances as EP groups (--prefill-ep 2 --decode-ep 2, b
   }
 });
 
+// Starts `count` requests of `maxTokens` tokens through `run(i, maxTokens)`, SIGKILLs `pid`
+// 300 ms in, and waits for every request to end; how they ended and how long that took.
+async function killUnderLoad(run, count, maxTokens, pid) {
+  const started = Date.now();
+  const load = Array.from({ length: count }, (_, i) => run(i, maxTokens));
+  await new Promise((r) => setTimeout(r, 300));
+  process.kill(pid, 'SIGKILL');
+  const results = await Promise.all(load);
+  return { results, ms: Date.now() - started };
+}
+
 // The pid of the role `name` started by this cluster's supervisor.
 function rolePid(cluster, name) {
   const out = execFileSync('pgrep', ['-P', String(cluster.proc.pid), '-f', `instance-id ${name}( |$)`])
@@ -178,12 +189,8 @@ test('killing prefill, decode and KV pool processes under load: nothing hangs, t
     try {
       for (const victim of ['decode-0', 'prefill-0', 'kvcache-0'].filter((v) => !v.startsWith('kvcache') || process.env.DISAGG_TEST_POOLS !== '0')) {
         const pid = victim.startsWith('kvcache') ? poolPid(cluster, 0) : rolePid(cluster, victim);
-        const started = Date.now();
-        const load = Array.from({ length: 12 }, (_, i) => run(i, 48));
-        await new Promise((r) => setTimeout(r, 300));
-        process.kill(pid, 'SIGKILL');
-        const results = await Promise.all(load);
-        assert.ok(Date.now() - started < 80000, 'requests took too long to end');
+        const { results, ms } = await killUnderLoad(run, 12, 48, pid);
+        assert.ok(ms < 80000, 'requests took too long to end');
         const ok = results.filter((r) => r.ok && r.finish === 'length');
         for (const r of results) {
           if (!r.ok) assert.ok([503, undefined].includes(r.status) || /unavailable|instance/i.test(r.message),
@@ -233,12 +240,8 @@ test('killing a rank of a decode EP group under load: nothing hangs, the group c
       const rank0 = rolePid(cluster, 'decode-0');
       const rank1 = Number(execFileSync('pgrep', ['-P', String(rank0), '-f', 'ep-rank 1'])
         .toString().trim());
-      const started = Date.now();
-      const load = Array.from({ length: 6 }, (_, i) => run(i, 400));
-      await new Promise((r) => setTimeout(r, 300));
-      process.kill(rank1, 'SIGKILL');
-      const results = await Promise.all(load);
-      assert.ok(Date.now() - started < 60000, 'requests took too long to end');
+      const { results, ms } = await killUnderLoad(run, 6, 400, rank1);
+      assert.ok(ms < 60000, 'requests took too long to end');
       for (const r of results) {
         if (!r.ok) assert.strictEqual(r.status, 503, `unexpected error ${JSON.stringify(r)}`);
         else assert.strictEqual(r.finish, 'length');

@@ -540,6 +540,21 @@ class ClusterEpTest : public ClusterTest {
     return ranks.ok() ? std::move(*ranks)
                       : std::vector<std::unique_ptr<expert_parallel::EpRunner>>();
   }
+  // Rank r of a 2-rank data-parallel group named `name`; `leader` is rank 0's address (r > 0).
+  static decode::InstanceConfig RankConfig(const std::string& name, int r, const Cluster& c,
+                                           const model::ModelRunner& runner,
+                                           const std::string& leader) {
+    decode::InstanceConfig ic;
+    ic.instance_id = r == 0 ? name : name + "/rank1";
+    ic.listen = Listen(Kind::kInproc);
+    ic.router = c.router->address();
+    ic.scheduler = EpSchedOpts(runner);
+    ic.scheduler.join_peer_steps = true;
+    ic.ep_size = 2;
+    ic.ep_rank = r;
+    if (r > 0) ic.group_leader = leader;
+    return ic;
+  }
 };
 
 TEST_P(ClusterEpTest, DataParallelGroupsServeOnEveryRank) {
@@ -578,15 +593,8 @@ TEST_P(ClusterEpTest, DataParallelGroupsServeOnEveryRank) {
   auto prefill_ranks = EpRanks(dir, 2);
   ASSERT_EQ(prefill_ranks.size(), 2u);
   for (int r = 0; r < 2; ++r) {
-    decode::InstanceConfig ic;
-    ic.instance_id = r == 0 ? "prefill-0" : "prefill-0/rank1";
-    ic.listen = Listen(Kind::kInproc);
-    ic.router = c.router->address();
-    ic.scheduler = EpSchedOpts(*prefill_ranks[r]);
-    ic.scheduler.join_peer_steps = true;
-    ic.ep_size = 2;
-    ic.ep_rank = r;
-    if (r > 0) ic.group_leader = c.prefills[0]->address();
+    decode::InstanceConfig ic =
+        RankConfig("prefill-0", r, c, *prefill_ranks[r], r > 0 ? c.prefills[0]->address() : "");
     auto p = prefill::PrefillInstance::Start(ic, std::move(prefill_ranks[r]),
                                              NewTransport(Kind::kInproc, c));
     ASSERT_TRUE(p.ok()) << p.status().ToString();
@@ -597,15 +605,8 @@ TEST_P(ClusterEpTest, DataParallelGroupsServeOnEveryRank) {
   ASSERT_EQ(ranks.size(), 2u);
   expert_parallel::EpRunner* rank1 = ranks[1].get();
   for (int r = 0; r < 2; ++r) {
-    decode::InstanceConfig ic;
-    ic.instance_id = r == 0 ? "decode-0" : "decode-0/rank1";
-    ic.listen = Listen(Kind::kInproc);
-    ic.router = c.router->address();
-    ic.scheduler = EpSchedOpts(*ranks[r]);
-    ic.scheduler.join_peer_steps = true;
-    ic.ep_size = 2;
-    ic.ep_rank = r;
-    if (r > 0) ic.group_leader = c.decodes[0]->address();
+    decode::InstanceConfig ic =
+        RankConfig("decode-0", r, c, *ranks[r], r > 0 ? c.decodes[0]->address() : "");
     auto d = decode::DecodeInstance::Start(ic, std::move(ranks[r]), NewTransport(Kind::kInproc, c));
     ASSERT_TRUE(d.ok()) << d.status().ToString();
     c.decodes.push_back(std::move(*d));
