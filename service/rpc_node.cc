@@ -1,11 +1,18 @@
 #include "service/rpc_node.h"
 
+#include <algorithm>
 #include <future>
 
 #include "common/log.h"
 #include "proto/status_convert.h"
 
 namespace strata::service {
+namespace {
+
+// The longest the dispatch thread sleeps without looking at its timers again.
+constexpr auto kMaxSleep = std::chrono::milliseconds(100);
+
+}  // namespace
 
 StatusOr<std::unique_ptr<RpcNode>> RpcNode::Create(std::unique_ptr<transport::Transport> transport,
                                                    RpcCallbacks callbacks) {
@@ -62,6 +69,7 @@ Status RpcNode::Send(PeerId peer, Envelope envelope) {
 void RpcNode::Call(PeerId peer, Envelope envelope, Deadline deadline, ReplyCallback done,
                    ReplyOn reply_on) {
   uint64_t id;
+  bool wake = false;
   {
     std::lock_guard lock(mu_);
     if (stop_) {
@@ -69,22 +77,26 @@ void RpcNode::Call(PeerId peer, Envelope envelope, Deadline deadline, ReplyCallb
       return;
     }
     id = next_call_id_++;
-    calls_[id] = PendingCall{peer, deadline, std::move(done), reply_on};
+    PendingCall& call = calls_[id];
+    call.peer = peer;
+    call.done = std::move(done);
+    call.reply_on = reply_on;
     // The deadline check runs on the dispatch thread.
-    timers_.emplace(deadline, [this, id] {
-      std::vector<PendingCall> expired =
-          TakeCalls([id](uint64_t cid, const PendingCall&) { return cid == id; });
-      for (auto& c : expired) c.done(DeadlineExceededError("no reply before the deadline"));
-    });
+    wake = AddTimerLocked(
+        deadline,
+        [this, id] {
+          if (auto expired = TakeCall(id)) {
+            expired->done(DeadlineExceededError("no reply before the deadline"));
+          }
+        },
+        &call.timer);
   }
-  cv_.notify_all();
+  if (wake) cv_.notify_all();
   envelope.set_call_id(id);
   Status st = Send(peer, std::move(envelope));
   if (!st.ok()) {
     Enqueue([this, id, st] {
-      std::vector<PendingCall> failed =
-          TakeCalls([id](uint64_t cid, const PendingCall&) { return cid == id; });
-      for (auto& c : failed) c.done(st);
+      if (auto failed = TakeCall(id)) failed->done(st);
     });
   }
 }
@@ -124,12 +136,25 @@ Status RpcNode::ReplyError(PeerId peer, uint64_t call_id, const Status& error) {
 void RpcNode::Post(std::function<void()> task) { Enqueue(std::move(task)); }
 
 void RpcNode::PostAfter(int64_t delay_ms, std::function<void()> task) {
+  bool wake = false;
   {
     std::lock_guard lock(mu_);
     if (stop_) return;
-    timers_.emplace(transport::DeadlineAfterMillis(delay_ms), std::move(task));
+    wake = AddTimerLocked(transport::DeadlineAfterMillis(delay_ms), std::move(task));
   }
-  cv_.notify_all();
+  if (wake) cv_.notify_all();
+}
+
+size_t RpcNode::pending_timers() const {
+  std::lock_guard lock(mu_);
+  return timers_.size();
+}
+
+bool RpcNode::AddTimerLocked(Deadline at, std::function<void()> task, TimerKey* key) {
+  const TimerKey k{at, next_timer_seq_++};
+  timers_.emplace(k, std::move(task));
+  if (key != nullptr) *key = k;
+  return at < dispatch_wakes_at_;
 }
 
 bool RpcNode::OnDispatchThread() const { return std::this_thread::get_id() == dispatch_id_; }
@@ -143,12 +168,23 @@ void RpcNode::Enqueue(std::function<void()> task) {
   cv_.notify_all();
 }
 
+std::optional<RpcNode::PendingCall> RpcNode::TakeCall(uint64_t id) {
+  std::lock_guard lock(mu_);
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return std::nullopt;
+  PendingCall call = std::move(it->second);
+  calls_.erase(it);
+  timers_.erase(call.timer);  // gone already when it is the timer that runs
+  return call;
+}
+
 std::vector<RpcNode::PendingCall> RpcNode::TakeCalls(
     const std::function<bool(uint64_t, const PendingCall&)>& pred) {
   std::vector<PendingCall> out;
   std::lock_guard lock(mu_);
   for (auto it = calls_.begin(); it != calls_.end();) {
     if (pred(it->first, it->second)) {
+      timers_.erase(it->second.timer);
       out.push_back(std::move(it->second));
       it = calls_.erase(it);
     } else {
@@ -197,6 +233,7 @@ void RpcNode::CompleteCall(uint64_t id, PeerId from, Envelope reply) {
     auto it = calls_.find(id);
     if (it == calls_.end() || it->second.peer != from) return;  // late: the deadline answered it
     done = std::move(it->second.done);
+    timers_.erase(it->second.timer);
     calls_.erase(it);
   }
   if (reply.has_error() && reply.error().code() != v1::STATUS_CODE_OK) {
@@ -237,7 +274,7 @@ void RpcNode::Loop() {
       lock.lock();
       continue;
     }
-    if (!timers_.empty() && timers_.begin()->first <= MonoClock::now()) {
+    if (!timers_.empty() && timers_.begin()->first.first <= MonoClock::now()) {
       auto task = std::move(timers_.begin()->second);
       timers_.erase(timers_.begin());
       lock.unlock();
@@ -246,11 +283,14 @@ void RpcNode::Loop() {
       continue;
     }
     if (stop_) break;
-    if (timers_.empty()) {
-      cv_.wait(lock);
-    } else {
-      cv_.wait_until(lock, timers_.begin()->first);
-    }
+    // Sleep until the first timer, but not longer than kMaxSleep: then a call whose deadline
+    // is further away than that does not have to wake this thread (one wake-up per call
+    // otherwise, which costs a small call a good part of its round trip on a busy host).
+    dispatch_wakes_at_ = MonoClock::now() + kMaxSleep;
+    if (!timers_.empty())
+      dispatch_wakes_at_ = std::min(dispatch_wakes_at_, timers_.begin()->first.first);
+    cv_.wait_until(lock, dispatch_wakes_at_);
+    dispatch_wakes_at_ = Deadline::min();
   }
 }
 

@@ -31,9 +31,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 #include "proto/envelope.h"
@@ -91,6 +94,8 @@ class RpcNode {
   void Post(std::function<void()> task);
   void PostAfter(int64_t delay_ms, std::function<void()> task);
   bool OnDispatchThread() const;
+  // Timers not yet run: PostAfter tasks and the deadlines of pending calls (for tests).
+  size_t pending_timers() const;
 
   transport::Transport& transport() { return *transport_; }
   std::string listen_address() const;
@@ -100,9 +105,11 @@ class RpcNode {
   void Shutdown();
 
  private:
+  // Timers fire in deadline order; the sequence number tells apart those of one deadline.
+  using TimerKey = std::pair<Deadline, uint64_t>;
   struct PendingCall {
     PeerId peer;
-    Deadline deadline;
+    TimerKey timer;  // its deadline's timer, removed when the call completes otherwise
     ReplyCallback done;
     ReplyOn reply_on = ReplyOn::kDispatchThread;
   };
@@ -113,7 +120,11 @@ class RpcNode {
   void CompleteCall(uint64_t id, PeerId from, Envelope reply);
   void Loop();
   void Enqueue(std::function<void()> task);
-  // Removes and returns the pending calls matching `pred` (mu_ held).
+  // Adds a timer (mu_ held). True when the dispatch thread sleeps past `at` and must be woken.
+  bool AddTimerLocked(Deadline at, std::function<void()> task, TimerKey* key = nullptr);
+  // Removes and returns call `id` (and its timer); nullopt when it already completed.
+  std::optional<PendingCall> TakeCall(uint64_t id);
+  // Removes and returns the pending calls matching `pred`, with their timers.
   std::vector<PendingCall> TakeCalls(const std::function<bool(uint64_t, const PendingCall&)>& pred);
 
   std::unique_ptr<transport::Transport> transport_;
@@ -122,7 +133,11 @@ class RpcNode {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> tasks_;
-  std::multimap<Deadline, std::function<void()>> timers_;
+  std::map<TimerKey, std::function<void()>> timers_;
+  uint64_t next_timer_seq_ = 0;
+  // When the dispatch thread, asleep, wakes by itself; min() while it is awake (it looks at the
+  // timers again before it sleeps). A call whose deadline comes later needs no wake-up.
+  Deadline dispatch_wakes_at_ = Deadline::min();
   std::unordered_map<uint64_t, PendingCall> calls_;
   std::unordered_map<std::string, PeerId> peers_by_address_;
   uint64_t next_call_id_ = 1;

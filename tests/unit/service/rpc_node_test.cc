@@ -123,6 +123,23 @@ TEST_F(RpcNodeTest, UnansweredCallOnTheTransportThreadStillMeetsItsDeadline) {
   EXPECT_TRUE(CallAndRecord(Lookup(1), ReplyOn::kDispatchThread).reply.ok());
 }
 
+TEST_F(RpcNodeTest, AnsweredCallsLeaveNoTimerBehind) {
+  // Each call's deadline is a timer of the dispatch thread; once the reply came it must go, or
+  // a busy client keeps thousands of them and wakes for each one when its deadline passes.
+  const size_t before = client_->pending_timers();
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_TRUE(CallAndRecord(Lookup(1), ReplyOn::kTransportThread, 60'000).reply.ok());
+    EXPECT_TRUE(CallAndRecord(Lookup(1), ReplyOn::kDispatchThread, 60'000).reply.ok());
+  }
+  EXPECT_EQ(client_->pending_timers(), before);
+  // An unanswered call keeps its timer until its deadline, then completes and drops it.
+  Envelope release;
+  release.mutable_kv_pool_release()->set_lease_id(7);
+  Result r = CallAndRecord(release, ReplyOn::kDispatchThread, /*deadline_ms=*/50);
+  EXPECT_EQ(r.reply.status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(client_->pending_timers(), before);
+}
+
 TEST_F(RpcNodeTest, ErrorRepliesReachTransportThreadCalls) {
   // A lookup with a reply of body `error`: sent by a server that answers with ReplyError.
   RpcCallbacks callbacks;
