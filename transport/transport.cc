@@ -51,6 +51,11 @@ class OwnedRegion : public Region {
 
 }  // namespace
 
+StatusOr<std::shared_ptr<RemoteMapping>> Transport::MapRemote(PeerId, const RemoteRegion&,
+                                                              Deadline) {
+  return UnimplementedError(name() + " cannot map a peer's memory");
+}
+
 StatusOr<std::unique_ptr<Region>> Transport::AllocateMemory(uint64_t bytes) {
   constexpr uint64_t kPage = 4096;
   if (bytes == 0) return InvalidArgumentError("cannot allocate 0 bytes");

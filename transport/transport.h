@@ -89,6 +89,18 @@ struct Transfer {
   Deadline deadline{};
 };
 
+// A peer's memory mapped into this process for reading (Transport::MapRemote).
+class RemoteMapping {
+ public:
+  virtual ~RemoteMapping() = default;
+  virtual uint64_t size() const = 0;
+  // Runs `read` with the region's first byte while the mapping is guaranteed to stay; returns
+  // false, without running it, once the peer has closed or failed (the mapping is gone). `read`
+  // must be short and must not call the transport: closing the peer waits for it. The peer may
+  // write the memory meanwhile; the caller validates what it read (e.g. by a version word).
+  virtual bool Access(const std::function<void(const uint8_t* base)>& read) const = 0;
+};
+
 // Called exactly once per Put/Get. OK means the data is in place at the destination (for Put:
 // visible to the remote side; for Get: in local memory). Once it has been called, with any
 // status, the transport no longer touches either buffer of that transfer.
@@ -140,6 +152,16 @@ class Transport {
   // arguments are invalid completes with kInvalidArgument (still through `done`).
   virtual void Put(const Transfer& transfer, Completion done) = 0;
   virtual void Get(const Transfer& transfer, Completion done) = 0;
+
+  // The peer's `remote` region mapped into this process, so that this side reads it with plain
+  // loads, without messages or the transport's thread. Only where the transport can: UCX maps a
+  // same-host peer's AllocateMemory region when shared memory is enabled. kUnimplemented where
+  // it cannot (this default, and tcp-only UCX), kFailedPrecondition for memory that cannot be
+  // mapped (RegisterMemory of user memory), kUnavailable for a peer that is not open. May wait
+  // for the transport's thread up to `deadline`; not from a callback.
+  virtual StatusOr<std::shared_ptr<RemoteMapping>> MapRemote(PeerId peer,
+                                                             const RemoteRegion& remote,
+                                                             Deadline deadline);
 
   // Closes the connection to `peer`: its pending operations complete with kCancelled and the
   // peer sees a failure. Unknown or already closed peers are kNotFound.

@@ -2,6 +2,9 @@
 // both the initiator's side and the target's AM handlers.
 #include <cstdint>
 #include <cstring>
+#include <future>
+#include <memory>
+#include <shared_mutex>
 
 #if defined(__x86_64__)
 #include <emmintrin.h>
@@ -200,6 +203,76 @@ bool UcxTransportImpl::TryDirectCopy(uint64_t op_id, Peer& peer, const Transfer&
   }
   CompleteOp(op_id, OkStatus());
   return true;
+}
+
+namespace {
+
+class UcxRemoteMapping : public RemoteMapping {
+ public:
+  UcxRemoteMapping(std::shared_ptr<MappingGuard> guard, const uint8_t* base, uint64_t size)
+      : guard_(std::move(guard)), base_(base), size_(size) {}
+  uint64_t size() const override { return size_; }
+  bool Access(const std::function<void(const uint8_t* base)>& read) const override {
+    std::shared_lock<std::shared_mutex> lock(guard_->mu);
+    if (!guard_->alive) return false;
+    read(base_);
+    return true;
+  }
+
+ private:
+  std::shared_ptr<MappingGuard> guard_;
+  const uint8_t* base_;
+  uint64_t size_;
+};
+
+}  // namespace
+
+StatusOr<std::shared_ptr<RemoteMapping>> UcxTransportImpl::MapRemote(PeerId peer_id,
+                                                                     const RemoteRegion& remote,
+                                                                     Deadline deadline) {
+  if (!sm_enabled_) {
+    return UnimplementedError("UCX without shared memory (UCX_TLS) cannot map a peer's memory");
+  }
+  if (remote.packed_key.empty() || remote.length == 0) {
+    return InvalidArgumentError("a remote region to map needs a packed key and a length");
+  }
+  using Result = StatusOr<std::shared_ptr<RemoteMapping>>;
+  auto promise = std::make_shared<std::promise<Result>>();
+  auto future = promise->get_future();
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    if (shut_down_) return FailedPreconditionError("transport is shut down");
+  }
+  Post([this, peer_id, remote, promise] {
+    Peer* peer = FindPeer(peer_id);
+    if (stopping_ || peer == nullptr || peer->state != Peer::State::kOpen) {
+      promise->set_value(UnavailableError("peer " + std::to_string(peer_id) + " is not open"));
+      return;
+    }
+    if (!peer->same_host) {
+      promise->set_value(UnimplementedError("peer " + std::to_string(peer_id) +
+                                            " is on another host: its memory cannot be mapped"));
+      return;
+    }
+    auto rkey = RemoteKey(*peer, remote.packed_key);
+    if (!rkey.ok()) {
+      promise->set_value(rkey.status());
+      return;
+    }
+    void* mapped = nullptr;
+    if (ucp_rkey_ptr(*rkey, remote.address, &mapped) != UCS_OK) {
+      promise->set_value(FailedPreconditionError(
+          "the peer's region is not shared memory (RegisterMemory, not AllocateMemory)"));
+      return;
+    }
+    if (!peer->mapping_guard) peer->mapping_guard = std::make_shared<MappingGuard>();
+    promise->set_value(std::shared_ptr<RemoteMapping>(std::make_shared<UcxRemoteMapping>(
+        peer->mapping_guard, static_cast<const uint8_t*>(mapped), remote.length)));
+  });
+  if (future.wait_until(deadline) != std::future_status::ready) {
+    return DeadlineExceededError("mapping a peer's memory did not finish before the deadline");
+  }
+  return future.get();
 }
 
 void UcxTransportImpl::StartRmaPut(uint64_t op_id, Peer& peer, const Transfer& transfer) {

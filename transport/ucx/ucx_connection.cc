@@ -250,6 +250,11 @@ void UcxTransportImpl::FailPeer(PeerId id, const Status& for_ops, std::optional<
     if (!op.forced) op.forced = for_ops;
     op_ids.push_back(op_id);
   }
+  if (peer->mapping_guard) {
+    // Waits for readers inside Access(); later ones see the mapping gone.
+    std::unique_lock<std::shared_mutex> guard(peer->mapping_guard->mu);
+    peer->mapping_guard->alive = false;
+  }
   for (auto& [packed, rkey] : peer->rkeys) ucp_rkey_destroy(rkey);
   peer->rkeys.clear();
   peer->reorder.clear();

@@ -15,6 +15,8 @@
 // AllocateMemory (UCX-allocated shared memory) is one memcpy into or out of that memory, mapped
 // here with ucp_rkey_ptr: no messages, nothing needed from the peer's thread (without CMA, user
 // memory cannot be reached that way, and UCX's own rendezvous for it runs over tcp lanes).
+// MapRemote hands such a mapping to the caller, who then reads the peer's memory on its own
+// thread; the mapping goes (Access returns false) when the peer closes or fails.
 // Connections: Listen binds a ucp_listener on a TCP sockaddr ("127.0.0.1:0" picks a port).
 // Connect creates a client endpoint and completes after a hello/ack handshake. Endpoints use
 // UCP_ERR_HANDLING_MODE_PEER: a peer that dies (its sockets close) fails its endpoint, which runs

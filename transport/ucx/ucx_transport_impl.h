@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -108,6 +109,14 @@ struct EpArg {
   uint64_t peer;
 };
 
+// What keeps a peer's mappings (MapRemote) readable: readers hold `mu` shared while they copy;
+// FailPeer takes it exclusively and clears `alive` before it destroys the remote keys, which
+// unmaps the memory.
+struct MappingGuard {
+  std::shared_mutex mu;
+  bool alive = true;
+};
+
 struct Peer {
   // kConnecting (client) / kAccepted (server): bootstrap endpoint only, before the hello.
   // kWiring: data endpoint created, waiting for UCX to finish its wireup (its lanes decide the
@@ -127,6 +136,7 @@ struct Peer {
   uint64_t recv_seq = 0;
   std::map<uint64_t, Message> reorder;  // arrived ahead of recv_seq (rendezvous finishing late)
   std::unordered_map<std::string, ucp_rkey_h> rkeys;  // unpacked remote keys by packed bytes
+  std::shared_ptr<MappingGuard> mapping_guard;        // made by the first MapRemote
   Deadline connect_deadline{};
   std::shared_ptr<std::promise<StatusOr<PeerId>>> connect_waiter;  // client side, until open
 };
@@ -170,6 +180,8 @@ class UcxTransportImpl : public UcxTransport {
   Status Disconnect(PeerId peer) override;
   void Shutdown() override;
   StatusOr<std::string> BulkPath(PeerId peer) override;
+  StatusOr<std::shared_ptr<RemoteMapping>> MapRemote(PeerId peer, const RemoteRegion& remote,
+                                                     Deadline deadline) override;
 
   // --- UCX callbacks (progress thread, inside ucp_worker_progress) ---
   ucs_status_t HandleAm(unsigned id, const void* header, size_t header_length, void* data,

@@ -170,6 +170,61 @@ TEST(UcxTransport, SameHostTransfersOnAllocatedMemoryAreDirectCopies) {
   (*server)->Shutdown();
 }
 
+TEST(UcxTransport, MapRemoteReadsASameHostPeersAllocatedMemoryUntilThePeerGoes) {
+  Events events;
+  auto pair = ConnectPair("sm,tcp", UcxOptions::BulkMode::kAuto, events);
+  if (!pair.ok()) GTEST_SKIP() << "UCX sm unavailable here: " << pair.status().ToString();
+  constexpr uint64_t kBytes = 1u << 20;
+  auto shared = pair->server->AllocateMemory(kBytes);
+  ASSERT_TRUE(shared.ok()) << shared.status().ToString();
+  const std::vector<uint8_t> pattern = Pattern(kBytes, 5);
+  std::memcpy((*shared)->data(), pattern.data(), kBytes);
+  auto mapping = pair->client->MapRemote(pair->client_to_server, (*shared)->remote(),
+                                         DeadlineAfterMillis(kWaitMs));
+  ASSERT_TRUE(mapping.ok()) << mapping.status().ToString();
+  EXPECT_EQ((*mapping)->size(), kBytes);
+  std::vector<uint8_t> seen(kBytes);
+  ASSERT_TRUE(
+      (*mapping)->Access([&](const uint8_t* base) { std::memcpy(seen.data(), base, kBytes); }));
+  EXPECT_EQ(seen, pattern);
+  // It is the peer's memory itself, not a copy: its later writes show.
+  static_cast<uint8_t*>((*shared)->data())[12345] = 0xAB;
+  uint8_t byte = 0;
+  ASSERT_TRUE((*mapping)->Access([&](const uint8_t* base) { byte = base[12345]; }));
+  EXPECT_EQ(byte, 0xAB);
+
+  // User memory registered in place cannot be mapped.
+  std::vector<uint8_t> heap(kBytes);
+  auto registered = pair->server->RegisterMemory(heap.data(), heap.size());
+  ASSERT_TRUE(registered.ok());
+  auto refused = pair->client->MapRemote(pair->client_to_server, (*registered)->remote(),
+                                         DeadlineAfterMillis(kWaitMs));
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition)
+      << refused.status().ToString();
+
+  // Once the peer is gone the mapping is too: Access says so instead of touching the memory.
+  pair->server->Shutdown();
+  const Deadline give_up = DeadlineAfterMillis(kWaitMs);
+  bool readable = true;
+  while (readable && MonoClock::now() < give_up) {
+    readable = (*mapping)->Access([](const uint8_t*) {});
+    if (readable) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_FALSE(readable);
+  pair->client->Shutdown();
+}
+
+TEST(UcxTransport, MapRemoteNeedsSharedMemory) {
+  Events events;
+  auto pair = ConnectPair("tcp", UcxOptions::BulkMode::kAuto, events);
+  ASSERT_TRUE(pair.ok()) << pair.status().ToString();
+  auto region = pair->server->AllocateMemory(4096);
+  ASSERT_TRUE(region.ok());
+  auto mapping = pair->client->MapRemote(pair->client_to_server, (*region)->remote(),
+                                         DeadlineAfterMillis(kWaitMs));
+  EXPECT_EQ(mapping.status().code(), StatusCode::kUnimplemented) << mapping.status().ToString();
+}
+
 TEST(UcxTransport, BadListenAddressesAreInvalidArgument) {
   auto transport = UcxTransport::Create();
   ASSERT_TRUE(transport.ok());
