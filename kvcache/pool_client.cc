@@ -71,6 +71,9 @@ KvPoolClient::KvPoolClient(service::RpcNode* node, std::vector<std::string> pool
       health_(std::make_shared<Health>()),
       num_shards_(static_cast<int>(pool_addresses.size())) {
   for (auto& a : pool_addresses) health_->shards.push_back(Shard{std::move(a), {}, false});
+  if (options_.direct_reads && num_shards_ > 0) {
+    direct_ = std::make_unique<PoolDirectReads>(&node_->transport(), num_shards_);
+  }
 }
 
 KvPoolClient::~KvPoolClient() = default;
@@ -179,13 +182,17 @@ StatusOr<int> KvPoolClient::Fetch(std::span<const BlockHash> hashes, const Regis
   }
   if (hashes.empty() || num_shards_ == 0) return 0;
   const auto positions = Split(hashes);
+  if (direct_ != nullptr && ReadDirectly(hashes, positions, local, local_blocks, deadline)) {
+    return static_cast<int>(hashes.size());
+  }
   const int64_t lease_ms = std::max(options_.lease_ms, MillisUntil(deadline) + 1000);
 
   // 1. Lease the held prefix on every shard.
   struct Leased {
     PeerId peer = 0;
     uint64_t lease_id = 0;
-    v1::KvLocation location;
+    v1::KvPoolGetReply reply;
+    const v1::KvLocation& location() const { return reply.location(); }
   };
   auto latch = std::make_shared<Latch>();
   auto leased = std::make_shared<std::vector<Leased>>(positions.size());
@@ -211,7 +218,7 @@ StatusOr<int> KvPoolClient::Fetch(std::span<const BlockHash> hashes, const Regis
             Leased& l = (*leased)[s];
             l.peer = peer;
             l.lease_id = reply->kv_pool_get_reply().lease_id();
-            l.location = std::move(*reply->mutable_kv_pool_get_reply()->mutable_location());
+            l.reply = std::move(*reply->mutable_kv_pool_get_reply());
           } else {
             health->ReportFailure(static_cast<int>(s), st);
           }
@@ -240,7 +247,7 @@ StatusOr<int> KvPoolClient::Fetch(std::span<const BlockHash> hashes, const Regis
   }
   std::vector<int> held(positions.size(), 0);
   for (size_t s = 0; s < positions.size(); ++s) {
-    if (leases[s].lease_id != 0) held[s] = leases[s].location.blocks_size();
+    if (leases[s].lease_id != 0) held[s] = leases[s].location().blocks_size();
   }
   const int prefix = CombinePrefix(positions, held, static_cast<int>(hashes.size()));
 
@@ -250,7 +257,7 @@ StatusOr<int> KvPoolClient::Fetch(std::span<const BlockHash> hashes, const Regis
   for (int seg = 0; seg < local.num_segments(); ++seg) local_regions.push_back(&local.region(seg));
   std::vector<MergedTransfer> transfers;
   for (size_t s = 0; s < positions.size() && prefix > 0; ++s) {
-    const v1::KvLocation& loc = leases[s].location;
+    const v1::KvLocation& loc = leases[s].location();
     std::vector<BlockMove> moves;  // block = index into hashes
     for (size_t i = 0; i < positions[s].size() && static_cast<int>(i) < loc.blocks_size() &&
                        positions[s][i] < prefix;
@@ -305,7 +312,44 @@ StatusOr<int> KvPoolClient::Fetch(std::span<const BlockHash> hashes, const Regis
       break;
     }
   }
+  if (direct_ != nullptr) {
+    for (size_t s = 0; s < positions.size(); ++s) {
+      if (leases[s].lease_id == 0) continue;
+      std::vector<BlockHash> got;
+      for (int p : positions[s]) {
+        if (p >= read) break;
+        got.push_back(hashes[p]);
+      }
+      direct_->Remember(static_cast<int>(s), leases[s].peer, got, leases[s].reply, deadline);
+    }
+  }
   return read;
+}
+
+bool KvPoolClient::ReadDirectly(std::span<const BlockHash> hashes,
+                                const std::vector<std::vector<int>>& positions,
+                                const RegisteredKv& local, std::span<const BlockId> local_blocks,
+                                Deadline deadline) {
+  std::vector<PoolDirectReads::ShardBlocks> parts;
+  for (size_t s = 0; s < positions.size(); ++s) {
+    if (positions[s].empty()) continue;
+    StatusOr<PeerId> peer = PeerOf(static_cast<int>(s), deadline);
+    if (!peer.ok()) return false;
+    PoolDirectReads::ShardBlocks part{static_cast<int>(s), *peer, {}, {}};
+    for (int p : positions[s]) {
+      part.hashes.push_back(hashes[p]);
+      part.local_blocks.push_back(local_blocks[p]);
+    }
+    parts.push_back(std::move(part));
+  }
+  if (!direct_->TryRead(parts, local)) return false;
+  // The pools count the reads and keep the blocks recently used, as after a lease.
+  for (PoolDirectReads::ShardBlocks& part : parts) {
+    service::Envelope report;
+    for (BlockHash h : part.hashes) report.mutable_kv_pool_direct_read()->add_block_hashes(h);
+    (void)node_->Send(part.peer, std::move(report));
+  }
+  return true;
 }
 
 void KvPoolClient::Store(std::vector<BlockHash> hashes, const RegisteredKv& local,

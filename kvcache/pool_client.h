@@ -30,6 +30,7 @@
 #include "common/status.h"
 #include "kvcache/block_pool.h"
 #include "kvcache/kv_transfer.h"
+#include "kvcache/pool_direct_reads.h"
 #include "kvcache/pool_ring.h"
 #include "service/rpc_node.h"
 
@@ -46,6 +47,9 @@ struct KvPoolClientOptions {
   // by the deadline; the reply still has to travel).
   int64_t store_reply_grace_ms = 2'000;
   std::string instance_id;  // who we are, for the pools' logs
+  // Read blocks read before again straight from a same-host pool's memory, without a lease
+  // (kvcache/pool_direct_reads.h), where the transport can map it.
+  bool direct_reads = true;
 };
 
 class KvPoolClient {
@@ -63,8 +67,10 @@ class KvPoolClient {
   int Lookup(std::span<const BlockHash> hashes, transport::Deadline deadline);
 
   // Reads the blocks of the longest held prefix of `hashes` into `local_blocks` (token order;
-  // at least hashes.size() of them): leases them, RMA-gets them through PlanKvTransfers, and
-  // releases the leases. Returns how many leading blocks were read: fewer than Lookup said when
+  // at least hashes.size() of them): leases them, RMA-gets them through PlanBlockMoves, and
+  // releases the leases. Blocks this client read before from a pool on its host are copied
+  // from the pool's memory without a lease when all of them are still there unchanged
+  // (options.direct_reads). Returns how many leading blocks were read: fewer than Lookup said when
   // blocks were evicted meanwhile or a pool failed. Errors: kInvalidArgument (too few local
   // blocks; a pool holding another layout or block size), kFailedPrecondition on the dispatch
   // thread. Blocks past the returned count may have been partly written.
@@ -95,6 +101,10 @@ class KvPoolClient {
   };
   // Per shard: the positions (indexes into the caller's hashes) it owns, in order.
   std::vector<std::vector<int>> Split(std::span<const BlockHash> hashes) const;
+  // Fetch without leases (direct_): true when every block was read and is valid.
+  bool ReadDirectly(std::span<const BlockHash> hashes,
+                    const std::vector<std::vector<int>>& positions, const RegisteredKv& local,
+                    std::span<const BlockId> local_blocks, transport::Deadline deadline);
   // The connected peer of shard `s`, or an error (backoff, connection failure).
   StatusOr<transport::PeerId> PeerOf(int s, transport::Deadline deadline);
   // Combines per-shard prefix lengths into the leading prefix of the whole chain.
@@ -106,6 +116,7 @@ class KvPoolClient {
   PoolHashRing ring_;
   std::shared_ptr<Health> health_;
   int num_shards_ = 0;
+  std::unique_ptr<PoolDirectReads> direct_;  // options.direct_reads
 };
 
 }  // namespace strata::kvcache

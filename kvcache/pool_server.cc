@@ -67,6 +67,7 @@ StatusOr<std::unique_ptr<KvPoolServer>> KvPoolServer::Create(
 KvPoolServer::~KvPoolServer() {
   Shutdown();
   regions_.clear();  // deregistered while the transport still exists
+  versions_.reset();
 }
 
 StatusOr<std::string> KvPoolServer::Listen(const std::string& address) {
@@ -131,6 +132,9 @@ bool KvPoolServer::OnRequestInline(PeerId from, service::Envelope& envelope) {
       return true;
     case v1::Envelope::kKvPoolRelease:
       OnRelease(from, call_id, envelope.kv_pool_release());
+      return true;
+    case v1::Envelope::kKvPoolDirectRead:
+      OnDirectRead(from, envelope.kv_pool_direct_read());
       return true;
     case v1::Envelope::kKvPoolPut: {
       {
@@ -234,6 +238,16 @@ Status KvPoolServer::AcceptLayoutLocked(const v1::KvLocation& source, int num_bl
       }
       regions.push_back(std::move(region).value());
     }
+    if (!regions.empty()) {
+      // Same-host readers may then read held blocks without a lease (slot_versions.h).
+      auto versions = SlotVersions::Create(node_->transport(), static_cast<int64_t>(num_slots));
+      if (versions.ok()) {
+        versions_ = std::move(versions).value();
+      } else {
+        log::Warn("KV pool: no slot versions ({}); every read takes a lease",
+                  versions.status().message());
+      }
+    }
     if (regions.empty()) {
       if (arena_ == nullptr) {
         STRATA_ASSIGN_OR_RETURN(
@@ -309,6 +323,7 @@ void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put
         op->reply.set_num_no_space(op->reply.num_no_space() + 1);
         continue;
       }
+      if (versions_ != nullptr) versions_->Advance(slot);  // before anything writes it
       op->hashes.push_back(hash);
       op->slots.push_back(slot);
       source_block.push_back(i);
@@ -434,6 +449,13 @@ void KvPoolServer::OnGet(PeerId from, uint64_t call_id, const v1::KvPoolGet& get
         ref->set_length(layout_.slot_bytes());
         ref->set_block_id(static_cast<uint32_t>(slot));
       }
+      if (versions_ != nullptr) {
+        auto* table = r->mutable_slot_versions();
+        table->set_address(versions_->remote().address);
+        table->set_length(versions_->remote().length);
+        table->set_packed_key(versions_->remote().packed_key);
+        for (PoolSlot slot : slots) r->add_versions(versions_->Get(slot));
+      }
       ++stats_.leases_granted;
       stats_.bytes_out += slots.size() * layout_.slot_bytes();
     }
@@ -453,6 +475,22 @@ void KvPoolServer::OnRelease(PeerId from, uint64_t call_id, const v1::KvPoolRele
   service::Envelope reply;
   reply.mutable_ack();
   ReplyTo(from, call_id, std::move(reply));
+}
+
+void KvPoolServer::OnDirectRead(PeerId from, const v1::KvPoolDirectRead& read) {
+  if (read.block_hashes_size() > options_.max_blocks_per_request) {
+    log::Warn("KV pool: peer {} reported {} blocks read; ignored", from, read.block_hashes_size());
+    return;
+  }
+  std::lock_guard lock(mu_);
+  if (index_ == nullptr) return;
+  // Recently used, as a Get's blocks are; counted only as far as they are still held.
+  const int64_t n = index_->CountHeldPrefix(
+      std::span<const BlockHash>(read.block_hashes().data(), read.block_hashes_size()),
+      /*touch=*/true);
+  stats_.direct_read_blocks += n;
+  stats_.bytes_out += static_cast<uint64_t>(n) * layout_.slot_bytes();
+  SyncMetricsLocked();
 }
 
 void KvPoolServer::ScheduleLeaseSweepLocked(transport::Deadline expiry) {
@@ -536,7 +574,7 @@ void KvPoolServer::SyncMetricsLocked() {
           now.miss_blocks - exported_.miss_blocks);
   counter("strata_kvpool_in_bytes_total", "Bytes stored by Puts",
           static_cast<double>(now.bytes_in - exported_.bytes_in));
-  counter("strata_kvpool_out_bytes_total", "Bytes leased to readers",
+  counter("strata_kvpool_out_bytes_total", "Bytes read by readers (leased or direct)",
           static_cast<double>(now.bytes_out - exported_.bytes_out));
   counter("strata_kvpool_evictions_total", "Blocks evicted to make room",
           now.evictions - exported_.evictions);
@@ -546,6 +584,9 @@ void KvPoolServer::SyncMetricsLocked() {
           now.leases_expired - exported_.leases_expired);
   counter("strata_kvpool_failed_blocks_total", "Put blocks whose read failed",
           now.failed_blocks - exported_.failed_blocks);
+  counter("strata_kvpool_direct_read_blocks_total",
+          "Blocks read by same-host readers without a lease",
+          now.direct_read_blocks - exported_.direct_read_blocks);
   exported_ = now;
 }
 

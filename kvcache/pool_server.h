@@ -35,6 +35,7 @@
 #include "common/status.h"
 #include "kvcache/pool_arena.h"
 #include "kvcache/pool_index.h"
+#include "kvcache/slot_versions.h"
 #include "service/rpc_node.h"
 
 namespace strata::kvcache {
@@ -75,12 +76,14 @@ struct KvPoolStats {
   int64_t hit_blocks = 0;   // Lookup: leading blocks found
   int64_t miss_blocks = 0;  // Lookup: blocks asked for beyond the held prefix
   uint64_t bytes_in = 0;    // stored by Puts
-  uint64_t bytes_out = 0;   // leased to readers by Gets
+  uint64_t bytes_out = 0;   // read by readers: leased by Gets, or read directly
   int64_t evictions = 0;
   int64_t leases_granted = 0;
   int64_t leases_expired = 0;
   int64_t failed_blocks = 0;  // Put blocks whose read failed
-  std::string page_kind;      // "transport" | "hugetlb" | "thp" | "4k"
+  // Blocks read by same-host readers without a lease (kvcache/slot_versions.h), as they reported.
+  int64_t direct_read_blocks = 0;
+  std::string page_kind;  // "transport" | "hugetlb" | "thp" | "4k"
   // Bytes of the pool's memory faulted in ahead of the Puts that fill it (a background thread
   // starts when the first Put fixes the layout; a first write into a page would otherwise pay
   // for its fault inside the transfer).
@@ -125,6 +128,7 @@ class KvPoolServer {
   void OnPut(transport::PeerId from, uint64_t call_id, const v1::KvPoolPut& put);
   void OnGet(transport::PeerId from, uint64_t call_id, const v1::KvPoolGet& get);
   void OnRelease(transport::PeerId from, uint64_t call_id, const v1::KvPoolRelease& release);
+  void OnDirectRead(transport::PeerId from, const v1::KvPoolDirectRead& read);
   void OnPutTransferDone(const std::shared_ptr<PutOp>& op, const std::vector<int>& blocks,
                          const Status& status);
   // Checks `source` and fixes the layout on the first Put (mu_ held).
@@ -141,6 +145,8 @@ class KvPoolServer {
   const KvPoolServerOptions options_;
   std::unique_ptr<PoolArena> arena_;
   std::vector<std::unique_ptr<transport::Region>> regions_;  // one per segment, with the layout
+  // With the layout, when regions_ came from the transport (mappable by same-host readers).
+  std::unique_ptr<SlotVersions> versions_;
   std::unique_ptr<service::RpcNode> node_;
 
   mutable std::mutex mu_;

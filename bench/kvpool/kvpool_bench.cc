@@ -1,10 +1,12 @@
 // KV pool throughput over UCX between two processes: a forked child runs a KvPoolServer, this
 // process is an instance with a KvPoolClient. For each size (bytes of KV per call, whole
 // blocks) and each concurrency (calls in flight: threads sharing the one client, as a prefill
-// instance's requests do), Store (the pool pulls the blocks: Put) and Fetch (lease, RMA get into
-// local blocks, release: Get) are timed end to end, and at concurrency 1 a Lookup (one round
-// trip, no data). Prints one JSON object on stdout; run_kvpool_bench.py runs it next to
-// ucx_perftest and writes bench/results/kvpool.json.
+// instance's requests do), Store (the pool pulls the blocks: Put) and Fetch (Get) are timed end
+// to end, and at concurrency 1 a Lookup (one round trip, no data). Get reads blocks the client
+// read before: with shared memory straight from the pool's memory, validated by slot versions
+// (kvcache/pool_direct_reads.h); get_leased is the same read with a lease, RMA gets and a
+// release, as every first read and every read over tcp is. Prints one JSON object on stdout;
+// run_kvpool_bench.py runs it next to ucx_perftest and writes bench/results/kvpool.json.
 //
 //   kvpool_bench --tls tcp|sm,tcp [--sizes 1048576,4194304,16777216] [--concurrency 1,4]
 //                [--seconds 0.5] [--layers 12] [--block-size 16] [--spin-us 100]
@@ -130,6 +132,11 @@ int RunClient(const BenchFlags& f, const std::string& address, const std::vector
   auto kv = RegisteredKv::Register(cache->get(), &(*node)->transport());
   if (!kv.ok()) return 1;
   KvPoolClient client(node->get(), {address});
+  // The same reads with a lease every time: what a first read of blocks costs, and every read
+  // where the pool's memory cannot be mapped (another host, tcp only).
+  KvPoolClientOptions leased_options;
+  leased_options.direct_reads = false;
+  KvPoolClient leased_client(node->get(), {address}, leased_options);
   const uint64_t block_bytes = (*kv)->segment_bytes() * (*kv)->num_segments();
   nlohmann::json out = {{"tls", f.tls},
                         {"block_bytes", block_bytes},
@@ -188,9 +195,10 @@ int RunClient(const BenchFlags& f, const std::string& address, const std::vector
         chains.push_back(fresh_chain(n));
         st = store(chains.back(), blocks_of(w, n, false));
       }
+      KvPoolClient* reader = &client;
       auto fetch = [&](int w) -> Status {
-        auto got = client.Fetch(chains[w], **kv, blocks_of(w, n, true),
-                                transport::DeadlineAfterMillis(60000));
+        auto got = reader->Fetch(chains[w], **kv, blocks_of(w, n, true),
+                                 transport::DeadlineAfterMillis(60000));
         if (!got.ok()) return got.status();
         if (*got != n) {
           return InternalError("fetched " + std::to_string(*got) + " of " + std::to_string(n));
@@ -200,8 +208,11 @@ int RunClient(const BenchFlags& f, const std::string& address, const std::vector
       for (int w = 0; w < workers && st.ok(); ++w) st = fetch(w);  // untimed, as above
       Timed get{0, 0, st};
       if (st.ok()) get = RunWorkers(workers, f.seconds, fetch);
-      if (!put.error.ok() || !get.error.ok()) {
-        r["error"] = (!put.error.ok() ? put.error : get.error).ToString();
+      reader = &leased_client;
+      Timed leased{0, 0, get.error};
+      if (get.error.ok()) leased = RunWorkers(workers, f.seconds, fetch);
+      if (!put.error.ok() || !leased.error.ok()) {
+        r["error"] = (!put.error.ok() ? put.error : leased.error).ToString();
         out["results"].push_back(r);
         continue;
       }
@@ -209,6 +220,8 @@ int RunClient(const BenchFlags& f, const std::string& address, const std::vector
       r["put_ms_per_call"] = put.seconds * 1e3 * workers / put.calls;
       r["get_mb_per_s"] = static_cast<double>(bytes) * get.calls / get.seconds / 1e6;
       r["get_ms_per_call"] = get.seconds * 1e3 * workers / get.calls;
+      r["get_leased_mb_per_s"] = static_cast<double>(bytes) * leased.calls / leased.seconds / 1e6;
+      r["get_leased_ms_per_call"] = leased.seconds * 1e3 * workers / leased.calls;
       if (workers == 1) {
         // A Lookup of the chain: one round trip to the pool, no data.
         Timed lookup = RunWorkers(1, f.seconds, [&](int) {
