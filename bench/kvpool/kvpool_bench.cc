@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -118,6 +119,28 @@ Timed RunWorkers(int workers, double seconds, const std::function<Status(int)>& 
   return Timed{calls.load(), watch.ElapsedSeconds(), first_error};
 }
 
+// The memory's own limit for moving `bytes` in this process: memcpy of one buffer into another
+// again and again (both stay in the caches where they fit: what ucx_perftest's sm figures
+// measure, and what a Get of blocks read before does), and into fresh memory each time (a
+// destination cycling through `span` bytes, as a Put into a pool's least recently used slots).
+nlohmann::json MeasureMemcpy(uint64_t bytes, uint64_t span, double seconds) {
+  std::vector<uint8_t> src(bytes, 1);
+  std::vector<uint8_t> dst(std::max(bytes, span), 2);
+  auto rate = [&](bool cycle) {
+    uint64_t offset = 0;
+    int64_t copies = 0;
+    Stopwatch watch;
+    while (watch.ElapsedSeconds() < seconds || copies < 3) {
+      if (!cycle || offset + bytes > dst.size()) offset = 0;
+      std::memcpy(dst.data() + offset, src.data(), bytes);
+      offset += bytes;
+      ++copies;
+    }
+    return static_cast<double>(bytes) * copies / watch.ElapsedSeconds() / 1e6;
+  };
+  return {{"memcpy_hot_mb_per_s", rate(false)}, {"memcpy_fresh_mb_per_s", rate(true)}};
+}
+
 int RunClient(const BenchFlags& f, const std::string& address, const std::vector<uint64_t>& sizes,
               const std::vector<int>& concurrencies, int max_blocks) {
   auto t = transport::UcxTransport::Create(Ucx(f));
@@ -142,7 +165,8 @@ int RunClient(const BenchFlags& f, const std::string& address, const std::vector
                         {"block_bytes", block_bytes},
                         {"segment_bytes", (*kv)->segment_bytes()},
                         {"segments_per_block", (*kv)->num_segments()},
-                        {"results", nlohmann::json::array()}};
+                        {"results", nlohmann::json::array()},
+                        {"memcpy", nlohmann::json::array()}};
   std::atomic<uint64_t> counter{0};
   auto fresh_chain = [&](int n) {
     std::vector<BlockHash> chain;
@@ -233,6 +257,8 @@ int RunClient(const BenchFlags& f, const std::string& address, const std::vector
       }
       out["results"].push_back(r);
     }
+    out["memcpy"].push_back(MeasureMemcpy(bytes, 1ull << 30, f.seconds));
+    out["memcpy"].back()["bytes"] = bytes;
   }
   auto peer = (*node)->Connect(address, transport::DeadlineAfterMillis(1000));
   if (peer.ok()) {

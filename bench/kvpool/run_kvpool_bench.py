@@ -85,7 +85,11 @@ def main():
                  "(put_bw, get, am_bw, tag_bw) moving the same bytes in one message; "
                  "ucx_perftest streams them back to back from one busy-polling thread per "
                  "side, with no round trip per transfer. Rounds interleave both; each figure "
-                 "(Strata's and ucx_perftest's) is the best of the rounds.",
+                 "(Strata's and ucx_perftest's) is the best of the rounds. memcpy_*: one "
+                 "thread's memcpy of the same bytes in the bench's process, hot (same buffers, "
+                 "in cache: the limit of a Get of blocks read before over sm) and fresh (the "
+                 "destination cycling through 1 GiB: the limit of a Put into least recently "
+                 "used slots).",
         "results": [],
     }
     # Rounds interleave Strata and ucx_perftest, so that both see the same swings of a shared
@@ -93,6 +97,7 @@ def main():
     ours_best = {}  # (tls, bytes, concurrency) -> result with the best get and put
     perf_best = {}  # (tls, bytes) -> {test: MB/s}
     meta = {}
+    memcpy_best = {}  # bytes -> best memcpy figures (the memory's own limit, this process)
     errors = {}
     for round_index in range(args.rounds):
         for tls in args.tls:
@@ -107,6 +112,10 @@ def main():
                 continue
             ours = json.loads(run.stdout)
             meta[tls] = ours
+            for m in ours.get("memcpy", []):
+                best = memcpy_best.setdefault(m["bytes"], {})
+                for k in ("memcpy_hot_mb_per_s", "memcpy_fresh_mb_per_s"):
+                    best[k] = max(best.get(k) or 0, m.get(k) or 0)
             for r in ours["results"]:
                 key = (tls, r["bytes"], r.get("concurrency", 1))
                 keep_best(ours_best.setdefault(key, dict(r)), r)
@@ -126,6 +135,15 @@ def main():
         for op in ("put", "get", "get_leased"):
             value = r.get(f"{op}_mb_per_s")
             entry[f"{op}_ratio"] = value / best if value and best else None
+        # Over shared memory a pool call is a memory copy: its limit is memcpy's rate, from
+        # cached blocks into the same destination (Get of blocks read before) and into fresh
+        # memory (Put into the pool's least recently used slots).
+        mem = memcpy_best.get(size, {})
+        entry.update(mem)
+        if mem.get("memcpy_hot_mb_per_s") and r.get("get_mb_per_s"):
+            entry["get_ratio_to_memcpy_hot"] = r["get_mb_per_s"] / mem["memcpy_hot_mb_per_s"]
+        if mem.get("memcpy_fresh_mb_per_s") and r.get("put_mb_per_s"):
+            entry["put_ratio_to_memcpy_fresh"] = r["put_mb_per_s"] / mem["memcpy_fresh_mb_per_s"]
         report["results"].append(entry)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
