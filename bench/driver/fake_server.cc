@@ -234,16 +234,17 @@ class Session : public std::enable_shared_from_this<Session> {
       AppendTokenEvent(out, next_token_);
       if (last) AppendTail(out);
     }
-    int64_t now = MonotonicNanos();
+    // Recorded before the write: once written, the client may see the token, finish, and
+    // ask for the send times before this thread runs again (on a busy machine it did).
+    if (opt.record_send_times && !request_id_.empty()) {
+      std::lock_guard<std::mutex> lock(server_->send_times_mu_);
+      server_->send_times_[request_id_].push_back(MonotonicNanos());
+    }
     error_code ec;
     asio::write(socket_, asio::buffer(out), ec);
     if (ec) {
       ++server_->num_client_disconnects_;
       return;
-    }
-    if (opt.record_send_times && !request_id_.empty()) {
-      std::lock_guard<std::mutex> lock(server_->send_times_mu_);
-      server_->send_times_[request_id_].push_back(now);
     }
     if (last) {
       Read();

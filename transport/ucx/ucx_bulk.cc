@@ -6,10 +6,6 @@
 #include <memory>
 #include <shared_mutex>
 
-#if defined(__x86_64__)
-#include <emmintrin.h>
-#endif
-
 #include "common/log.h"
 #include "transport/ucx/ucx_transport_impl.h"
 
@@ -23,35 +19,6 @@ constexpr size_t kMaxRemoteKeysPerPeer = 4096;
 // A direct copy of at least this many bytes bypasses the caches: the destination (KV blocks) is
 // read much later, and writing it through the cache would first read every line of it.
 constexpr size_t kStreamingCopyBytes = size_t{1} << 20;
-
-// memcpy with non-temporal stores where the CPU has them (SSE2 on x86-64): about 1.3x memcpy's
-// rate for copies of megabytes on the development VM.
-void CopyLarge(void* dst, const void* src, size_t n) {
-#if defined(__x86_64__)
-  auto* d = static_cast<uint8_t*>(dst);
-  auto* s = static_cast<const uint8_t*>(src);
-  const size_t head = (16 - reinterpret_cast<uintptr_t>(d) % 16) % 16;
-  std::memcpy(d, s, head);
-  d += head;
-  s += head;
-  n -= head;
-  const size_t blocks = n / 64;
-  for (size_t i = 0; i < blocks; ++i, d += 64, s += 64) {
-    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
-    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 16));
-    const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 32));
-    const __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 48));
-    _mm_stream_si128(reinterpret_cast<__m128i*>(d), a);
-    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 16), b);
-    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 32), c);
-    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 48), e);
-  }
-  std::memcpy(d, s, n % 64);
-  _mm_sfence();  // the stores are visible before the completion is reported
-#else
-  std::memcpy(dst, src, n);
-#endif
-}
 
 Status StatusFromWire(int32_t code, std::string message) {
   if (code == 0) return OkStatus();
@@ -196,11 +163,7 @@ bool UcxTransportImpl::TryDirectCopy(uint64_t op_id, Peer& peer, const Transfer&
   uint8_t* local = ops_[op_id].local;
   void* dst = is_put ? mapped : static_cast<void*>(local);
   const void* src = is_put ? static_cast<const void*>(local) : mapped;
-  if (transfer.length >= kStreamingCopyBytes) {
-    CopyLarge(dst, src, transfer.length);
-  } else {
-    std::memcpy(dst, src, transfer.length);
-  }
+  copier_->Copy(dst, src, transfer.length, transfer.length >= kStreamingCopyBytes);
   CompleteOp(op_id, OkStatus());
   return true;
 }

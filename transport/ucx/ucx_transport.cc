@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <thread>
 
 #include "common/log.h"
 #include "transport/ucx/ucx_transport_impl.h"
@@ -62,6 +63,12 @@ Status UcxTransportImpl::Start() {
   worker_address_.assign(reinterpret_cast<const char*>(attr.address), attr.address_length);
   host_id_ = ComputeHostId();
   sm_enabled_ = TlsHasSharedMemory(options_.tls);
+  int helpers = 0;
+  if (sm_enabled_) {
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    helpers = options_.copy_helpers >= 0 ? options_.copy_helpers : std::clamp(cores - 1, 0, 3);
+  }
+  copier_ = std::make_unique<ParallelCopier>(helpers);
   ucp_worker_release_address(worker_, attr.address);
   int event_fd = -1;
   status = ucp_worker_get_efd(worker_, &event_fd);

@@ -52,6 +52,11 @@ struct UcxOptions {
   // Poll (yielding between empty turns) this long after the last activity before sleeping on
   // the event fd. Lower latency for more CPU; 0 sleeps at once.
   int64_t spin_us = 100;
+  // Threads that help the progress thread with same-host copies of megabytes (a transfer
+  // into or out of a same-host peer's AllocateMemory region is a memcpy, and one core writes
+  // fresh memory at a fraction of what the memory takes). -1: one per core beyond the first, at
+  // most 3. Only with shared memory enabled; they sleep when there is nothing to copy.
+  int copy_helpers = -1;
   // Larger incoming messages close the connection (kPayloadTooLarge); a bad peer cannot make
   // this side allocate without bound.
   uint64_t max_message_bytes = 256ull << 20;

@@ -24,6 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "transport/ucx/parallel_copy.h"
 #include "transport/ucx/ucx_memory.h"
 #include "transport/ucx/ucx_transport.h"
 
@@ -264,6 +265,7 @@ class UcxTransportImpl : public UcxTransport {
   std::string worker_address_;  // ours, sent in the handshake
   uint64_t host_id_ = 0;
   bool sm_enabled_ = false;  // the configured UCX_TLS includes shared-memory transports
+  std::unique_ptr<ParallelCopier> copier_;  // direct copies (TryDirectCopy); made by Start
   int epoll_fd_ = -1;
   std::thread thread_;
 
