@@ -40,15 +40,6 @@ class PoolDirectReadsTest : public ::testing::Test {
                                         KvPoolClientOptions options = {}) {
     return MakeInstance(NewTransport(tls), {pool}, options);
   }
-  template <typename Pred>
-  bool Eventually(Pred pred) {
-    Stopwatch watch;
-    while (watch.ElapsedMillis() < kWaitMs) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return pred();
-  }
   void TearDown() override {
     if (pool_ != nullptr) pool_->Shutdown();
   }

@@ -71,16 +71,6 @@ class PoolTest : public ::testing::Test {
     e.mutable_kv_pool_release()->set_lease_id(lease_id);
     return inst.node->CallAndWait(peer, e, transport::DeadlineAfterMillis(kWaitMs)).status();
   }
-  // Polls `pred` until true or kWaitMs.
-  template <typename Pred>
-  bool Eventually(Pred pred) {
-    Stopwatch watch;
-    while (watch.ElapsedMillis() < kWaitMs) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return pred();
-  }
 
   std::shared_ptr<transport::InprocFabric> fabric_ = transport::NewInprocFabric();
   std::vector<std::unique_ptr<KvPoolServer>> pools_;

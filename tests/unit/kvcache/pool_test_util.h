@@ -9,8 +9,10 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "kvcache/kv_cache.h"
 #include "kvcache/kv_transfer.h"
 #include "kvcache/pool_client.h"
@@ -20,6 +22,17 @@
 namespace strata::kvcache::testing {
 
 inline constexpr int64_t kWaitMs = 10000;
+
+// Polls `pred` until true or kWaitMs.
+template <typename Pred>
+bool Eventually(Pred pred) {
+  Stopwatch watch;
+  while (watch.ElapsedMillis() < kWaitMs) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
 
 // GQA, 2 layers: 4 segments of 4 tokens x 2 heads x 8 dims x 2 bytes = 128 bytes; 512 a block.
 inline KvCacheSpec SmallSpec() {
