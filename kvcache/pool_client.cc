@@ -251,7 +251,26 @@ StatusOr<int> KvPoolClient::Fetch(std::span<const BlockHash> hashes, const Regis
   }
   const int prefix = CombinePrefix(positions, held, static_cast<int>(hashes.size()));
 
-  // 2. Read the blocks of the prefix, every shard's at once.
+  // 2. Read the blocks of the prefix. From pools on this host: copies on this thread, as for
+  // blocks read before (and remembered for next time). Otherwise every shard's at once by RMA.
+  if (direct_ != nullptr && prefix > 0) {
+    std::vector<PoolDirectReads::ShardBlocks> parts;
+    for (size_t s = 0; s < positions.size(); ++s) {
+      if (leases[s].lease_id == 0) continue;
+      PoolDirectReads::ShardBlocks part{static_cast<int>(s), leases[s].peer, {}, {}};
+      for (int p : positions[s]) {
+        if (p >= prefix) break;
+        part.hashes.push_back(hashes[p]);
+        part.local_blocks.push_back(local_blocks[p]);
+      }
+      direct_->Remember(part.shard, part.peer, part.hashes, leases[s].reply, deadline);
+      if (!part.hashes.empty()) parts.push_back(std::move(part));
+    }
+    if (direct_->TryRead(parts, local)) {
+      release_all();
+      return prefix;
+    }
+  }
   const int block_size = local.spec().block_size;
   std::vector<const transport::Region*> local_regions;
   for (int seg = 0; seg < local.num_segments(); ++seg) local_regions.push_back(&local.region(seg));
@@ -310,17 +329,6 @@ StatusOr<int> KvPoolClient::Fetch(std::span<const BlockHash> hashes, const Regis
       log::Warn("KV pool fetch: reading block {} failed ({}); {} of {} blocks read", i,
                 first_error->ToString(), read, prefix);
       break;
-    }
-  }
-  if (direct_ != nullptr) {
-    for (size_t s = 0; s < positions.size(); ++s) {
-      if (leases[s].lease_id == 0) continue;
-      std::vector<BlockHash> got;
-      for (int p : positions[s]) {
-        if (p >= read) break;
-        got.push_back(hashes[p]);
-      }
-      direct_->Remember(static_cast<int>(s), leases[s].peer, got, leases[s].reply, deadline);
     }
   }
   return read;

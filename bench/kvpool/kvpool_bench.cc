@@ -5,8 +5,10 @@
 // to end, and at concurrency 1 a Lookup (one round trip, no data). Get reads blocks the client
 // read before: with shared memory straight from the pool's memory, validated by slot versions
 // (kvcache/pool_direct_reads.h); get_leased is the same read with a lease, RMA gets and a
-// release, as every first read and every read over tcp is. Prints one JSON object on stdout;
-// run_kvpool_bench.py runs it next to ucx_perftest and writes bench/results/kvpool.json.
+// release, as every read over tcp is; get_first (one call at a time) reads blocks stored just
+// before, once each: a lease, then (same host) copies on the caller's thread. Prints one JSON
+// object on stdout; run_kvpool_bench.py runs it next to ucx_perftest and writes
+// bench/results/kvpool.json.
 //
 //   kvpool_bench --tls tcp|sm,tcp [--sizes 1048576,4194304,16777216] [--concurrency 1,4]
 //                [--seconds 0.5] [--layers 12] [--block-size 16] [--spin-us 100]
@@ -254,6 +256,23 @@ int RunClient(const BenchFlags& f, const std::string& address, const std::vector
                      : InternalError("lookup missed");
         });
         if (lookup.error.ok()) r["lookup_us_per_call"] = lookup.seconds * 1e6 / lookup.calls;
+        // First reads: blocks stored just before (untimed), each read once by the default
+        // client -- a prompt prefix a prefill instance meets for the first time.
+        double first_seconds = 0;
+        int64_t first_calls = 0;
+        reader = &client;
+        for (Stopwatch watch; watch.ElapsedSeconds() < f.seconds || first_calls < 3;) {
+          chains[0] = fresh_chain(n);
+          if (Status stored = store(chains[0], blocks_of(0, n, false)); !stored.ok()) break;
+          Stopwatch call;
+          if (!fetch(0).ok()) break;
+          first_seconds += call.ElapsedSeconds();
+          ++first_calls;
+        }
+        if (first_calls > 0) {
+          r["get_first_mb_per_s"] = static_cast<double>(bytes) * first_calls / first_seconds / 1e6;
+          r["get_first_ms_per_call"] = first_seconds * 1e3 / first_calls;
+        }
       }
       out["results"].push_back(r);
     }
