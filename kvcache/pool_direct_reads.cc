@@ -29,8 +29,8 @@ void PoolDirectReads::StartPageFillLocked(
   constexpr int kPopulateRead = 22;  // Linux 5.14+
 #endif
   page_fills_.emplace_back([this, mappings = std::move(mappings)] {
-    // In steps, each under the mapping's guard: a pool that goes away is never waited on long.
-    constexpr uint64_t kStep = 32ull << 20;
+    // In steps, each under the mapping's guard: a peer failure waits for one step at most.
+    constexpr uint64_t kStep = 8ull << 20;  // a few ms of touches at most
     const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
     for (const auto& mapping : mappings) {
       for (uint64_t offset = 0; offset < mapping->size() && !stop_.load(); offset += kStep) {
