@@ -303,17 +303,27 @@ StatusOr<int> KvPoolClient::Fetch(std::span<const BlockHash> hashes, const Regis
   auto reads = std::make_shared<Latch>();
   auto failed = std::make_shared<std::vector<char>>(hashes.size(), 0);
   auto first_error = std::make_shared<Status>();
-  reads->left = static_cast<int>(transfers.size());
-  for (MergedTransfer& t : transfers) {
-    node_->transport().Get(t.transfer,
-                           [reads, failed, first_error, blocks = std::move(t.blocks)](Status st) {
-                             if (!st.ok()) {
-                               std::lock_guard lock(reads->mu);
-                               for (int b : blocks) (*failed)[b] = 1;
-                               if (first_error->ok()) *first_error = st;
-                             }
-                             reads->CountDown();
-                           });
+  reads->left = transfers.empty() ? 0 : 1;
+  if (!transfers.empty()) {
+    std::vector<transport::Transfer> batch;
+    std::vector<std::vector<int>> blocks;
+    for (MergedTransfer& t : transfers) {
+      batch.push_back(std::move(t.transfer));
+      blocks.push_back(std::move(t.blocks));
+    }
+    node_->transport().GetBatch(
+        std::move(batch),
+        [reads, failed, first_error, blocks = std::move(blocks)](std::vector<Status> statuses) {
+          {
+            std::lock_guard lock(reads->mu);
+            for (size_t t = 0; t < statuses.size(); ++t) {
+              if (statuses[t].ok()) continue;
+              for (int b : blocks[t]) (*failed)[b] = 1;
+              if (first_error->ok()) *first_error = statuses[t];
+            }
+          }
+          reads->CountDown();
+        });
   }
   const bool read_all = transfers.empty() ||
                         reads->WaitUntil(std::max(deadline, MonoClock::now()) + kCompletionGrace);

@@ -22,7 +22,6 @@ struct KvPoolServer::PutOp {
   std::vector<BlockHash> hashes;  // reserved ones, in request order
   std::vector<PoolSlot> slots;
   std::vector<bool> failed;  // per block
-  size_t transfers_left = 0;
   Status first_error;
   v1::KvPoolPutReply reply;  // counts of skipped hashes, filled before the reads
 };
@@ -349,7 +348,6 @@ void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put
     log::Debug("KV pool Put from peer {}: {} new blocks in {} transfers", from, op->hashes.size(),
                transfers.size());
     op->failed.assign(op->hashes.size(), false);
-    op->transfers_left = transfers.size();
     SyncMetricsLocked();
   }
   if (op->hashes.empty()) {
@@ -358,24 +356,31 @@ void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put
     ReplyTo(from, call_id, std::move(reply));
     return;
   }
-  // Outside the lock: after a shutdown, Get completes on this thread.
+  // Outside the lock: after a shutdown, the batch completes on this thread. One batch: over
+  // shared memory the transport copies every segment in one go, across its copy threads.
+  std::vector<transport::Transfer> batch;
+  std::vector<std::vector<int>> blocks;
   for (MergedTransfer& t : transfers) {
-    node_->transport().Get(t.transfer, [this, op, blocks = std::move(t.blocks)](Status st) {
-      OnPutTransferDone(op, blocks, st);
-    });
+    batch.push_back(std::move(t.transfer));
+    blocks.push_back(std::move(t.blocks));
   }
+  node_->transport().GetBatch(std::move(batch),
+                              [this, op, blocks = std::move(blocks)](std::vector<Status> statuses) {
+                                OnPutTransfersDone(op, blocks, statuses);
+                              });
 }
 
-void KvPoolServer::OnPutTransferDone(const std::shared_ptr<PutOp>& op,
-                                     const std::vector<int>& blocks, const Status& status) {
+void KvPoolServer::OnPutTransfersDone(const std::shared_ptr<PutOp>& op,
+                                      const std::vector<std::vector<int>>& blocks,
+                                      const std::vector<Status>& statuses) {
   service::Envelope reply;
   {
     std::lock_guard lock(mu_);
-    if (!status.ok()) {
-      if (op->first_error.ok()) op->first_error = status;
-      for (int b : blocks) op->failed[b] = true;
+    for (size_t t = 0; t < statuses.size(); ++t) {
+      if (statuses[t].ok()) continue;
+      if (op->first_error.ok()) op->first_error = statuses[t];
+      for (int b : blocks[t]) op->failed[b] = true;
     }
-    if (--op->transfers_left > 0) return;
     // Every read finished: publish what arrived, the chain's first block most recently used.
     auto* r = reply.mutable_kv_pool_put_reply();
     *r = op->reply;

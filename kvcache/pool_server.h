@@ -129,8 +129,10 @@ class KvPoolServer {
   void OnGet(transport::PeerId from, uint64_t call_id, const v1::KvPoolGet& get);
   void OnRelease(transport::PeerId from, uint64_t call_id, const v1::KvPoolRelease& release);
   void OnDirectRead(transport::PeerId from, const v1::KvPoolDirectRead& read);
-  void OnPutTransferDone(const std::shared_ptr<PutOp>& op, const std::vector<int>& blocks,
-                         const Status& status);
+  // The Put's reads finished; blocks[t] are the blocks that transfer t carried.
+  void OnPutTransfersDone(const std::shared_ptr<PutOp>& op,
+                          const std::vector<std::vector<int>>& blocks,
+                          const std::vector<Status>& statuses);
   // Checks `source` and fixes the layout on the first Put (mu_ held).
   Status AcceptLayoutLocked(const v1::KvLocation& source, int num_blocks);
   void ExpireLeases();

@@ -21,7 +21,7 @@ struct PrefillInstance::Job {
   std::vector<kvcache::BlockHash> hashes;  // full prompt blocks (for the pool offer)
   int pool_hit_blocks = 0;
   // Progress (mu_).
-  int pending_puts = 0;
+  int pending_puts = 0;  // layers whose KV Put batch is in flight
   Status push_error;
   // Ended before its prefill finished: decode gets a KvReady with this error once no write of
   // the job is in flight any more (its blocks there stay held until then).
@@ -444,31 +444,32 @@ void PrefillInstance::PushLayer(const std::shared_ptr<Job>& job,
       return;
     }
     if (!job->push_error.ok() || !job->failed.ok()) return;  // already failed: move no more
-    job->pending_puts += static_cast<int>(transfers->size());
+    ++job->pending_puts;                                     // one batch per layer
     if (job->first_put_ns == 0) job->first_put_ns = MonotonicNanos();
     for (const auto& x : *transfers) stats_.kv_bytes_pushed += static_cast<int64_t>(x.length);
   }
-  // Outside the lock: a transport that has shut down completes a Put on this thread.
-  for (const auto& x : *transfers) {
-    node_->transport().Put(x, [this, job](Status st) {
-      bool owe_ready = false;
-      {
-        std::lock_guard lock(mu_);
-        --job->pending_puts;
-        job->last_put_done_ns = MonotonicNanos();
-        if (!st.ok() && job->push_error.ok()) job->push_error = st;
-        if (!job->failed.ok() && job->pending_puts == 0 && !job->completed) {
-          job->completed = true;
-          owe_ready = true;
+  // Outside the lock: a transport that has shut down completes the batch on this thread.
+  node_->transport().PutBatch(
+      std::move(transfers).value(), [this, job](std::vector<Status> statuses) {
+        bool owe_ready = false;
+        {
+          std::lock_guard lock(mu_);
+          --job->pending_puts;
+          job->last_put_done_ns = MonotonicNanos();
+          for (const Status& st : statuses) {
+            if (!st.ok() && job->push_error.ok()) job->push_error = st;
+          }
+          if (!job->failed.ok() && job->pending_puts == 0 && !job->completed) {
+            job->completed = true;
+            owe_ready = true;
+          }
         }
-      }
-      if (owe_ready) {
-        SendKvReadyError(job->decode, job->id, job->failed);
-      } else {
-        MaybeComplete(job);
-      }
-    });
-  }
+        if (owe_ready) {
+          SendKvReadyError(job->decode, job->id, job->failed);
+        } else {
+          MaybeComplete(job);
+        }
+      });
 }
 
 void PrefillInstance::OnPrefilled(const std::string& id, std::vector<kvcache::BlockId> blocks,

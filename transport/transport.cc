@@ -1,6 +1,8 @@
 #include "transport/transport.h"
 
 #include <cstdlib>
+#include <memory>
+#include <mutex>
 #include <string>
 
 namespace strata::transport {
@@ -49,7 +51,46 @@ class OwnedRegion : public Region {
   std::unique_ptr<Region> registered_;
 };
 
+// A batch's transfers started one by one; the last completion reports them all.
+void StartEach(Transport& transport, std::vector<Transfer> transfers, BatchCompletion done,
+               bool is_put) {
+  if (transfers.empty()) return done({});
+  struct Batch {
+    std::mutex mu;
+    std::vector<Status> statuses;
+    size_t left = 0;
+    BatchCompletion done;
+  };
+  auto batch = std::make_shared<Batch>();
+  batch->statuses.resize(transfers.size());
+  batch->left = transfers.size();
+  batch->done = std::move(done);
+  for (size_t i = 0; i < transfers.size(); ++i) {
+    Completion one = [batch, i](Status status) {
+      {
+        std::lock_guard lock(batch->mu);
+        batch->statuses[i] = std::move(status);
+        if (--batch->left > 0) return;
+      }
+      batch->done(std::move(batch->statuses));
+    };
+    if (is_put) {
+      transport.Put(transfers[i], std::move(one));
+    } else {
+      transport.Get(transfers[i], std::move(one));
+    }
+  }
+}
+
 }  // namespace
+
+void Transport::PutBatch(std::vector<Transfer> transfers, BatchCompletion done) {
+  StartEach(*this, std::move(transfers), std::move(done), /*is_put=*/true);
+}
+
+void Transport::GetBatch(std::vector<Transfer> transfers, BatchCompletion done) {
+  StartEach(*this, std::move(transfers), std::move(done), /*is_put=*/false);
+}
 
 StatusOr<std::shared_ptr<RemoteMapping>> Transport::MapRemote(PeerId, const RemoteRegion&,
                                                               Deadline) {

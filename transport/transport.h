@@ -106,6 +106,10 @@ class RemoteMapping {
 // status, the transport no longer touches either buffer of that transfer.
 using Completion = std::function<void(Status)>;
 
+// Called exactly once per PutBatch/GetBatch, with each transfer's status in the batch's order;
+// as for Completion, the transport no longer touches any of the buffers by then.
+using BatchCompletion = std::function<void(std::vector<Status>)>;
+
 struct Handlers {
   // A message arrived. Messages from one peer arrive in the order that peer sent them.
   std::function<void(Message)> on_message;
@@ -152,6 +156,13 @@ class Transport {
   // arguments are invalid completes with kInvalidArgument (still through `done`).
   virtual void Put(const Transfer& transfer, Completion done) = 0;
   virtual void Get(const Transfer& transfer, Completion done) = 0;
+
+  // Several Puts (Gets) with one completion, after the last of them. Each transfer succeeds or
+  // fails on its own, as alone. The default starts them one by one; UCX does a batch's same-host
+  // copies in one go, shared out across its copy threads (a KV Put of 1 MiB is 12-108 segments
+  // of a few KiB to 100 KiB). An empty batch completes at once, on the caller's thread.
+  virtual void PutBatch(std::vector<Transfer> transfers, BatchCompletion done);
+  virtual void GetBatch(std::vector<Transfer> transfers, BatchCompletion done);
 
   // The peer's `remote` region mapped into this process, so that this side reads it with plain
   // loads, without messages or the transport's thread. Only where the transport can: UCX maps a

@@ -15,6 +15,8 @@ namespace {
 // How long a helper polls for the next job before it sleeps: the parts of one transfer's
 // segments come back to back, and waking a sleeping thread costs more than a part takes.
 constexpr auto kHelperSpin = std::chrono::microseconds(50);
+// Parts of one copy at most (a part is at least min_part_bytes).
+constexpr size_t kMaxParts = 64;
 
 void Relax() {
 #if defined(__x86_64__)
@@ -51,9 +53,9 @@ void StreamingCopy(void* dst, const void* src, size_t n) {
 #endif
 }
 
-ParallelCopier::ParallelCopier(int helpers, size_t min_part_bytes)
-    : min_part_bytes_(std::max<size_t>(min_part_bytes, 4096)) {
-  for (int i = 0; i < helpers; ++i) threads_.emplace_back([this, i] { Helper(i); });
+ParallelCopier::ParallelCopier(int helpers, size_t min_part_bytes, size_t min_split_bytes)
+    : min_part_bytes_(std::max<size_t>(min_part_bytes, 4096)), min_split_bytes_(min_split_bytes) {
+  for (int i = 0; i < helpers; ++i) threads_.emplace_back([this] { Helper(); });
 }
 
 ParallelCopier::~ParallelCopier() {
@@ -68,41 +70,72 @@ ParallelCopier::~ParallelCopier() {
 void ParallelCopier::CopyPart(const Job& job, int part) {
   const size_t begin = static_cast<size_t>(part) * job.part;
   const size_t end = part == job.parts - 1 ? job.total : begin + job.part;
-  if (job.streaming) {
-    StreamingCopy(job.dst + begin, job.src + begin, end - begin);
-  } else {
-    std::memcpy(job.dst + begin, job.src + begin, end - begin);
+  size_t at = 0;  // bytes of the pieces before pieces[i]
+  for (size_t i = 0; i < job.num_pieces && at < end; at += job.pieces[i].bytes, ++i) {
+    const CopyPiece& piece = job.pieces[i];
+    const size_t from = std::max(begin, at);
+    const size_t to = std::min(end, at + piece.bytes);
+    if (from >= to) continue;
+    uint8_t* dst = static_cast<uint8_t*>(piece.dst) + (from - at);
+    const uint8_t* src = static_cast<const uint8_t*>(piece.src) + (from - at);
+    if (job.streaming) {
+      StreamingCopy(dst, src, to - from);
+    } else {
+      std::memcpy(dst, src, to - from);
+    }
   }
 }
 
 void ParallelCopier::Copy(void* dst, const void* src, size_t n, bool streaming) {
-  const int max_parts =
-      static_cast<int>(std::min<size_t>(threads_.size() + 1, n / min_part_bytes_));
-  std::unique_lock use(use_mu_, std::try_to_lock);
-  if (max_parts < 2 || !use.owns_lock()) {
-    streaming ? StreamingCopy(dst, src, n) : (void)std::memcpy(dst, src, n);
-    return;
-  }
-  Job job;
-  job.dst = static_cast<uint8_t*>(dst);
-  job.src = static_cast<const uint8_t*>(src);
-  job.parts = max_parts;
-  job.part = n / static_cast<size_t>(max_parts) / 64 * 64;  // cache-line aligned parts
-  job.total = n;
-  job.streaming = streaming;
-  parts_left_.store(max_parts - 1);
-  {
-    std::lock_guard lock(mu_);
-    job_ = job;
-    job_seq_.fetch_add(1);
-  }
-  cv_.notify_all();
-  CopyPart(job, 0);
-  while (parts_left_.load(std::memory_order_acquire) > 0) Relax();
+  const CopyPiece piece{dst, src, n};
+  CopyMany(std::span<const CopyPiece>(&piece, 1), streaming);
 }
 
-void ParallelCopier::Helper(int index) {
-  const int part = index + 1;
+void ParallelCopier::CopyMany(std::span<const CopyPiece> pieces, bool streaming) {
+  size_t total = 0;
+  for (const CopyPiece& piece : pieces) total += piece.bytes;
+  Job job;
+  job.pieces = pieces.data();
+  job.num_pieces = pieces.size();
+  job.total = total;
+  job.streaming = streaming;
+  // Parts of about min_part_bytes_, claimed one at a time by whichever thread is free: the
+  // caller goes on alone when the helpers are slow to wake (on a busy machine they often are).
+  const size_t parts = std::min<size_t>(kMaxParts, std::max<size_t>(1, total / min_part_bytes_));
+  std::unique_lock use(use_mu_, std::try_to_lock);
+  if (parts < 2 || threads_.empty() || !use.owns_lock() || total < min_split_bytes_) {
+    job.parts = 1;
+    job.part = total;
+    CopyPart(job, 0);
+    return;
+  }
+  job.parts = static_cast<int>(parts);
+  job.part = total / parts / 64 * 64;  // cache-line aligned parts
+  uint64_t seq = 0;
+  {
+    std::lock_guard lock(mu_);
+    seq = job_seq_.load() + 1;
+    job_ = job;
+    parts_done_.store(0);
+    next_part_.store(seq << 32);
+    job_seq_.store(seq);
+  }
+  cv_.notify_all();
+  CopyParts(job, seq);
+  while (parts_done_.load(std::memory_order_acquire) < job.parts) Relax();
+}
+
+void ParallelCopier::CopyParts(const Job& job, uint64_t seq) {
+  uint64_t claim = next_part_.load();
+  while (claim >> 32 == seq && static_cast<int>(claim & 0xffffffffu) < job.parts) {
+    if (!next_part_.compare_exchange_weak(claim, claim + 1)) continue;
+    CopyPart(job, static_cast<int>(claim & 0xffffffffu));
+    parts_done_.fetch_add(1, std::memory_order_release);
+    claim = next_part_.load();
+  }
+}
+
+void ParallelCopier::Helper() {
   uint64_t seen = 0;
   while (true) {
     // Poll a little before sleeping: the next segment's copy usually follows at once.
@@ -119,10 +152,7 @@ void ParallelCopier::Helper(int index) {
       seen = job_seq_.load();
       job = job_;
     }
-    if (part < job.parts) {
-      CopyPart(job, part);
-      parts_left_.fetch_sub(1, std::memory_order_release);
-    }
+    CopyParts(job, seen);  // claims nothing once that job is done and another began
   }
 }
 

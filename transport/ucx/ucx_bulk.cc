@@ -80,48 +80,118 @@ void UcxTransportImpl::StartTransfer(const Transfer& transfer, Completion done, 
   // Posted under state_mu_ so that Shutdown, which posts its stop after setting shut_down_,
   // always finds this command queued ahead of it.
   Post([this, transfer, done = std::move(done), is_put, valid = std::move(valid)]() mutable {
-    if (!valid.ok()) {
-      events_.push_back([done = std::move(done), valid] { done(valid); });
-      return;
-    }
-    Peer* peer = FindPeer(transfer.peer);
-    if (stopping_ || peer == nullptr || peer->state != Peer::State::kOpen) {
-      Status why =
-          stopping_
-              ? CancelledError("transport shut down")
-              : UnavailableError("peer " + std::to_string(transfer.peer) + " is not connected");
-      {
-        std::lock_guard<std::mutex> lock(state_mu_);
-        auto it = peer_status_.find(transfer.peer);
-        if (!stopping_ && it != peer_status_.end() && !it->second.ok()) why = it->second;
+    StartOnThread(transfer, std::move(done), is_put, std::move(valid));
+  });
+}
+
+void UcxTransportImpl::PutBatch(std::vector<Transfer> transfers, BatchCompletion done) {
+  StartBatch(std::move(transfers), std::move(done), /*is_put=*/true);
+}
+
+void UcxTransportImpl::GetBatch(std::vector<Transfer> transfers, BatchCompletion done) {
+  StartBatch(std::move(transfers), std::move(done), /*is_put=*/false);
+}
+
+void UcxTransportImpl::StartBatch(std::vector<Transfer> transfers, BatchCompletion done,
+                                  bool is_put) {
+  if (transfers.empty()) return done({});
+  std::vector<Status> valid;
+  valid.reserve(transfers.size());
+  for (const Transfer& transfer : transfers) valid.push_back(ValidateTransfer(transfer));
+  std::unique_lock<std::mutex> lock(state_mu_);
+  if (shut_down_) {
+    lock.unlock();
+    return done(std::vector<Status>(transfers.size(), CancelledError("transport shut down")));
+  }
+  Post([this, transfers = std::move(transfers), done = std::move(done), is_put,
+        valid = std::move(valid)]() mutable {
+    struct Batch {
+      std::vector<Status> statuses;
+      size_t left = 0;
+      BatchCompletion done;
+    };
+    auto batch = std::make_shared<Batch>();
+    batch->statuses.resize(transfers.size());
+    batch->left = transfers.size();
+    batch->done = std::move(done);
+    // Same-host copies are gathered and done together below; the rest start as alone.
+    std::vector<CopyPiece> pieces;
+    std::vector<size_t> copied;
+    uint64_t copy_bytes = 0;
+    for (size_t i = 0; i < transfers.size(); ++i) {
+      const Transfer& transfer = transfers[i];
+      Peer* peer = valid[i].ok() && !stopping_ ? FindPeer(transfer.peer) : nullptr;
+      if (peer != nullptr && peer->state == Peer::State::kOpen && peer->same_host && sm_enabled_ &&
+          MonoClock::now() <= transfer.deadline) {
+        if (void* mapped = DirectAddress(*peer, transfer)) {
+          void* local = static_cast<uint8_t*>(transfer.local->data()) + transfer.local_offset;
+          pieces.push_back(is_put ? CopyPiece{mapped, local, transfer.length}
+                                  : CopyPiece{local, mapped, transfer.length});
+          copied.push_back(i);
+          copy_bytes += transfer.length;
+          continue;
+        }
       }
-      events_.push_back([done = std::move(done), why] { done(why); });
-      return;
+      // Completions run as events, after this command: `batch` is only touched on this thread.
+      StartOnThread(
+          transfer,
+          [batch, i](Status status) {
+            batch->statuses[i] = std::move(status);
+            if (--batch->left == 0) batch->done(std::move(batch->statuses));
+          },
+          is_put, std::move(valid[i]));
     }
-    const uint64_t op_id = next_op_++;
-    PendingOp& op = ops_[op_id];
-    op.kind = peer->use_rma ? (is_put ? PendingOp::Kind::kRmaPut : PendingOp::Kind::kRmaGet)
-                            : (is_put ? PendingOp::Kind::kAmPut : PendingOp::Kind::kAmGet);
-    op.peer = transfer.peer;
-    op.done = std::move(done);
-    op.deadline = transfer.deadline;
-    op.local = static_cast<uint8_t*>(transfer.local->data()) + transfer.local_offset;
-    op.length = transfer.length;
-    if (MonoClock::now() > transfer.deadline) {
-      return CompleteOp(op_id, DeadlineExceededError("transfer deadline passed before it started"));
-    }
-    if (peer->same_host && sm_enabled_ && TryDirectCopy(op_id, *peer, transfer, is_put)) return;
-    switch (op.kind) {
-      case PendingOp::Kind::kRmaPut:
-        return StartRmaPut(op_id, *peer, transfer);
-      case PendingOp::Kind::kRmaGet:
-        return StartRmaGet(op_id, *peer, transfer);
-      case PendingOp::Kind::kAmPut:
-        return StartAmPut(op_id, *peer, transfer);
-      case PendingOp::Kind::kAmGet:
-        return StartAmGet(op_id, *peer, transfer);
+    if (copied.empty()) return;
+    copier_->CopyMany(pieces, copy_bytes >= kStreamingCopyBytes);
+    batch->left -= copied.size();  // their statuses stay OK
+    if (batch->left == 0) {
+      events_.push_back([batch] { batch->done(std::move(batch->statuses)); });
     }
   });
+}
+
+void UcxTransportImpl::StartOnThread(const Transfer& transfer, Completion done, bool is_put,
+                                     Status valid) {
+  if (!valid.ok()) {
+    events_.push_back([done = std::move(done), valid] { done(valid); });
+    return;
+  }
+  Peer* peer = FindPeer(transfer.peer);
+  if (stopping_ || peer == nullptr || peer->state != Peer::State::kOpen) {
+    Status why =
+        stopping_ ? CancelledError("transport shut down")
+                  : UnavailableError("peer " + std::to_string(transfer.peer) + " is not connected");
+    {
+      std::lock_guard<std::mutex> lock(state_mu_);
+      auto it = peer_status_.find(transfer.peer);
+      if (!stopping_ && it != peer_status_.end() && !it->second.ok()) why = it->second;
+    }
+    events_.push_back([done = std::move(done), why] { done(why); });
+    return;
+  }
+  const uint64_t op_id = next_op_++;
+  PendingOp& op = ops_[op_id];
+  op.kind = peer->use_rma ? (is_put ? PendingOp::Kind::kRmaPut : PendingOp::Kind::kRmaGet)
+                          : (is_put ? PendingOp::Kind::kAmPut : PendingOp::Kind::kAmGet);
+  op.peer = transfer.peer;
+  op.done = std::move(done);
+  op.deadline = transfer.deadline;
+  op.local = static_cast<uint8_t*>(transfer.local->data()) + transfer.local_offset;
+  op.length = transfer.length;
+  if (MonoClock::now() > transfer.deadline) {
+    return CompleteOp(op_id, DeadlineExceededError("transfer deadline passed before it started"));
+  }
+  if (peer->same_host && sm_enabled_ && TryDirectCopy(op_id, *peer, transfer, is_put)) return;
+  switch (op.kind) {
+    case PendingOp::Kind::kRmaPut:
+      return StartRmaPut(op_id, *peer, transfer);
+    case PendingOp::Kind::kRmaGet:
+      return StartRmaGet(op_id, *peer, transfer);
+    case PendingOp::Kind::kAmPut:
+      return StartAmPut(op_id, *peer, transfer);
+    case PendingOp::Kind::kAmGet:
+      return StartAmGet(op_id, *peer, transfer);
+  }
 }
 
 void UcxTransportImpl::CompleteOp(uint64_t op_id, Status status) {
@@ -149,17 +219,23 @@ StatusOr<ucp_rkey_h> UcxTransportImpl::RemoteKey(Peer& peer, const std::string& 
   return rkey;
 }
 
-bool UcxTransportImpl::TryDirectCopy(uint64_t op_id, Peer& peer, const Transfer& transfer,
-                                     bool is_put) {
+void* UcxTransportImpl::DirectAddress(Peer& peer, const Transfer& transfer) {
   auto rkey = RemoteKey(peer, transfer.remote.packed_key);
-  if (!rkey.ok()) return false;
+  if (!rkey.ok()) return nullptr;
   void* mapped = nullptr;
   // UCS_ERR_UNREACHABLE for memory that is not shared (RegisterMemory of user memory). Like
   // RMA, this trusts the descriptor's address and length (ValidateTransfer checked the offsets
   // against them); the mapping outlives the peer, so a dead peer cannot fault this copy.
   if (ucp_rkey_ptr(*rkey, transfer.remote.address + transfer.remote_offset, &mapped) != UCS_OK) {
-    return false;
+    return nullptr;
   }
+  return mapped;
+}
+
+bool UcxTransportImpl::TryDirectCopy(uint64_t op_id, Peer& peer, const Transfer& transfer,
+                                     bool is_put) {
+  void* mapped = DirectAddress(peer, transfer);
+  if (mapped == nullptr) return false;
   uint8_t* local = ops_[op_id].local;
   void* dst = is_put ? mapped : static_cast<void*>(local);
   const void* src = is_put ? static_cast<const void*>(local) : mapped;

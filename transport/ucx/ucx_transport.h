@@ -15,6 +15,9 @@
 // AllocateMemory (UCX-allocated shared memory) is one memcpy into or out of that memory, mapped
 // here with ucp_rkey_ptr: no messages, nothing needed from the peer's thread (without CMA, user
 // memory cannot be reached that way, and UCX's own rendezvous for it runs over tcp lanes).
+// A PutBatch/GetBatch is one command for the progress thread, and its direct copies are done
+// together, split across the copy helpers when they come to 2 MiB or more (a KV block Put is
+// 12-108 segment copies of a few KiB to 100 KiB; one by one each was a command and an event).
 // MapRemote hands such a mapping to the caller, who then reads the peer's memory on its own
 // thread; the mapping goes (Access returns false) when the peer closes or fails.
 // Connections: Listen binds a ucp_listener on a TCP sockaddr ("127.0.0.1:0" picks a port).
@@ -52,7 +55,7 @@ struct UcxOptions {
   // Poll (yielding between empty turns) this long after the last activity before sleeping on
   // the event fd. Lower latency for more CPU; 0 sleeps at once.
   int64_t spin_us = 100;
-  // Threads that help the progress thread with same-host copies of megabytes (a transfer
+  // Threads that help the progress thread with same-host copies of 2 MiB and more (a transfer
   // into or out of a same-host peer's AllocateMemory region is a memcpy, and one core writes
   // fresh memory at a fraction of what the memory takes). -1: one per core beyond the first, at
   // most 3. Only with shared memory enabled; they sleep when there is nothing to copy.

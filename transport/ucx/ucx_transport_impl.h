@@ -178,6 +178,8 @@ class UcxTransportImpl : public UcxTransport {
   StatusOr<std::unique_ptr<Region>> AllocateMemory(uint64_t bytes) override;
   void Put(const Transfer& transfer, Completion done) override;
   void Get(const Transfer& transfer, Completion done) override;
+  void PutBatch(std::vector<Transfer> transfers, BatchCompletion done) override;
+  void GetBatch(std::vector<Transfer> transfers, BatchCompletion done) override;
   Status Disconnect(PeerId peer) override;
   void Shutdown() override;
   StatusOr<std::string> BulkPath(PeerId peer) override;
@@ -229,6 +231,9 @@ class UcxTransportImpl : public UcxTransport {
               std::function<void(Status)> on_error);
   bool ChooseRma(ucp_ep_h ep) const;
   void StartTransfer(const Transfer& transfer, Completion done, bool is_put);
+  void StartBatch(std::vector<Transfer> transfers, BatchCompletion done, bool is_put);
+  // The progress thread's part of a Put/Get whose arguments were checked (`valid`).
+  void StartOnThread(const Transfer& transfer, Completion done, bool is_put, Status valid);
 
  public:  // for the C callbacks of ucx_bulk.cc / ucx_transport.cc
   void CompleteOp(uint64_t op_id, Status status);
@@ -254,6 +259,8 @@ class UcxTransportImpl : public UcxTransport {
   // (ucp_rkey_ptr), the transfer is one memcpy here. False when it is not (the caller goes on
   // with the peer's bulk path).
   bool TryDirectCopy(uint64_t op_id, Peer& peer, const Transfer& transfer, bool is_put);
+  // The peer's memory that `transfer` names, mapped here; nullptr where it cannot be.
+  void* DirectAddress(Peer& peer, const Transfer& transfer);
   void StartRmaPut(uint64_t op_id, Peer& peer, const Transfer& transfer);
   void StartRmaGet(uint64_t op_id, Peer& peer, const Transfer& transfer);
   void StartAmPut(uint64_t op_id, Peer& peer, const Transfer& transfer);

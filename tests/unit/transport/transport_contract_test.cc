@@ -243,6 +243,82 @@ TEST_P(TransportContractTest, ManyConcurrentTransfersAllComplete) {
   }
 }
 
+// What a KV Put or Get asks: many segments at scattered offsets, to shared (allocated) and
+// heap memory, in one batch; each transfer succeeds or fails on its own.
+std::vector<Status> RunBatch(Transport& transport, std::vector<Transfer> transfers, bool is_put) {
+  auto promise = std::make_shared<std::promise<std::vector<Status>>>();
+  auto future = promise->get_future();
+  auto done = [promise](std::vector<Status> statuses) { promise->set_value(std::move(statuses)); };
+  is_put ? transport.PutBatch(std::move(transfers), done)
+         : transport.GetBatch(std::move(transfers), done);
+  if (future.wait_for(std::chrono::milliseconds(2 * kWaitMs)) != std::future_status::ready) {
+    ADD_FAILURE() << "the batch never completed";
+    return {};
+  }
+  return future.get();
+}
+
+TEST_P(TransportContractTest, BatchesMoveEverySegmentAndReportEachTransfer) {
+  constexpr uint64_t kSegment = 70'001;  // off every alignment
+  constexpr int kSegments = 40;          // 2.8 MB: shared out across copy threads
+  constexpr uint64_t kBytes = kSegment * kSegments;
+  auto a_allocated = a_->AllocateMemory(kBytes);
+  auto b_allocated = b_->AllocateMemory(kBytes);
+  ASSERT_TRUE(a_allocated.ok() && b_allocated.ok());
+  std::vector<uint8_t> a_heap(kSegment * 2, 0);
+  auto a_registered = a_->RegisterMemory(a_heap.data(), a_heap.size());
+  ASSERT_TRUE(a_registered.ok());
+  auto* a_bytes = static_cast<uint8_t*>((*a_allocated)->data());
+  auto* b_bytes = static_cast<uint8_t*>((*b_allocated)->data());
+  const std::vector<uint8_t> pattern = Pattern(kBytes, 23);
+  std::memcpy(b_bytes, pattern.data(), kBytes);
+  std::memset(a_bytes, 0, kBytes);
+
+  // b's segment i goes to a's segment (kSegments - 1 - i); then one into heap memory, one past
+  // the remote region and one to a peer that does not exist.
+  std::vector<Transfer> puts;
+  for (int i = 0; i < kSegments; ++i) {
+    puts.push_back(Transfer{b_to_a_, b_allocated->get(), i * kSegment, (*a_allocated)->remote(),
+                            (kSegments - 1 - i) * kSegment, kSegment,
+                            DeadlineAfterMillis(kWaitMs)});
+  }
+  puts.push_back(Transfer{b_to_a_, b_allocated->get(), 0, (*a_registered)->remote(), kSegment,
+                          kSegment, DeadlineAfterMillis(kWaitMs)});
+  puts.push_back(Transfer{b_to_a_, b_allocated->get(), 0, (*a_allocated)->remote(), kBytes - 10, 11,
+                          DeadlineAfterMillis(kWaitMs)});
+  puts.push_back(Transfer{987654, b_allocated->get(), 0, (*a_allocated)->remote(), 0, 16,
+                          DeadlineAfterMillis(kWaitMs)});
+  std::vector<Status> statuses = RunBatch(*b_, puts, /*is_put=*/true);
+  ASSERT_EQ(statuses.size(), puts.size());
+  for (int i = 0; i <= kSegments; ++i)
+    EXPECT_TRUE(statuses[i].ok()) << i << ": " << statuses[i].ToString();
+  EXPECT_EQ(statuses[kSegments + 1].code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(statuses[kSegments + 2].code(), StatusCode::kUnavailable);
+  for (int i = 0; i < kSegments; ++i) {
+    ASSERT_EQ(0, std::memcmp(a_bytes + (kSegments - 1 - i) * kSegment,
+                             pattern.data() + i * kSegment, kSegment))
+        << "segment " << i;
+  }
+  EXPECT_EQ(0, std::memcmp(a_heap.data() + kSegment, pattern.data(), kSegment));
+  EXPECT_EQ(a_heap[kSegment - 1], 0);
+
+  // And back: b reads a's segments in order into its own memory, cleared first.
+  std::memset(b_bytes, 0, kBytes);
+  std::vector<Transfer> gets;
+  for (int i = 0; i < kSegments; ++i) {
+    gets.push_back(Transfer{b_to_a_, b_allocated->get(), i * kSegment, (*a_allocated)->remote(),
+                            i * kSegment, kSegment, DeadlineAfterMillis(kWaitMs)});
+  }
+  statuses = RunBatch(*b_, gets, /*is_put=*/false);
+  ASSERT_EQ(statuses.size(), gets.size());
+  for (int i = 0; i < kSegments; ++i)
+    EXPECT_TRUE(statuses[i].ok()) << i << ": " << statuses[i].ToString();
+  EXPECT_EQ(0, std::memcmp(b_bytes, a_bytes, kBytes));
+
+  // An empty batch completes at once, with nothing to report.
+  EXPECT_TRUE(RunBatch(*b_, {}, /*is_put=*/true).empty());
+}
+
 TEST_P(TransportContractTest, BadTransfersCompleteWithInvalidArgument) {
   std::vector<uint8_t> a_memory(4096), b_memory(4096);
   auto a_region = a_->RegisterMemory(a_memory.data(), a_memory.size());
