@@ -1,5 +1,7 @@
 #include "transport/ucx/parallel_copy.h"
 
+#include "common/clock.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -15,6 +17,10 @@ namespace {
 // How long a helper polls for the next job before it sleeps: the parts of one transfer's
 // segments come back to back, and waking a sleeping thread costs more than a part takes.
 constexpr auto kHelperSpin = std::chrono::microseconds(50);
+// A copy that follows the previous one within this long is part of a stream of copies.
+constexpr int64_t kStreamGapNs = 10'000;
+// Smaller copies are never shared.
+constexpr size_t kMinShareBytes = size_t{512} << 10;
 // Parts of one copy at most (a part is at least min_part_bytes).
 constexpr size_t kMaxParts = 64;
 
@@ -103,10 +109,18 @@ void ParallelCopier::CopyMany(std::span<const CopyPiece> pieces, bool streaming)
   // caller goes on alone when the helpers are slow to wake (on a busy machine they often are).
   const size_t parts = std::min<size_t>(kMaxParts, std::max<size_t>(1, total / min_part_bytes_));
   std::unique_lock use(use_mu_, std::try_to_lock);
-  if (parts < 2 || threads_.empty() || !use.owns_lock() || total < min_split_bytes_) {
+  // Below min_split_bytes_, share only with helpers already awake, or when copies come back to
+  // back (a stream of transfers keeps them awake): waking a sleeping one for a lone copy of 1
+  // MiB cost more than it saved here.
+  const int64_t now = MonotonicNanos();
+  const bool helpers_ready = awake_helpers_.load(std::memory_order_relaxed) > 0 ||
+                             now - last_copy_end_ns_.load(std::memory_order_relaxed) < kStreamGapNs;
+  const bool worth_it = total >= min_split_bytes_ || (helpers_ready && total >= kMinShareBytes);
+  if (parts < 2 || threads_.empty() || !use.owns_lock() || !worth_it) {
     job.parts = 1;
     job.part = total;
     CopyPart(job, 0);
+    last_copy_end_ns_.store(MonotonicNanos(), std::memory_order_relaxed);
     return;
   }
   job.parts = static_cast<int>(parts);
@@ -123,6 +137,7 @@ void ParallelCopier::CopyMany(std::span<const CopyPiece> pieces, bool streaming)
   cv_.notify_all();
   CopyParts(job, seq);
   while (parts_done_.load(std::memory_order_acquire) < job.parts) Relax();
+  last_copy_end_ns_.store(MonotonicNanos(), std::memory_order_relaxed);
 }
 
 void ParallelCopier::CopyParts(const Job& job, uint64_t seq) {
@@ -140,10 +155,12 @@ void ParallelCopier::Helper() {
   while (true) {
     // Poll a little before sleeping: the next segment's copy usually follows at once.
     const auto spin_until = std::chrono::steady_clock::now() + kHelperSpin;
+    awake_helpers_.fetch_add(1, std::memory_order_relaxed);
     while (job_seq_.load(std::memory_order_acquire) == seen &&
            std::chrono::steady_clock::now() < spin_until) {
       Relax();
     }
+    awake_helpers_.fetch_sub(1, std::memory_order_relaxed);
     Job job;
     {
       std::unique_lock lock(mu_);
