@@ -73,6 +73,7 @@ bool PoolDirectReads::MapLocked(Shard& s, const v1::KvPoolGetReply& reply,
   auto versions = map(reply.slot_versions());
   if (versions == nullptr) return false;
   StartPageFillLocked(segments);
+  if (copier_ == nullptr) copier_ = std::make_unique<ParallelCopier>(DefaultCopyHelpers());
   s.segments = std::move(segments);
   s.versions = std::move(versions);
   s.segment_bytes = loc.segment_bytes();
@@ -119,8 +120,11 @@ bool PoolDirectReads::TryRead(std::span<const ShardBlocks> parts, const Register
   };
   std::vector<Plan> plans;
   const uint64_t segment_bytes = local.segment_bytes();
+  ParallelCopier* copier = nullptr;
   {
     std::lock_guard lock(mu_);
+    copier = copier_.get();
+    if (copier == nullptr) return false;  // nothing mapped yet
     for (const ShardBlocks& part : parts) {
       if (part.shard < 0 || static_cast<size_t>(part.shard) >= shards_.size()) return false;
       const Shard& s = shards_[static_cast<size_t>(part.shard)];
@@ -144,25 +148,36 @@ bool PoolDirectReads::TryRead(std::span<const ShardBlocks> parts, const Register
     const std::vector<BlockId>& dst_blocks = plan.part->local_blocks;
     const size_t n = plan.entries.size();
     // Runs of blocks consecutive in the pool and here move as one copy per segment.
+    struct Run {
+      uint64_t src = 0, dst = 0, bytes = 0;
+    };
+    std::vector<Run> runs;
     for (size_t i = 0; i < n;) {
       size_t j = i + 1;
       while (j < n && plan.entries[j].slot == plan.entries[j - 1].slot + 1 &&
              dst_blocks[j] == dst_blocks[j - 1] + 1) {
         ++j;
       }
-      const uint64_t bytes = (j - i) * segment_bytes;
-      const uint64_t src = static_cast<uint64_t>(plan.entries[i].slot) * segment_bytes;
-      const uint64_t dst = static_cast<uint64_t>(dst_blocks[i]) * segment_bytes;
-      for (int seg = 0; seg < local.num_segments(); ++seg) {
-        const transport::Region& region = local.region(seg);
-        const transport::RemoteMapping& mapping = *plan.segments[static_cast<size_t>(seg)];
-        if (src + bytes > mapping.size() || dst + bytes > region.size()) return false;
-        uint8_t* to = static_cast<uint8_t*>(region.data()) + dst;
-        if (!mapping.Access([&](const uint8_t* base) { std::memcpy(to, base + src, bytes); })) {
-          return false;  // the pool went away
-        }
-      }
+      runs.push_back(Run{static_cast<uint64_t>(plan.entries[i].slot) * segment_bytes,
+                         static_cast<uint64_t>(dst_blocks[i]) * segment_bytes,
+                         (j - i) * segment_bytes});
       i = j;
+    }
+    // Each segment's runs in one go, shared with the copy helpers when they are large.
+    std::vector<CopyPiece> pieces;
+    for (int seg = 0; seg < local.num_segments(); ++seg) {
+      const transport::Region& region = local.region(seg);
+      const transport::RemoteMapping& mapping = *plan.segments[static_cast<size_t>(seg)];
+      const bool copied = mapping.Access([&](const uint8_t* base) {
+        pieces.clear();
+        for (const Run& run : runs) {
+          if (run.src + run.bytes > mapping.size() || run.dst + run.bytes > region.size()) return;
+          pieces.push_back(
+              CopyPiece{static_cast<uint8_t*>(region.data()) + run.dst, base + run.src, run.bytes});
+        }
+        copier->CopyMany(pieces, /*streaming=*/false);
+      });
+      if (!copied || pieces.size() != runs.size()) return false;  // the pool went away; bad run
     }
     // Valid only if no slot was reserved again since its version was learned.
     std::vector<BlockHash> changed;

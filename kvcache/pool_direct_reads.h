@@ -1,9 +1,10 @@
 // Reads of KV pool blocks without a lease, for a client on the pool's host (slot_versions.h).
 // After a leased read it remembers where each block lies in the pool and at which version, and
 // maps the pool's memory once (Transport::MapRemote); a later Fetch of blocks it remembers copies
-// them straight from that memory on the caller's thread -- no message, no lease, no transport
-// thread -- and keeps the copy only if every block's version is still the remembered one. Over
-// shared memory that turns a pool read from a round trip plus copies into copies alone.
+// them straight from that memory on the caller's thread (and copy helpers of its own, for
+// megabytes) -- no message, no lease, no transport thread -- and keeps the copy only if every
+// block's version is still the remembered one. Over shared memory that turns a pool read from a
+// round trip plus copies into copies alone.
 //
 // Anything else -- a pool on another host or behind a transport that cannot map, a block not
 // remembered, a version that moved, a pool that restarted -- falls back to the leased read,
@@ -22,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/parallel_copy.h"
 #include "kvcache/block_pool.h"
 #include "kvcache/kv_transfer.h"
 #include "proto/kvpool.pb.h"
@@ -80,6 +82,7 @@ class PoolDirectReads {
   const size_t max_blocks_;
   std::mutex mu_;
   std::vector<Shard> shards_;
+  std::unique_ptr<ParallelCopier> copier_;  // made with the first mapping, kept until the end
   std::atomic<bool> stop_{false};
   std::vector<std::thread> page_fills_;  // one per mapped pool connection
 };

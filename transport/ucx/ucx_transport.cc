@@ -65,8 +65,7 @@ Status UcxTransportImpl::Start() {
   sm_enabled_ = TlsHasSharedMemory(options_.tls);
   int helpers = 0;
   if (sm_enabled_) {
-    const int cores = static_cast<int>(std::thread::hardware_concurrency());
-    helpers = options_.copy_helpers >= 0 ? options_.copy_helpers : std::clamp(cores - 1, 0, 3);
+    helpers = options_.copy_helpers >= 0 ? options_.copy_helpers : DefaultCopyHelpers();
   }
   copier_ = std::make_unique<ParallelCopier>(helpers);
   ucp_worker_release_address(worker_, attr.address);

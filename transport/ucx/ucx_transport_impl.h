@@ -24,7 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "transport/ucx/parallel_copy.h"
+#include "common/parallel_copy.h"
 #include "transport/ucx/ucx_memory.h"
 #include "transport/ucx/ucx_transport.h"
 

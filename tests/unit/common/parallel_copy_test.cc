@@ -1,16 +1,26 @@
-// ParallelCopier (the UCX transport's same-host copies): every byte lands, whatever the size,
+// ParallelCopier (same-host transfers and KV pool reads): every byte lands, whatever the size,
 // alignment, number of helpers or callers at once.
-#include "transport/ucx/parallel_copy.h"
+#include "common/parallel_copy.h"
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <thread>
 #include <vector>
 
-#include "tests/unit/transport/transport_test_util.h"
-
-namespace strata::transport::ucx {
+namespace strata {
 namespace {
+
+// Bytes that differ from one position and tag to the next.
+std::vector<uint8_t> Pattern(uint64_t size, uint32_t tag) {
+  std::vector<uint8_t> bytes(size);
+  uint32_t x = tag * 2654435761u + 12345u;
+  for (uint64_t i = 0; i < size; ++i) {
+    x = x * 1664525u + 1013904223u;
+    bytes[i] = static_cast<uint8_t>(x >> 24);
+  }
+  return bytes;
+}
 
 TEST(ParallelCopy, CopiesEveryByteOfAnySizeAndAlignment) {
   for (int helpers : {0, 1, 3}) {
@@ -20,7 +30,7 @@ TEST(ParallelCopy, CopiesEveryByteOfAnySizeAndAlignment) {
          {size_t{1}, size_t{63}, size_t{4096}, size_t{8191}, size_t{100003}, size_t{1} << 20}) {
       for (size_t misalign : {size_t{0}, size_t{3}, size_t{17}}) {
         for (bool streaming : {false, true}) {
-          const std::vector<uint8_t> src = testing::Pattern(n + misalign, static_cast<int>(n));
+          const std::vector<uint8_t> src = Pattern(n + misalign, static_cast<int>(n));
           std::vector<uint8_t> dst(n + 2 * misalign + 1, 0xEE);
           copier.Copy(dst.data() + misalign + 1, src.data() + misalign, n, streaming);
           ASSERT_TRUE(std::equal(src.begin() + misalign, src.end(), dst.begin() + misalign + 1))
@@ -40,7 +50,7 @@ TEST(ParallelCopy, CopyManySharesOutPiecesOfAnySize) {
     const std::vector<size_t> sizes = {1, 4095, 9216, 70001, 3, 300000, 64, 12345};
     size_t total = 0;
     for (size_t n : sizes) total += n + 7;
-    const std::vector<uint8_t> src = testing::Pattern(total, helpers + 3);
+    const std::vector<uint8_t> src = Pattern(total, helpers + 3);
     std::vector<uint8_t> dst(total, 0xEE);
     for (bool streaming : {false, true}) {
       std::fill(dst.begin(), dst.end(), 0xEE);
@@ -72,7 +82,7 @@ TEST(ParallelCopy, CallersAtOnceEachGetTheirBytes) {
   std::vector<bool> ok(4, false);
   for (int c = 0; c < 4; ++c) {
     callers.emplace_back([&, c] {
-      const std::vector<uint8_t> src = testing::Pattern(kBytes, c + 1);
+      const std::vector<uint8_t> src = Pattern(kBytes, c + 1);
       std::vector<uint8_t> dst(kBytes);
       bool all = true;
       for (int i = 0; i < 20; ++i) {
@@ -88,4 +98,4 @@ TEST(ParallelCopy, CallersAtOnceEachGetTheirBytes) {
 }
 
 }  // namespace
-}  // namespace strata::transport::ucx
+}  // namespace strata

@@ -1,7 +1,8 @@
-// Copies of megabytes for the UCX transport's same-host transfers (ucx_bulk.cc), which are plain
-// memory copies: one core writes fresh memory at a fraction of what the memory takes (on the
-// development VM ~16 GB/s from one thread, ~29 GB/s from two), so a large copy is split across
-// helper threads while the calling thread copies its own part.
+// Copies of megabytes: the UCX transport's same-host transfers (transport/ucx/ucx_bulk.cc) and
+// the KV pool's same-host reads (kvcache/pool_direct_reads.h) are plain memory copies, and one
+// core writes fresh memory at a fraction of what the memory takes (on the development VM ~16
+// GB/s from one thread, ~29 GB/s from two), so a large copy is split across helper threads while
+// the calling thread copies its own part.
 #pragma once
 
 #include <atomic>
@@ -13,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-namespace strata::transport::ucx {
+namespace strata {
 
 // memcpy with non-temporal stores where the CPU has them (SSE2 on x86-64): the destination (KV
 // blocks) is read much later, and writing it through the cache would first read every line.
@@ -25,6 +26,9 @@ struct CopyPiece {
   const void* src = nullptr;
   size_t bytes = 0;
 };
+
+// Helper threads for a ParallelCopier by default: one per core beyond the first, at most 3.
+int DefaultCopyHelpers();
 
 class ParallelCopier {
  public:
@@ -80,4 +84,4 @@ class ParallelCopier {
   std::vector<std::thread> threads_;
 };
 
-}  // namespace strata::transport::ucx
+}  // namespace strata

@@ -1,4 +1,4 @@
-#include "transport/ucx/parallel_copy.h"
+#include "common/parallel_copy.h"
 
 #include "common/clock.h"
 
@@ -11,7 +11,7 @@
 #include <immintrin.h>
 #endif
 
-namespace strata::transport::ucx {
+namespace strata {
 namespace {
 
 // How long a helper polls for the next job before it sleeps: the parts of one transfer's
@@ -57,6 +57,11 @@ void StreamingCopy(void* dst, const void* src, size_t n) {
 #else
   std::memcpy(dst, src, n);
 #endif
+}
+
+int DefaultCopyHelpers() {
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  return std::clamp(cores - 1, 0, 3);
 }
 
 ParallelCopier::ParallelCopier(int helpers, size_t min_part_bytes, size_t min_split_bytes)
@@ -173,4 +178,4 @@ void ParallelCopier::Helper() {
   }
 }
 
-}  // namespace strata::transport::ucx
+}  // namespace strata
