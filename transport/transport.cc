@@ -1,5 +1,7 @@
 #include "transport/transport.h"
 
+#include "transport/batch_statuses.h"
+
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -55,24 +57,10 @@ class OwnedRegion : public Region {
 void StartEach(Transport& transport, std::vector<Transfer> transfers, BatchCompletion done,
                bool is_put) {
   if (transfers.empty()) return done({});
-  struct Batch {
-    std::mutex mu;
-    std::vector<Status> statuses;
-    size_t left = 0;
-    BatchCompletion done;
-  };
-  auto batch = std::make_shared<Batch>();
-  batch->statuses.resize(transfers.size());
-  batch->left = transfers.size();
-  batch->done = std::move(done);
+  auto batch = std::make_shared<BatchStatuses>(transfers.size(), std::move(done));
   for (size_t i = 0; i < transfers.size(); ++i) {
     Completion one = [batch, i](Status status) {
-      {
-        std::lock_guard lock(batch->mu);
-        batch->statuses[i] = std::move(status);
-        if (--batch->left > 0) return;
-      }
-      batch->done(std::move(batch->statuses));
+      if (batch->Record(i, std::move(status))) batch->Report();
     };
     if (is_put) {
       transport.Put(transfers[i], std::move(one));

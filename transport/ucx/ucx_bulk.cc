@@ -7,6 +7,7 @@
 #include <shared_mutex>
 
 #include "common/log.h"
+#include "transport/batch_statuses.h"
 #include "transport/ucx/ucx_transport_impl.h"
 
 namespace strata::transport::ucx {
@@ -105,15 +106,7 @@ void UcxTransportImpl::StartBatch(std::vector<Transfer> transfers, BatchCompleti
   }
   Post([this, transfers = std::move(transfers), done = std::move(done), is_put,
         valid = std::move(valid)]() mutable {
-    struct Batch {
-      std::vector<Status> statuses;
-      size_t left = 0;
-      BatchCompletion done;
-    };
-    auto batch = std::make_shared<Batch>();
-    batch->statuses.resize(transfers.size());
-    batch->left = transfers.size();
-    batch->done = std::move(done);
+    auto batch = std::make_shared<BatchStatuses>(transfers.size(), std::move(done));
     // Same-host copies are gathered and done together below; the rest start as alone.
     std::vector<CopyPiece> pieces;
     std::vector<size_t> copied;
@@ -132,21 +125,20 @@ void UcxTransportImpl::StartBatch(std::vector<Transfer> transfers, BatchCompleti
           continue;
         }
       }
-      // Completions run as events, after this command: `batch` is only touched on this thread.
       StartOnThread(
           transfer,
           [batch, i](Status status) {
-            batch->statuses[i] = std::move(status);
-            if (--batch->left == 0) batch->done(std::move(batch->statuses));
+            if (batch->Record(i, std::move(status))) batch->Report();
           },
           is_put, std::move(valid[i]));
     }
     if (copied.empty()) return;
     copier_->CopyMany(pieces, copy_bytes >= kStreamingCopyBytes);
-    batch->left -= copied.size();  // their statuses stay OK
-    if (batch->left == 0) {
-      events_.push_back([batch] { batch->done(std::move(batch->statuses)); });
-    }
+    // The others' completions run as events, after this command: if the last transfer is one
+    // copied here, its report goes the same way.
+    bool last = false;
+    for (size_t i : copied) last = batch->Record(i, OkStatus()) || last;
+    if (last) events_.push_back([batch] { batch->Report(); });
   });
 }
 

@@ -8,19 +8,12 @@
 #include <thread>
 #include <vector>
 
+#include "tests/unit/test_bytes.h"
+
 namespace strata {
 namespace {
 
-// Bytes that differ from one position and tag to the next.
-std::vector<uint8_t> Pattern(uint64_t size, uint32_t tag) {
-  std::vector<uint8_t> bytes(size);
-  uint32_t x = tag * 2654435761u + 12345u;
-  for (uint64_t i = 0; i < size; ++i) {
-    x = x * 1664525u + 1013904223u;
-    bytes[i] = static_cast<uint8_t>(x >> 24);
-  }
-  return bytes;
-}
+using testing::Pattern;
 
 TEST(ParallelCopy, CopiesEveryByteOfAnySizeAndAlignment) {
   for (int helpers : {0, 1, 3}) {

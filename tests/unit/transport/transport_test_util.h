@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/unit/test_bytes.h"
 #include "transport/fault/fault_transport.h"
 #include "transport/inproc/inproc_transport.h"
 #include "transport/sync.h"
@@ -142,15 +143,6 @@ inline Handlers MakeHandlers(Mailbox& mailbox, Events& events) {
   return handlers;
 }
 
-// Bytes that tell where they came from: byte i of buffer `tag` is f(tag, i).
-inline std::vector<uint8_t> Pattern(uint64_t size, uint32_t tag) {
-  std::vector<uint8_t> bytes(size);
-  uint32_t x = tag * 2654435761u + 12345u;
-  for (uint64_t i = 0; i < size; ++i) {
-    x = x * 1664525u + 1013904223u;
-    bytes[i] = static_cast<uint8_t>(x >> 24);
-  }
-  return bytes;
-}
+using strata::testing::Pattern;
 
 }  // namespace strata::transport::testing
