@@ -19,7 +19,7 @@ namespace {
 constexpr auto kHelperSpin = std::chrono::microseconds(50);
 // A copy that follows the previous one within this long is part of a stream of copies.
 constexpr int64_t kStreamGapNs = 10'000;
-// Smaller copies are never shared.
+// Smaller copies are shared only when min_split_bytes says so.
 constexpr size_t kMinShareBytes = size_t{512} << 10;
 // Parts of one copy at most (a part is at least min_part_bytes).
 constexpr size_t kMaxParts = 64;
@@ -113,19 +113,21 @@ void ParallelCopier::CopyMany(std::span<const CopyPiece> pieces, bool streaming)
   // Parts of about min_part_bytes_, claimed one at a time by whichever thread is free: the
   // caller goes on alone when the helpers are slow to wake (on a busy machine they often are).
   const size_t parts = std::min<size_t>(kMaxParts, std::max<size_t>(1, total / min_part_bytes_));
-  std::unique_lock use(use_mu_, std::try_to_lock);
   // Below min_split_bytes_, share only with helpers already awake, or when copies come back to
   // back (a stream of transfers keeps them awake): waking a sleeping one for a lone copy of 1
-  // MiB cost more than it saved here.
-  const int64_t now = MonotonicNanos();
-  const bool helpers_ready = awake_helpers_.load(std::memory_order_relaxed) > 0 ||
-                             now - last_copy_end_ns_.load(std::memory_order_relaxed) < kStreamGapNs;
-  const bool worth_it = total >= min_split_bytes_ || (helpers_ready && total >= kMinShareBytes);
-  if (parts < 2 || threads_.empty() || !use.owns_lock() || !worth_it) {
+  // MiB cost more than it saved here. Copies too small to share never read the clock.
+  const bool shareable =
+      parts >= 2 && !threads_.empty() && total >= std::min(min_split_bytes_, kMinShareBytes);
+  const bool worth_it =
+      shareable &&
+      (total >= min_split_bytes_ || awake_helpers_.load(std::memory_order_relaxed) > 0 ||
+       MonotonicNanos() - last_copy_end_ns_.load(std::memory_order_relaxed) < kStreamGapNs);
+  std::unique_lock use(use_mu_, std::defer_lock);
+  if (!worth_it || !use.try_lock()) {
     job.parts = 1;
     job.part = total;
     CopyPart(job, 0);
-    last_copy_end_ns_.store(MonotonicNanos(), std::memory_order_relaxed);
+    if (shareable) last_copy_end_ns_.store(MonotonicNanos(), std::memory_order_relaxed);
     return;
   }
   job.parts = static_cast<int>(parts);

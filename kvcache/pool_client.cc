@@ -274,7 +274,7 @@ StatusOr<int> KvPoolClient::Fetch(std::span<const BlockHash> hashes, const Regis
   const int block_size = local.spec().block_size;
   std::vector<const transport::Region*> local_regions;
   for (int seg = 0; seg < local.num_segments(); ++seg) local_regions.push_back(&local.region(seg));
-  std::vector<MergedTransfer> transfers;
+  BlockTransfers transfers;
   for (size_t s = 0; s < positions.size() && prefix > 0; ++s) {
     const v1::KvLocation& loc = leases[s].location();
     std::vector<BlockMove> moves;  // block = index into hashes
@@ -298,35 +298,30 @@ StatusOr<int> KvPoolClient::Fetch(std::span<const BlockHash> hashes, const Regis
       release_all();
       return planned.status().WithContext("KV pool " + loc.owner_address());
     }
-    for (MergedTransfer& t : *planned) transfers.push_back(std::move(t));
+    transfers.Append(std::move(planned).value());
   }
   auto reads = std::make_shared<Latch>();
   auto failed = std::make_shared<std::vector<char>>(hashes.size(), 0);
   auto first_error = std::make_shared<Status>();
-  reads->left = transfers.empty() ? 0 : 1;
-  if (!transfers.empty()) {
-    std::vector<transport::Transfer> batch;
-    std::vector<std::vector<int>> blocks;
-    for (MergedTransfer& t : transfers) {
-      batch.push_back(std::move(t.transfer));
-      blocks.push_back(std::move(t.blocks));
-    }
+  reads->left = 1;  // the batch's one completion
+  const bool reading = transfers.size() > 0;
+  if (reading) {
     node_->transport().GetBatch(
-        std::move(batch),
-        [reads, failed, first_error, blocks = std::move(blocks)](std::vector<Status> statuses) {
+        std::move(transfers.transfers),
+        [reads, failed, first_error,
+         blocks = std::move(transfers.blocks)](std::vector<Status> statuses) {
           {
             std::lock_guard lock(reads->mu);
-            for (size_t t = 0; t < statuses.size(); ++t) {
-              if (statuses[t].ok()) continue;
-              for (int b : blocks[t]) (*failed)[b] = 1;
-              if (first_error->ok()) *first_error = statuses[t];
-            }
+            ForEachFailedBlock(blocks, statuses, [&](int b, const Status& st) {
+              (*failed)[b] = 1;
+              if (first_error->ok()) *first_error = st;
+            });
           }
           reads->CountDown();
         });
   }
-  const bool read_all = transfers.empty() ||
-                        reads->WaitUntil(std::max(deadline, MonoClock::now()) + kCompletionGrace);
+  const bool read_all =
+      !reading || reads->WaitUntil(std::max(deadline, MonoClock::now()) + kCompletionGrace);
   release_all();
   if (!read_all) {
     log::Error("KV pool reads did not complete; counted as misses");

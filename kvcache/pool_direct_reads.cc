@@ -168,16 +168,18 @@ bool PoolDirectReads::TryRead(std::span<const ShardBlocks> parts, const Register
     for (int seg = 0; seg < local.num_segments(); ++seg) {
       const transport::Region& region = local.region(seg);
       const transport::RemoteMapping& mapping = *plan.segments[static_cast<size_t>(seg)];
+      bool in_bounds = true;
       const bool copied = mapping.Access([&](const uint8_t* base) {
         pieces.clear();
         for (const Run& run : runs) {
-          if (run.src + run.bytes > mapping.size() || run.dst + run.bytes > region.size()) return;
+          in_bounds = run.src + run.bytes <= mapping.size() && run.dst + run.bytes <= region.size();
+          if (!in_bounds) return;
           pieces.push_back(
               CopyPiece{static_cast<uint8_t*>(region.data()) + run.dst, base + run.src, run.bytes});
         }
         copier->CopyMany(pieces, /*streaming=*/false);
       });
-      if (!copied || pieces.size() != runs.size()) return false;  // the pool went away; bad run
+      if (!copied || !in_bounds) return false;  // the pool went away, or a bad slot
     }
     // Valid only if no slot was reserved again since its version was learned.
     std::vector<BlockHash> changed;

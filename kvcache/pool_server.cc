@@ -302,7 +302,7 @@ void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put
   auto op = std::make_shared<PutOp>();
   op->peer = from;
   op->call_id = call_id;
-  std::vector<MergedTransfer> transfers;
+  BlockTransfers transfers;
   {
     std::lock_guard lock(mu_);
     if (Status st = AcceptLayoutLocked(source, n); !st.ok()) {
@@ -358,16 +358,11 @@ void KvPoolServer::OnPut(PeerId from, uint64_t call_id, const v1::KvPoolPut& put
   }
   // Outside the lock: after a shutdown, the batch completes on this thread. One batch: over
   // shared memory the transport copies every segment in one go, across its copy threads.
-  std::vector<transport::Transfer> batch;
-  std::vector<std::vector<int>> blocks;
-  for (MergedTransfer& t : transfers) {
-    batch.push_back(std::move(t.transfer));
-    blocks.push_back(std::move(t.blocks));
-  }
-  node_->transport().GetBatch(std::move(batch),
-                              [this, op, blocks = std::move(blocks)](std::vector<Status> statuses) {
-                                OnPutTransfersDone(op, blocks, statuses);
-                              });
+  node_->transport().GetBatch(
+      std::move(transfers.transfers),
+      [this, op, blocks = std::move(transfers.blocks)](std::vector<Status> statuses) {
+        OnPutTransfersDone(op, blocks, statuses);
+      });
 }
 
 void KvPoolServer::OnPutTransfersDone(const std::shared_ptr<PutOp>& op,
@@ -376,11 +371,10 @@ void KvPoolServer::OnPutTransfersDone(const std::shared_ptr<PutOp>& op,
   service::Envelope reply;
   {
     std::lock_guard lock(mu_);
-    for (size_t t = 0; t < statuses.size(); ++t) {
-      if (statuses[t].ok()) continue;
-      if (op->first_error.ok()) op->first_error = statuses[t];
-      for (int b : blocks[t]) op->failed[b] = true;
-    }
+    ForEachFailedBlock(blocks, statuses, [&](int b, const Status& st) {
+      op->failed[b] = true;
+      if (op->first_error.ok()) op->first_error = st;
+    });
     // Every read finished: publish what arrived, the chain's first block most recently used.
     auto* r = reply.mutable_kv_pool_put_reply();
     *r = op->reply;

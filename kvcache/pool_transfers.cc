@@ -6,10 +6,26 @@
 
 namespace strata::kvcache {
 
-StatusOr<std::vector<MergedTransfer>> PlanBlockMoves(
-    std::span<const transport::Region* const> local_regions, uint64_t segment_bytes,
-    std::span<const BlockMove> moves, const v1::KvLocation& remote, transport::PeerId peer,
-    transport::Deadline deadline, uint64_t max_bytes) {
+void BlockTransfers::Append(BlockTransfers more) {
+  for (size_t t = 0; t < more.size(); ++t) {
+    transfers.push_back(std::move(more.transfers[t]));
+    blocks.push_back(std::move(more.blocks[t]));
+  }
+}
+
+void ForEachFailedBlock(const std::vector<std::vector<int>>& blocks,
+                        const std::vector<Status>& statuses,
+                        const std::function<void(int block, const Status& status)>& on_failed) {
+  for (size_t t = 0; t < statuses.size() && t < blocks.size(); ++t) {
+    if (statuses[t].ok()) continue;
+    for (int b : blocks[t]) on_failed(b, statuses[t]);
+  }
+}
+
+StatusOr<BlockTransfers> PlanBlockMoves(std::span<const transport::Region* const> local_regions,
+                                        uint64_t segment_bytes, std::span<const BlockMove> moves,
+                                        const v1::KvLocation& remote, transport::PeerId peer,
+                                        transport::Deadline deadline, uint64_t max_bytes) {
   const size_t segments = local_regions.size();
   if (remote.num_segments() != segments || remote.segment_bytes() != segment_bytes) {
     return InvalidArgumentError("KV layout mismatch: the peer stores " +
@@ -34,7 +50,7 @@ StatusOr<std::vector<MergedTransfer>> PlanBlockMoves(
   for (const BlockMove& m : moves) {
     if (m.remote == nullptr) return InvalidArgumentError("KV block move without a remote block");
   }
-  std::vector<MergedTransfer> out;
+  BlockTransfers out;
   for (size_t first = 0; first < moves.size();) {
     size_t end = first + 1;
     while (end < moves.size() && continues(moves[end - 1], moves[end]) &&
@@ -59,7 +75,8 @@ StatusOr<std::vector<MergedTransfer>> PlanBlockMoves(
       x.length = (end - first) * segment_bytes;
       x.deadline = deadline;
       STRATA_RETURN_IF_ERROR(transport::ValidateTransfer(x));
-      out.push_back(MergedTransfer{std::move(x), blocks});
+      out.transfers.push_back(std::move(x));
+      out.blocks.push_back(blocks);
     }
     first = end;
   }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -25,18 +26,28 @@ struct BlockMove {
   const v1::KvBlockRef* remote = nullptr;
 };
 
-struct MergedTransfer {
-  transport::Transfer transfer;
-  std::vector<int> blocks;  // the caller's indexes of every block it moves (part of)
+// Transfers for Transport::PutBatch / GetBatch, with the blocks each one moves (part of).
+struct BlockTransfers {
+  std::vector<transport::Transfer> transfers;
+  std::vector<std::vector<int>> blocks;  // per transfer: the caller's indexes of its blocks
+  size_t size() const { return transfers.size(); }
+  void Append(BlockTransfers more);
 };
+
+// Calls `on_failed(block, status)` for every block of every transfer whose status (from the
+// batch's completion, in the same order) is not OK.
+void ForEachFailedBlock(const std::vector<std::vector<int>>& blocks,
+                        const std::vector<Status>& statuses,
+                        const std::function<void(int block, const Status& status)>& on_failed);
 
 // The transfers for `moves` (use them with Put to write the peer's blocks, with Get to read
 // them): runs of moves that continue one another on both sides (in the given order) become one
 // transfer per segment, none longer than `max_bytes`. kInvalidArgument when `remote` is laid
 // out otherwise (segments, segment bytes, regions) or a transfer falls outside its region.
-StatusOr<std::vector<MergedTransfer>> PlanBlockMoves(
-    std::span<const transport::Region* const> local_regions, uint64_t segment_bytes,
-    std::span<const BlockMove> moves, const v1::KvLocation& remote, transport::PeerId peer,
-    transport::Deadline deadline, uint64_t max_bytes = 64ull << 20);
+StatusOr<BlockTransfers> PlanBlockMoves(std::span<const transport::Region* const> local_regions,
+                                        uint64_t segment_bytes, std::span<const BlockMove> moves,
+                                        const v1::KvLocation& remote, transport::PeerId peer,
+                                        transport::Deadline deadline,
+                                        uint64_t max_bytes = 64ull << 20);
 
 }  // namespace strata::kvcache

@@ -1,11 +1,10 @@
 #include "transport/transport.h"
 
-#include "transport/batch_statuses.h"
-
 #include <cstdlib>
 #include <memory>
-#include <mutex>
 #include <string>
+
+#include "transport/batch_statuses.h"
 
 namespace strata::transport {
 

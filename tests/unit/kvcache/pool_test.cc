@@ -412,9 +412,9 @@ TEST(PoolTransfersTest, MergesOnlyBlocksThatContinueEachOtherOnBothSides) {
   auto out = PlanBlockMoves(local, 100, moves, remote, 7, transport::DeadlineAfterMillis(1000));
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   ASSERT_EQ(out->size(), 8u);  // 4 runs x 2 segments
-  EXPECT_EQ((*out)[0].blocks, (std::vector<int>{0, 1}));
+  EXPECT_EQ(out->blocks[0], (std::vector<int>{0, 1}));
   for (int s = 0; s < 2; ++s) {
-    const transport::Transfer& x = (*out)[s].transfer;
+    const transport::Transfer& x = out->transfers[s];
     EXPECT_EQ(x.local, local[s]);
     EXPECT_EQ(x.remote.address, remote.regions(s).address());
     EXPECT_EQ(x.local_offset, 0u);
@@ -423,7 +423,7 @@ TEST(PoolTransfersTest, MergesOnlyBlocksThatContinueEachOtherOnBothSides) {
     EXPECT_EQ(x.peer, 7u);
   }
   uint64_t total = 0;
-  for (const auto& m : *out) total += m.transfer.length;
+  for (const auto& x : out->transfers) total += x.length;
   EXPECT_EQ(total, 1000u);
   // The cap keeps blocks apart; a location of another layout is refused.
   EXPECT_EQ(PlanBlockMoves(local, 100, moves, remote, 7, {}, 150)->size(), 10u);
