@@ -29,8 +29,10 @@ void PoolDirectReads::StartPageFillLocked(
   constexpr int kPopulateRead = 22;  // Linux 5.14+
 #endif
   page_fills_.emplace_back([this, mappings = std::move(mappings)] {
-    // In steps, each under the mapping's guard: a peer failure waits for one step at most.
-    constexpr uint64_t kStep = 8ull << 20;  // a few ms of touches at most
+    // In steps, each under the mapping's guard: a peer failure waits for one step at most. Small
+    // ones: a populate holds this process's mmap lock, so its mmaps and munmaps (the forward
+    // pass's scratch) wait for the step in progress (kvcache/pool_server.cc's prefault).
+    constexpr uint64_t kStep = 2ull << 20;
     const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
     for (const auto& mapping : mappings) {
       for (uint64_t offset = 0; offset < mapping->size() && !stop_.load(); offset += kStep) {

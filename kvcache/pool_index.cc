@@ -4,8 +4,9 @@
 
 namespace strata::kvcache {
 
-PoolIndex::PoolIndex(int64_t num_slots) : slots_(static_cast<size_t>(num_slots)) {
-  for (int64_t s = 0; s < num_slots; ++s) free_.push(s);
+PoolIndex::PoolIndex(int64_t num_slots) : num_slots_(num_slots) {
+  // Address space only: pages are touched as slots come into use.
+  slots_.reserve(static_cast<size_t>(num_slots));
 }
 
 void PoolIndex::Touch(PoolSlot slot) {
@@ -32,9 +33,12 @@ int64_t PoolIndex::CountHeldPrefix(std::span<const BlockHash> hashes, bool touch
 PoolIndex::ReserveOutcome PoolIndex::Reserve(BlockHash hash, PoolSlot* slot) {
   if (index_.count(hash) != 0) return ReserveOutcome::kAlreadyHeld;
   PoolSlot s;
-  if (!free_.empty()) {
+  if (!free_.empty()) {  // given back, so below every slot never used
     s = free_.top();
     free_.pop();
+  } else if (static_cast<int64_t>(slots_.size()) < num_slots_) {
+    s = static_cast<PoolSlot>(slots_.size());
+    slots_.emplace_back();
   } else if (!lru_.empty()) {
     s = lru_.front();
     lru_.pop_front();
@@ -157,8 +161,8 @@ int64_t PoolIndex::ExpireLeases(transport::Deadline now, transport::Deadline* ne
 
 PoolIndexCounts PoolIndex::counts() const {
   PoolIndexCounts c;
-  c.num_slots = static_cast<int64_t>(slots_.size());
-  c.free = static_cast<int64_t>(free_.size());
+  c.num_slots = num_slots_;
+  c.free = static_cast<int64_t>(free_.size()) + (num_slots_ - static_cast<int64_t>(slots_.size()));
   c.pending = num_pending_;
   c.held = num_held_;
   c.leased_slots = num_leased_slots_;

@@ -89,8 +89,12 @@ class PoolIndex {
   void Touch(PoolSlot slot);  // to the most recent end (held, unleased slots only)
   void EndLease(std::unordered_map<uint64_t, LeaseEntry>::iterator it);
 
-  std::vector<Slot> slots_;
-  // Lowest first: a Put's blocks tend to get consecutive slots, whose segments transfer as one.
+  // Lowest free slot first, so a Put's blocks tend to get consecutive slots, whose segments
+  // transfer as one: slots given back (free_), then the ones never used, in order. A pool of
+  // millions of slots starts at once (the slots are only reserved; filling them all up front
+  // took 0.5 s for 2.2 M slots on the development VM, under the server's lock).
+  int64_t num_slots_;
+  std::vector<Slot> slots_;  // the slots used so far; capacity num_slots_ (never reallocated)
   std::priority_queue<PoolSlot, std::vector<PoolSlot>, std::greater<>> free_;
   std::list<PoolSlot> lru_;                        // held, unleased; least recently used first
   std::unordered_map<BlockHash, PoolSlot> index_;  // held and pending

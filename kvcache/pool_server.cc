@@ -93,8 +93,11 @@ void KvPoolServer::StartPrefaultLocked() {
   for (const auto& r : regions_) ranges.emplace_back(static_cast<uint8_t*>(r->data()), r->size());
   prefault_ = std::thread([this, ranges = std::move(ranges)] {
     // Populating only maps pages (writable); it never changes what a Put already wrote, so it
-    // runs beside the Puts. In 32 MiB steps, so Shutdown does not wait long.
-    constexpr uint64_t kStep = uint64_t{32} << 20;
+    // runs beside the Puts. In 2 MiB steps: each holds the process's mmap lock, so any mmap or
+    // munmap here (a vector outgrowing malloc's heap, UCX's buffers) waits for the step in
+    // progress. With 32 MiB steps (~70 ms each on the development VM) the first Put's reply and
+    // the Lookups behind it waited 1.8 s; with 2 MiB, 0.2 s.
+    constexpr uint64_t kStep = uint64_t{2} << 20;
     const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
     for (const auto& [data, size] : ranges) {
       const uintptr_t begin = reinterpret_cast<uintptr_t>(data) & ~(page - 1);
@@ -263,13 +266,15 @@ Status KvPoolServer::AcceptLayoutLocked(const v1::KvLocation& source, int num_bl
       }
     }
     regions_ = std::move(regions);
-    StartPrefaultLocked();
     layout_ = layout;
     index_ = std::make_unique<PoolIndex>(static_cast<int64_t>(num_slots));
     stats_.slot_bytes = layout.slot_bytes();
     log::Info("KV pool layout: {} segments x {} bytes, {} tokens a block; {} slots",
               layout.num_segments, layout.segment_bytes, layout.block_size_tokens,
               options_.capacity_bytes / layout.slot_bytes());
+    // Last: while the prefault runs, every mmap or munmap of this process waits for its step
+    // (the index's own allocations just above took 1.8 s behind 32 MiB steps here).
+    StartPrefaultLocked();
     return OkStatus();
   }
   if (layout.num_segments != layout_.num_segments ||

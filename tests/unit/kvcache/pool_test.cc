@@ -196,6 +196,41 @@ TEST(PoolIndexTest, SortPendingGivesAPutRisingSlots) {
   EXPECT_EQ(index.counts().held, 4);
 }
 
+// Free slots go lowest first, whether given back or never used; the counts include the slots
+// never used. A pool of 16 M slots (64 GiB of 4 KiB blocks) costs nothing until they are used.
+TEST(PoolIndexTest, HandsOutTheLowestFreeSlotAndCountsUnusedOnes) {
+  constexpr int64_t kSlots = int64_t{1} << 24;
+  PoolIndex index(kSlots);
+  std::vector<PoolSlot> slots(4);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(index.Reserve(10 + i, &slots[i]), PoolIndex::ReserveOutcome::kReserved);
+  }
+  EXPECT_EQ(slots, (std::vector<PoolSlot>{0, 1, 2, 3}));
+  index.Abort(slots[2]);
+  index.Abort(slots[1]);
+  PoolIndexCounts c = index.counts();
+  EXPECT_EQ(c.num_slots, kSlots);
+  EXPECT_EQ(c.free, kSlots - 2);
+  EXPECT_EQ(c.pending, 2);
+  PoolSlot next = -1;
+  for (PoolSlot want : {1, 2, 4, 5}) {
+    ASSERT_EQ(index.Reserve(100 + want, &next), PoolIndex::ReserveOutcome::kReserved);
+    EXPECT_EQ(next, want);
+  }
+  EXPECT_EQ(index.counts().free, kSlots - 6);
+
+  PoolIndex small(2);  // full: the least recently used held slot is evicted, then no space
+  PoolSlot a = -1, b = -1, c2 = -1;
+  ASSERT_EQ(small.Reserve(1, &a), PoolIndex::ReserveOutcome::kReserved);
+  ASSERT_EQ(small.Reserve(2, &b), PoolIndex::ReserveOutcome::kReserved);
+  EXPECT_EQ(small.Reserve(3, &c2), PoolIndex::ReserveOutcome::kNoSpace) << "both pending";
+  small.Publish(a);
+  ASSERT_EQ(small.Reserve(3, &c2), PoolIndex::ReserveOutcome::kReserved);
+  EXPECT_EQ(c2, a);
+  EXPECT_EQ(small.counts().evictions, 1);
+  EXPECT_EQ(small.counts().free, 0);
+}
+
 TEST_F(PoolTest, FetchReadsFewerWhenBlocksWereEvictedMeanwhile) {
   const std::string pool = StartPool(3);
   auto inst = NewInstance({pool});
