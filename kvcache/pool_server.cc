@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 #include "common/log.h"
 #include "kvcache/pool_transfers.h"
@@ -229,6 +230,14 @@ Status KvPoolServer::AcceptLayoutLocked(const v1::KvLocation& source, int num_bl
     }
     const uint64_t num_slots = options_.capacity_bytes / layout.slot_bytes();
     const uint64_t array_bytes = num_slots * layout.segment_bytes;
+    std::unique_ptr<PoolIndex> index;
+    try {
+      index = std::make_unique<PoolIndex>(static_cast<int64_t>(num_slots));
+    } catch (const std::bad_alloc&) {
+      return ResourceExhaustedError("no memory for the index of " + std::to_string(num_slots) +
+                                    " KV pool slots of " + std::to_string(layout.slot_bytes()) +
+                                    " bytes (a smaller --capacity-bytes?)");
+    }
     std::vector<std::unique_ptr<transport::Region>> regions;
     for (uint32_t seg = 0; seg < layout.num_segments && options_.transport_memory; ++seg) {
       auto region = node_->transport().AllocateMemory(array_bytes);
@@ -267,7 +276,7 @@ Status KvPoolServer::AcceptLayoutLocked(const v1::KvLocation& source, int num_bl
     }
     regions_ = std::move(regions);
     layout_ = layout;
-    index_ = std::make_unique<PoolIndex>(static_cast<int64_t>(num_slots));
+    index_ = std::move(index);
     stats_.slot_bytes = layout.slot_bytes();
     log::Info("KV pool layout: {} segments x {} bytes, {} tokens a block; {} slots",
               layout.num_segments, layout.segment_bytes, layout.block_size_tokens,
