@@ -11,6 +11,7 @@
 #include "apps/strata/commands.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/memory_info.h"
 #include "common/metrics.h"
 #include "kvcache/pool_server.h"
 #include "server/http_server.h"
@@ -40,6 +41,8 @@ Status Validate(const KvCacheFlags& f) {
     return FlagError("transport", "a standalone pool talks to other processes: only 'ucx'");
   }
   if (f.capacity_bytes < 1) return FlagError("capacity-bytes", "must be above 0");
+  STRATA_RETURN_IF_ERROR(CheckFitsInMemory("capacity-bytes", f.capacity_bytes,
+                                           AvailableMemoryBytes(), "the pool's blocks"));
   if (f.max_lease_ms < 1) return FlagError("max-lease-ms", "must be at least 1");
   if (f.metrics_port < 0 || f.metrics_port > 65535) {
     return FlagError("metrics-port", "must be in [0, 65535] (0: no metrics endpoint)");

@@ -11,6 +11,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/memory_info.h"
 #include "supervisor/supervisor.h"
 
 namespace strata::apps {
@@ -80,6 +81,16 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
   }
   if (f.kvcache_capacity_bytes < (1 << 20)) {
     bad = FlagError("kvcache-capacity-bytes", "must be at least 1 MiB");
+  } else if (f.num_kvcache > 0) {
+    const uint64_t pools = static_cast<uint64_t>(f.num_kvcache);
+    const uint64_t bytes = f.kvcache_capacity_bytes;
+    Status fits =
+        bytes > UINT64_MAX / pools
+            ? FlagError("kvcache-capacity-bytes", "times --kvcache overflows 64 bits")
+            : CheckFitsInMemory(
+                  "kvcache-capacity-bytes", pools * bytes, AvailableMemoryBytes(),
+                  std::to_string(pools) + " KV pool(s) of " + std::to_string(bytes) + " bytes");
+    if (!fits.ok()) bad = fits;
   }
   if (bad.ok()) bad = server::ValidateServeConfig(cfg);
   if (!bad.ok()) {

@@ -32,6 +32,10 @@ err=$("$strata" generate --model "$model_dir" --prompt hi --ep 2 --ep-transport 
 check "generate --ep-transport rdma exits 2 naming it" "[[ $rc -eq 2 ]] && grep -q -- --ep-transport <<<\"\$err\""
 err=$("$strata" prefill --model "$model_dir" --router 127.0.0.1:1 --admission-threads 0 2>&1 >/dev/null); rc=$?
 check "prefill --admission-threads 0 exits 2 naming it" "[[ $rc -eq 2 ]] && grep -q -- --admission-threads <<<\"\$err\""
+err=$("$strata" kvcache --listen 127.0.0.1:0 --capacity-bytes 1000000000000000000 2>&1 >/dev/null); rc=$?
+check "kvcache larger than the memory exits 2 naming --capacity-bytes" "[[ $rc -eq 2 ]] && grep -q -- --capacity-bytes <<<\"\$err\""
+err=$("$strata" serve --disaggregated --model "$model_dir" --kvcache 2 --kvcache-capacity-bytes 1000000000000000000 2>&1 >/dev/null); rc=$?
+check "serve --disaggregated with pools larger than the memory exits 2 naming --kvcache-capacity-bytes" "[[ $rc -eq 2 ]] && grep -q -- --kvcache-capacity-bytes <<<\"\$err\""
 rmdir "$model_dir"
 
 out=$("$strata" info --json); rc=$?
