@@ -11,6 +11,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/memory_info.h"
 #include "decode/engine.h"
 #include "model/model_runner.h"
 #include "ops/gpu_info.h"
@@ -131,6 +132,11 @@ Status ValidateServeConfig(const ServeConfig& c) {
   }
   if (c.device != "cpu" && CudaDeviceIndex(c.device) < 0) {
     return FlagError("device", "must be cpu, cuda or cuda:N, got '" + c.device + "'");
+  }
+  if (c.device == "cpu") {  // on a GPU the KV cache is device memory
+    STRATA_RETURN_IF_ERROR(CheckFitsInMemory("kv-cache-bytes",
+                                             static_cast<uint64_t>(c.kv_cache_bytes),
+                                             AvailableMemoryBytes(), "the KV cache's blocks"));
   }
   if (c.threads < 0) return FlagError("threads", "must be >= 0 (0: every core)");
   if (c.http_threads < 1) return FlagError("http-threads", "must be at least 1");

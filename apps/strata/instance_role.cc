@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/memory_info.h"
 #include "common/thread_pool.h"
 #include "decode/decode_instance.h"
 #include "expert_parallel/group/ep_group.h"
@@ -51,6 +52,9 @@ Status Validate(const InstanceRoleFlags& f) {
                                          "processes over ucx");
   }
   if (f.kv_cache_bytes < (1 << 20)) return FlagError("kv-cache-bytes", "must be at least 1 MiB");
+  STRATA_RETURN_IF_ERROR(CheckFitsInMemory("kv-cache-bytes",
+                                           static_cast<uint64_t>(f.kv_cache_bytes),
+                                           AvailableMemoryBytes(), "the KV cache's blocks"));
   if (f.block_size < 1 || f.block_size > 1024)
     return FlagError("block-size", "must be in [1, 1024]");
   if (f.max_num_seqs < 1) return FlagError("max-num-seqs", "must be at least 1");

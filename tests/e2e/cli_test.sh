@@ -36,6 +36,8 @@ err=$("$strata" kvcache --listen 127.0.0.1:0 --capacity-bytes 100000000000000000
 check "kvcache larger than the memory exits 2 naming --capacity-bytes" "[[ $rc -eq 2 ]] && grep -q -- --capacity-bytes <<<\"\$err\""
 err=$("$strata" serve --disaggregated --model "$model_dir" --kvcache 2 --kvcache-capacity-bytes 1000000000000000000 2>&1 >/dev/null); rc=$?
 check "serve --disaggregated with pools larger than the memory exits 2 naming --kvcache-capacity-bytes" "[[ $rc -eq 2 ]] && grep -q -- --kvcache-capacity-bytes <<<\"\$err\""
+err=$("$strata" decode --model "$model_dir" --router 127.0.0.1:1 --kv-cache-bytes 1000000000000000000 2>&1 >/dev/null); rc=$?
+check "decode KV cache larger than the memory exits 2 naming --kv-cache-bytes" "[[ $rc -eq 2 ]] && grep -q -- --kv-cache-bytes <<<\"\$err\""
 rmdir "$model_dir"
 
 out=$("$strata" info --json); rc=$?
