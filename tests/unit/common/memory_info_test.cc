@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 namespace strata {
 namespace {
 
@@ -17,6 +20,46 @@ TEST(MemoryInfoTest, ParsesMemAvailableInBytes) {
   EXPECT_EQ(ParseMemAvailable("MemAvailable: lots kB\n"), std::nullopt);
   EXPECT_EQ(ParseMemAvailable("MemAvailable: 12 MB\n"), std::nullopt) << "a unit it does not know";
   EXPECT_EQ(ParseMemAvailable(""), std::nullopt);
+}
+
+class CgroupTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = std::filesystem::temp_directory_path() /
+            ("strata_cgroup_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
+             "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(root_);
+  }
+  void TearDown() override { std::filesystem::remove_all(root_); }
+  void Write(const std::string& relative, const std::string& text) {
+    const auto path = root_ / relative;
+    std::filesystem::create_directories(path.parent_path());
+    std::ofstream(path) << text;
+  }
+  std::filesystem::path root_;
+};
+
+TEST_F(CgroupTest, V2RoomIsTheLimitLessWhatIsInUse) {
+  Write("kubepods/pod1/memory.max", "1073741824\n");
+  Write("kubepods/pod1/memory.current", "73741824\n");
+  EXPECT_EQ(CgroupMemoryRoom("0::/kubepods/pod1\n", root_.string()), uint64_t{1000000000});
+  Write("kubepods/pod1/memory.max", "max\n");
+  EXPECT_EQ(CgroupMemoryRoom("0::/kubepods/pod1\n", root_.string()), std::nullopt) << "no limit";
+  // Inside a container's cgroup namespace the path is "/": the mount is its own cgroup.
+  Write("memory.max", "536870912\n");
+  Write("memory.current", "600000000\n");
+  EXPECT_EQ(CgroupMemoryRoom("0::/\n", root_.string()), uint64_t{0}) << "over the limit";
+}
+
+TEST_F(CgroupTest, V1ReadsTheMemoryController) {
+  const std::string self = "12:pids:/a\n4:cpuacct,memory:/docker/abc\n0::/\n";
+  Write("memory/docker/abc/memory.limit_in_bytes", "2147483648\n");
+  Write("memory/docker/abc/memory.usage_in_bytes", "147483648\n");
+  EXPECT_EQ(CgroupMemoryRoom(self, root_.string()), uint64_t{2000000000});
+  Write("memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n");
+  EXPECT_EQ(CgroupMemoryRoom(self, root_.string()), std::nullopt) << "v1's 'no limit'";
+  EXPECT_EQ(CgroupMemoryRoom("garbage\n", root_.string()), std::nullopt);
+  EXPECT_EQ(CgroupMemoryRoom("", root_.string()), std::nullopt);
 }
 
 TEST(MemoryInfoTest, ThisMachineReportsSomeMemory) {
