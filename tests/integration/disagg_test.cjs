@@ -3,7 +3,8 @@
 // official openai SDK:
 //  - greedy outputs of a 2P + 2D + 2KV cluster equal embedded mode's, for every architecture;
 //  - killing a prefill, a decode or a KV pool process under load: no request hangs, the
-//    supervisor restarts the role, it registers again and takes traffic, KV returns to baseline.
+//    supervisor restarts the role, it registers again and takes traffic, KV returns to baseline;
+//  - killing the server role: it comes back on its ports and the instances register again.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert');
@@ -215,6 +216,40 @@ test('killing prefill, decode and KV pool processes under load: nothing hangs, t
         assert.ok(await waitFor(async () => (await metric(cluster.baseURL,
           'strata_kv_cache_blocks_used')) === 0, 10000), `${victim}: KV blocks stay used`);
       }
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+// The server role (HTTP API + router) dies: the supervisor starts it again on the same ports
+// (the router's, which the instances know, lies in TIME_WAIT after the kill), the instances
+// register with it again and the cluster serves; the supervisor does not give up.
+test('killing the server role: it comes back on its ports, the instances register again',
+  { skip }, async () => {
+    const dir = model('deepseek_v3');
+    const cluster = await startServer(dir, [...CLUSTER, '--request-timeout', '60']);
+    const client = new OpenAI({ baseURL: cluster.baseURL + '/v1', apiKey: 'x', maxRetries: 0,
+      timeout: 30000 });
+    const one = (i) => client.completions.create({ model: 'deepseek_v3', prompt: PROMPTS[i % 4],
+      max_tokens: 4, temperature: 0, ignore_eos: true })
+      .then((r) => r.choices[0].finish_reason === 'length', () => false);
+    const everyone = ['prefill-0', 'prefill-1', 'decode-0', 'decode-1'];
+    const registeredTimes = (id) => cluster.log().split(`instance ${id} at`).length - 1;
+    try {
+      assert.ok(await waitFor(() => everyone.every((id) => registeredTimes(id) >= 1), 30000),
+        'not every instance registered');
+      assert.ok(await one(0), 'the cluster does not serve before the kill');
+      const pids = execFileSync('pgrep', ['-P', String(cluster.proc.pid), '-f', 'strata server'])
+        .toString().trim().split('\n').filter(Boolean).map(Number);
+      assert.strictEqual(pids.length, 1, `one server process, found ${pids.length}`);
+      process.kill(pids[0], 'SIGKILL');
+      assert.ok(await waitFor(() => everyone.every((id) => registeredTimes(id) >= 2), 30000),
+        `the instances did not register with the restarted server:\n${cluster.log().slice(-3000)}`);
+      assert.ok(await waitFor(async () => (await Promise.all([1, 2, 3].map(one))).every(Boolean),
+        30000), 'the cluster does not serve after the server restarted');
+      assert.ok(!/crash-looping/.test(cluster.log()), 'the supervisor gave up');
+      assert.strictEqual(cluster.log().split("started 'server'").length - 1, 2,
+        'the server needed more than one restart');
     } finally {
       await cluster.stop();
     }

@@ -93,6 +93,12 @@ void UseLargeTcpSegments() {
   setenv("UCX_TCP_TX_SEG_SIZE", "512k", 0);
 }
 
+// A listener's port must be free again as soon as its process is gone: a restarted router or
+// pool listens on the address its peers know, and the connections its predecessor closed leave
+// that port in TIME_WAIT for a minute (without SO_REUSEADDR, `serve --disaggregated` saw its
+// killed server role fail to bind five times and gave up the cluster). Set unless the user did.
+void ReuseListenerAddresses() { setenv("UCX_TCP_CM_REUSEADDR", "y", 0); }
+
 }  // namespace
 
 StatusOr<std::shared_ptr<UcxContext>> UcxContext::Create(const std::string& requested_tls) {
@@ -100,6 +106,7 @@ StatusOr<std::shared_ptr<UcxContext>> UcxContext::Create(const std::string& requ
   std::call_once(once, [] {
     ucs_log_push_handler(ToStrataLog);
     UseLargeTcpSegments();
+    ReuseListenerAddresses();
   });
   const std::string tls = WithoutCma(requested_tls);
   ucp_config_t* config = nullptr;
