@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <new>
+#include <stdexcept>
 
 #include "common/log.h"
 #include "kvcache/pool_transfers.h"
@@ -233,7 +233,7 @@ Status KvPoolServer::AcceptLayoutLocked(const v1::KvLocation& source, int num_bl
     std::unique_ptr<PoolIndex> index;
     try {
       index = std::make_unique<PoolIndex>(static_cast<int64_t>(num_slots));
-    } catch (const std::bad_alloc&) {
+    } catch (const std::exception&) {  // bad_alloc, or length_error past max_size()
       return ResourceExhaustedError("no memory for the index of " + std::to_string(num_slots) +
                                     " KV pool slots of " + std::to_string(layout.slot_bytes()) +
                                     " bytes (a smaller --capacity-bytes?)");
