@@ -40,6 +40,9 @@ Status Validate(const KvCacheFlags& f) {
   if (f.transport != "ucx") {
     return FlagError("transport", "a standalone pool talks to other processes: only 'ucx'");
   }
+  if (Status tls = transport::CheckUcxTransports(f.ucx_tls); !tls.ok()) {
+    return FlagError("ucx-tls", tls.message());
+  }
   if (f.capacity_bytes < 1) return FlagError("capacity-bytes", "must be above 0");
   STRATA_RETURN_IF_ERROR(CheckFitsInMemory("capacity-bytes", f.capacity_bytes,
                                            AvailableMemoryBytes(), "the pool's blocks"));

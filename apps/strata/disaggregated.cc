@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/memory_info.h"
 #include "supervisor/supervisor.h"
+#include "transport/ucx/ucx_transport.h"
 
 namespace strata::apps {
 namespace {
@@ -91,6 +92,9 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
                   "kvcache-capacity-bytes", pools * bytes, AvailableMemoryBytes(),
                   std::to_string(pools) + " KV pool(s) of " + std::to_string(bytes) + " bytes");
     if (!fits.ok()) bad = fits;
+  }
+  if (Status tls = transport::CheckUcxTransports(cfg.ucx_tls); !tls.ok()) {
+    bad = FlagError("ucx-tls", tls.message());
   }
   if (bad.ok()) bad = server::ValidateServeConfig(cfg);
   if (!bad.ok()) {

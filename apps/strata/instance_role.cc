@@ -51,6 +51,9 @@ Status Validate(const InstanceRoleFlags& f) {
                                          "': a prefill or decode EP group runs its ranks as "
                                          "processes over ucx");
   }
+  if (Status tls = transport::CheckUcxTransports(f.ucx_tls); !tls.ok()) {
+    return FlagError("ucx-tls", tls.message());
+  }
   if (f.kv_cache_bytes < (1 << 20)) return FlagError("kv-cache-bytes", "must be at least 1 MiB");
   STRATA_RETURN_IF_ERROR(CheckFitsInMemory("kv-cache-bytes",
                                            static_cast<uint64_t>(f.kv_cache_bytes),

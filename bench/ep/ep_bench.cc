@@ -1,6 +1,6 @@
 // ep_bench: expert-parallel figures (DESIGN.md §7), one JSON object per line on stdout.
 //
-//   ep_bench comm --ep N --transport inproc|ucx [--tls sm|tcp] --dtype int8|bf16 --tokens T
+//   ep_bench comm --ep N --transport inproc|ucx [--tls sm,tcp|tcp] --dtype int8|bf16 --tokens T
 //       dispatch + combine of one MoE layer (bench deepseek_v3 shapes: hidden 1024, 64 experts,
 //       top-6), ranks as threads each with its own transport endpoint; time per layer, bytes
 //       each rank sends, and the resulting bandwidth.
@@ -214,7 +214,7 @@ int Decode(const std::string& dir, int ep, int batch, int steps, bool microbatch
 
 int main(int argc, char** argv) {
   CLI::App app("Strata expert-parallel benchmarks");
-  std::string mode, transport = "inproc", tls = "sm", dtype = "int8", model;
+  std::string mode, transport = "inproc", tls = "sm,tcp", dtype = "int8", model;
   int ep = 2, iters = 20, batch = 8, steps = 4;
   int64_t tokens = 32;
   bool no_microbatch = false;

@@ -38,6 +38,8 @@ err=$("$strata" serve --disaggregated --model "$model_dir" --kvcache 2 --kvcache
 check "serve --disaggregated with pools larger than the memory exits 2 naming --kvcache-capacity-bytes" "[[ $rc -eq 2 ]] && grep -q -- --kvcache-capacity-bytes <<<\"\$err\""
 err=$("$strata" decode --model "$model_dir" --router 127.0.0.1:1 --kv-cache-bytes 1000000000000000000 2>&1 >/dev/null); rc=$?
 check "decode KV cache larger than the memory exits 2 naming --kv-cache-bytes" "[[ $rc -eq 2 ]] && grep -q -- --kv-cache-bytes <<<\"\$err\""
+err=$("$strata" kvcache --listen 127.0.0.1:0 --ucx-tls sm 2>&1 >/dev/null); rc=$?
+check "kvcache over shared memory alone exits 2 naming --ucx-tls" "[[ $rc -eq 2 ]] && grep -q -- --ucx-tls <<<\"\$err\""
 rmdir "$model_dir"
 
 out=$("$strata" info --json); rc=$?

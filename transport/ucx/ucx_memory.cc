@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "common/log.h"
+#include "transport/ucx/ucx_transport.h"
 
 namespace strata::transport::ucx {
 
@@ -99,7 +100,45 @@ void UseLargeTcpSegments() {
 // killed server role fail to bind five times and gave up the cluster). Set unless the user did.
 void ReuseListenerAddresses() { setenv("UCX_TCP_CM_REUSEADDR", "y", 0); }
 
+// True when `tls` (a list as UCX_TLS takes it, after WithoutCma) names only transports within
+// one host: processes then never connect, since connections start from a socket address through
+// UCX's connection manager (tcp, or rdmacm with rc/ud/dc), and every peer stays unreachable.
+bool OnlyHostLocal(const std::string& tls) {
+  if (tls.empty() || tls[0] == '^' || tls == "all") return false;
+  static const char* const kLocal[] = {"posix", "sysv", "xpmem", "cma", "knem", "self"};
+  for (size_t begin = 0; begin <= tls.size();) {
+    size_t end = tls.find(',', begin);
+    if (end == std::string::npos) end = tls.size();
+    const std::string item = tls.substr(begin, end - begin);
+    begin = end + 1;
+    if (item.empty()) continue;
+    if (std::none_of(std::begin(kLocal), std::end(kLocal),
+                     [&](const char* local) { return item == local; })) {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
+
+}  // namespace strata::transport::ucx
+
+namespace strata::transport {
+
+Status CheckUcxTransports(const std::string& tls) {
+  if (!ucx::OnlyHostLocal(ucx::WithoutCma(tls))) return OkStatus();
+  const char* env = std::getenv("UCX_TLS");
+  return InvalidArgumentError(
+      "UCX transports '" + (tls.empty() && env != nullptr ? std::string(env) : tls) +
+      "' are all within one host: Strata's processes connect through a network transport "
+      "(UCX's connection manager: tcp, or rdmacm), so none would reach another; add tcp "
+      "(e.g. 'sm,tcp': same-host peers still move data over shared memory)");
+}
+
+}  // namespace strata::transport
+
+namespace strata::transport::ucx {
 
 StatusOr<std::shared_ptr<UcxContext>> UcxContext::Create(const std::string& requested_tls) {
   static std::once_flag once;
@@ -108,6 +147,7 @@ StatusOr<std::shared_ptr<UcxContext>> UcxContext::Create(const std::string& requ
     UseLargeTcpSegments();
     ReuseListenerAddresses();
   });
+  STRATA_RETURN_IF_ERROR(CheckUcxTransports(requested_tls));
   const std::string tls = WithoutCma(requested_tls);
   ucp_config_t* config = nullptr;
   ucs_status_t status = ucp_config_read(nullptr, nullptr, &config);

@@ -76,6 +76,10 @@ class UcxTransport : public Transport {
   virtual StatusOr<std::string> BulkPath(PeerId peer) = 0;
 };
 
+// OK when the transports `tls` (UCX_TLS syntax; empty: UCX_TLS, else all) can connect two
+// processes; else why not (e.g. "sm" alone: shared memory only, no connection ever opens).
+Status CheckUcxTransports(const std::string& tls);
+
 std::string_view BulkModeName(UcxOptions::BulkMode mode);
 // "auto" | "rma" | "am".
 StatusOr<UcxOptions::BulkMode> ParseBulkMode(std::string_view name);

@@ -42,6 +42,23 @@ StatusOr<Connected> ConnectPair(const std::string& tls, UcxOptions::BulkMode mod
   return pair;
 }
 
+// Shared-memory transports alone never connect two processes (connections start from a socket
+// address): refused up front with a message that says what to add, instead of peers that stay
+// unreachable.
+TEST(UcxTransport, TransportsOfOneHostAloneAreRefused) {
+  for (const char* local : {"sm", "shm", "posix,sysv", "posix,sysv,self", "sm,cma"}) {
+    Status st = CheckUcxTransports(local);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << local;
+    EXPECT_NE(st.message().find("sm,tcp"), std::string::npos) << st.message();
+    UcxOptions options;
+    options.tls = local;
+    EXPECT_EQ(UcxTransport::Create(options).status().code(), StatusCode::kInvalidArgument) << local;
+  }
+  for (const char* fine : {"tcp", "sm,tcp", "tcp,sm", "rc,sm", "all", "^tcp", "^cma,sm"}) {
+    EXPECT_TRUE(CheckUcxTransports(fine).ok()) << fine;
+  }
+}
+
 TEST(UcxTransport, AutoPicksActiveMessagesOverTcp) {
   Events events;
   auto pair = ConnectPair("tcp", UcxOptions::BulkMode::kAuto, events);
