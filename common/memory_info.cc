@@ -4,31 +4,33 @@
 #include <charconv>
 #include <fstream>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "common/config.h"
 
 namespace strata {
+namespace {
 
-std::optional<uint64_t> ParseMemAvailable(std::string_view meminfo) {
-  constexpr std::string_view kKey = "MemAvailable:";
-  for (size_t start = 0; start < meminfo.size();) {
-    size_t end = meminfo.find('\n', start);
-    if (end == std::string_view::npos) end = meminfo.size();
-    std::string_view line = meminfo.substr(start, end - start);
-    start = end + 1;
-    if (line.substr(0, kKey.size()) != kKey) continue;
-    line.remove_prefix(kKey.size());
-    while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
-    uint64_t kib = 0;
-    auto [rest, error] = std::from_chars(line.data(), line.data() + line.size(), kib);
-    if (error != std::errc() || rest == line.data()) return std::nullopt;
-    if (std::string_view(rest, line.data() + line.size()) != " kB") return std::nullopt;
-    return kib * 1024;
+// The pieces of `text` between `separator`s (empty ones included).
+std::vector<std::string_view> Pieces(std::string_view text, char separator) {
+  std::vector<std::string_view> pieces;
+  for (size_t begin = 0; begin <= text.size();) {
+    size_t end = text.find(separator, begin);
+    if (end == std::string_view::npos) end = text.size();
+    pieces.push_back(text.substr(begin, end - begin));
+    begin = end + 1;
   }
-  return std::nullopt;
+  return pieces;
 }
 
-namespace {
+// The number `text` starts with, and what follows it; nullopt when it starts with none.
+std::optional<std::pair<uint64_t, std::string_view>> LeadingNumber(std::string_view text) {
+  uint64_t value = 0;
+  auto [rest, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || rest == text.data()) return std::nullopt;
+  return std::make_pair(value, std::string_view(rest, text.data() + text.size() - rest));
+}
 
 std::optional<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -42,10 +44,9 @@ std::optional<std::string> ReadFile(const std::string& path) {
 std::optional<uint64_t> ReadNumber(const std::string& path) {
   auto text = ReadFile(path);
   if (!text.has_value()) return std::nullopt;
-  uint64_t value = 0;
-  auto [rest, error] = std::from_chars(text->data(), text->data() + text->size(), value);
-  if (error != std::errc() || rest == text->data()) return std::nullopt;
-  return value;
+  auto number = LeadingNumber(*text);
+  if (!number.has_value()) return std::nullopt;
+  return number->first;
 }
 
 std::optional<uint64_t> Room(std::optional<uint64_t> limit, std::optional<uint64_t> used) {
@@ -57,37 +58,43 @@ std::optional<uint64_t> Room(std::optional<uint64_t> limit, std::optional<uint64
 
 }  // namespace
 
+std::optional<uint64_t> ParseMemAvailable(std::string_view meminfo) {
+  constexpr std::string_view kKey = "MemAvailable:";
+  for (std::string_view line : Pieces(meminfo, '\n')) {
+    if (line.substr(0, kKey.size()) != kKey) continue;
+    line.remove_prefix(kKey.size());
+    while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+    auto number = LeadingNumber(line);
+    if (!number.has_value() || number->second != " kB") return std::nullopt;
+    return number->first * 1024;
+  }
+  return std::nullopt;
+}
+
 std::optional<uint64_t> CgroupMemoryRoom(std::string_view proc_self_cgroup,
                                          const std::string& root) {
   // Lines "hierarchy-id:controllers:path"; v2 has "0::path", v1 a line whose controllers name
   // memory.
-  for (size_t start = 0; start < proc_self_cgroup.size();) {
-    size_t end = proc_self_cgroup.find('\n', start);
-    if (end == std::string_view::npos) end = proc_self_cgroup.size();
-    const std::string_view line = proc_self_cgroup.substr(start, end - start);
-    start = end + 1;
+  for (std::string_view line : Pieces(proc_self_cgroup, '\n')) {
     const size_t first = line.find(':');
     const size_t second = first == std::string_view::npos ? first : line.find(':', first + 1);
     if (second == std::string_view::npos) continue;
-    const std::string_view controllers = line.substr(first + 1, second - first - 1);
-    std::string path(line.substr(second + 1));
-    if (path == "/") path.clear();
-    if (line.substr(0, first) == "0" && controllers.empty()) {
+    const std::string_view id = line.substr(0, first);
+    const std::string_view names = line.substr(first + 1, second - first - 1);
+    const std::string_view where = line.substr(second + 1);  // may hold ':' itself
+    const std::string path = where == "/" ? std::string() : std::string(where);
+    if (id == "0" && names.empty()) {
       const std::string dir = root + path;
       if (auto room = Room(ReadNumber(dir + "/memory.max"), ReadNumber(dir + "/memory.current"))) {
         return room;
       }
       continue;
     }
-    for (size_t c = 0; c <= controllers.size();) {
-      size_t comma = controllers.find(',', c);
-      if (comma == std::string_view::npos) comma = controllers.size();
-      if (controllers.substr(c, comma - c) == "memory") {
-        const std::string dir = root + "/memory" + path;
-        return Room(ReadNumber(dir + "/memory.limit_in_bytes"),
-                    ReadNumber(dir + "/memory.usage_in_bytes"));
-      }
-      c = comma + 1;
+    const std::vector<std::string_view> controllers = Pieces(names, ',');
+    if (std::find(controllers.begin(), controllers.end(), "memory") != controllers.end()) {
+      const std::string dir = root + "/memory" + path;
+      return Room(ReadNumber(dir + "/memory.limit_in_bytes"),
+                  ReadNumber(dir + "/memory.usage_in_bytes"));
     }
   }
   return std::nullopt;

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "common/log.h"
 #include "transport/ucx/ucx_transport.h"
@@ -38,6 +40,18 @@ namespace {
 // our shared-memory data endpoints run without UCX error handling (see ucx_transport_impl.h).
 // So CMA is left out unless asked for by name: "sm"/"shm" become posix and sysv shared memory,
 // and the default ("all") becomes "all but cma". Peer death then fails transfers cleanly.
+// The non-empty items of a comma-separated UCX_TLS list.
+std::vector<std::string> TlsItems(const std::string& tls) {
+  std::vector<std::string> items;
+  for (size_t begin = 0; begin <= tls.size();) {
+    size_t end = tls.find(',', begin);
+    if (end == std::string::npos) end = tls.size();
+    if (end > begin) items.push_back(tls.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  return items;
+}
+
 std::string WithoutCma(std::string tls) {
   if (tls.empty()) {
     const char* env = std::getenv("UCX_TLS");
@@ -46,14 +60,9 @@ std::string WithoutCma(std::string tls) {
   if (tls == "all") return "^cma";
   if (tls[0] == '^') return tls.find("cma") == std::string::npos ? tls + ",cma" : tls;
   std::string out;
-  size_t begin = 0;
-  while (begin <= tls.size()) {
-    size_t end = tls.find(',', begin);
-    if (end == std::string::npos) end = tls.size();
-    std::string item = tls.substr(begin, end - begin);
+  for (std::string item : TlsItems(tls)) {
     if (item == "sm" || item == "shm") item = "posix,sysv,self";
-    if (!item.empty()) out += (out.empty() ? "" : ",") + item;
-    begin = end + 1;
+    out += (out.empty() ? "" : ",") + item;
   }
   return out;
 }
@@ -105,40 +114,14 @@ void ReuseListenerAddresses() { setenv("UCX_TCP_CM_REUSEADDR", "y", 0); }
 // UCX's connection manager (tcp, or rdmacm with rc/ud/dc), and every peer stays unreachable.
 bool OnlyHostLocal(const std::string& tls) {
   if (tls.empty() || tls[0] == '^' || tls == "all") return false;
-  static const char* const kLocal[] = {"posix", "sysv", "xpmem", "cma", "knem", "self"};
-  for (size_t begin = 0; begin <= tls.size();) {
-    size_t end = tls.find(',', begin);
-    if (end == std::string::npos) end = tls.size();
-    const std::string item = tls.substr(begin, end - begin);
-    begin = end + 1;
-    if (item.empty()) continue;
-    if (std::none_of(std::begin(kLocal), std::end(kLocal),
-                     [&](const char* local) { return item == local; })) {
-      return false;
-    }
-  }
-  return true;
+  static const std::string kLocal[] = {"posix", "sysv", "xpmem", "cma", "knem", "self"};
+  const std::vector<std::string> items = TlsItems(tls);
+  return std::all_of(items.begin(), items.end(), [](const std::string& item) {
+    return std::find(std::begin(kLocal), std::end(kLocal), item) != std::end(kLocal);
+  });
 }
 
 }  // namespace
-
-}  // namespace strata::transport::ucx
-
-namespace strata::transport {
-
-Status CheckUcxTransports(const std::string& tls) {
-  if (!ucx::OnlyHostLocal(ucx::WithoutCma(tls))) return OkStatus();
-  const char* env = std::getenv("UCX_TLS");
-  return InvalidArgumentError(
-      "UCX transports '" + (tls.empty() && env != nullptr ? std::string(env) : tls) +
-      "' are all within one host: Strata's processes connect through a network transport "
-      "(UCX's connection manager: tcp, or rdmacm), so none would reach another; add tcp "
-      "(e.g. 'sm,tcp': same-host peers still move data over shared memory)");
-}
-
-}  // namespace strata::transport
-
-namespace strata::transport::ucx {
 
 StatusOr<std::shared_ptr<UcxContext>> UcxContext::Create(const std::string& requested_tls) {
   static std::once_flag once;
@@ -267,3 +250,17 @@ StatusOr<std::unique_ptr<Region>> AllocateUcxMemory(std::shared_ptr<UcxContext> 
 }
 
 }  // namespace strata::transport::ucx
+
+namespace strata::transport {
+
+Status CheckUcxTransports(const std::string& tls) {
+  if (!ucx::OnlyHostLocal(ucx::WithoutCma(tls))) return OkStatus();
+  const char* env = std::getenv("UCX_TLS");
+  return InvalidArgumentError(
+      "UCX transports '" + (tls.empty() && env != nullptr ? std::string(env) : tls) +
+      "' are all within one host: Strata's processes connect through a network transport "
+      "(UCX's connection manager: tcp, or rdmacm), so none would reach another; add tcp "
+      "(e.g. 'sm,tcp': same-host peers still move data over shared memory)");
+}
+
+}  // namespace strata::transport
