@@ -1,12 +1,12 @@
 #include "kvcache/pool_direct_reads.h"
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "common/log.h"
+#include "common/page_memory.h"
 #include "kvcache/slot_versions.h"
 
 namespace strata::kvcache {
@@ -23,11 +23,6 @@ PoolDirectReads::~PoolDirectReads() {
 
 void PoolDirectReads::StartPageFillLocked(
     std::vector<std::shared_ptr<transport::RemoteMapping>> mappings) {
-#ifdef MADV_POPULATE_READ
-  constexpr int kPopulateRead = MADV_POPULATE_READ;
-#else
-  constexpr int kPopulateRead = 22;  // Linux 5.14+
-#endif
   page_fills_.emplace_back([this, mappings = std::move(mappings)] {
     // In steps, each under the mapping's guard: a peer failure waits for one step at most. Small
     // ones: a populate holds this process's mmap lock, so its mmaps and munmaps (the forward
@@ -43,7 +38,7 @@ void PoolDirectReads::StartPageFillLocked(
           // Page tables first (fails harmlessly on kernels before 5.14), then one load per
           // page: under a hypervisor's shadow paging a populated page still costs ~1.3 us at
           // its first touch (measured here), and only then nothing.
-          (void)madvise(reinterpret_cast<void*>(begin), end - begin, kPopulateRead);
+          (void)PopulateForRead(reinterpret_cast<const void*>(begin), end - begin);
           for (uintptr_t p = std::max(begin, reinterpret_cast<uintptr_t>(base)); p < end;
                p += page) {
             (void)*reinterpret_cast<const volatile uint8_t*>(p);

@@ -1,14 +1,12 @@
 #include "kvcache/pool_server.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
 #include "common/log.h"
+#include "common/page_memory.h"
 #include "kvcache/pool_transfers.h"
 #include "proto/status_convert.h"
 
@@ -85,11 +83,6 @@ void KvPoolServer::Shutdown() {
 
 void KvPoolServer::StartPrefaultLocked() {
   if (!options_.prefault || prefault_.joinable()) return;
-#ifdef MADV_POPULATE_WRITE
-  constexpr int kPopulateWrite = MADV_POPULATE_WRITE;
-#else
-  constexpr int kPopulateWrite = 23;  // Linux 5.14+
-#endif
   std::vector<std::pair<uint8_t*, uint64_t>> ranges;
   for (const auto& r : regions_) ranges.emplace_back(static_cast<uint8_t*>(r->data()), r->size());
   prefault_ = std::thread([this, ranges = std::move(ranges)] {
@@ -99,14 +92,11 @@ void KvPoolServer::StartPrefaultLocked() {
     // progress. With 32 MiB steps (~70 ms each on the development VM) the first Put's reply and
     // the Lookups behind it waited 1.8 s; with 2 MiB, 0.2 s.
     constexpr uint64_t kStep = uint64_t{2} << 20;
-    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
     for (const auto& [data, size] : ranges) {
-      const uintptr_t begin = reinterpret_cast<uintptr_t>(data) & ~(page - 1);
-      const uintptr_t end = reinterpret_cast<uintptr_t>(data) + size;
-      for (uintptr_t p = begin; p < end; p += kStep) {
+      for (uint64_t offset = 0; offset < size; offset += kStep) {
         if (stop_prefault_.load()) return;
-        const uint64_t len = std::min<uint64_t>(kStep, end - p);
-        if (madvise(reinterpret_cast<void*>(p), len, kPopulateWrite) != 0) {
+        const uint64_t len = std::min<uint64_t>(kStep, size - offset);
+        if (!PopulateForWrite(data + offset, len)) {
           log::Warn("KV pool: cannot fault its block memory in past {} bytes ({}); Puts will",
                     prefaulted_bytes_.load(), std::strerror(errno));
           return;

@@ -7,19 +7,10 @@
 #include <cstring>
 #include <new>
 
+#include "common/page_memory.h"
+
 namespace strata::model {
 namespace {
-
-#ifdef MADV_POPULATE_READ
-constexpr int kMadvPopulateRead = MADV_POPULATE_READ;
-#else
-constexpr int kMadvPopulateRead = 22;   // Linux 5.14+
-#endif
-#ifdef MADV_POPULATE_WRITE
-constexpr int kMadvPopulateWrite = MADV_POPULATE_WRITE;
-#else
-constexpr int kMadvPopulateWrite = 23;  // Linux 5.14+
-#endif
 
 std::string ShapeString(const std::vector<int64_t>& s) {
   std::string out = "[";
@@ -99,7 +90,7 @@ void* WeightLoader::OwnBytes(size_t bytes) {
   if (p == nullptr) throw std::bad_alloc();
   if (align == kHuge) {
     madvise(p, size, MADV_HUGEPAGE);
-    madvise(p, size, kMadvPopulateWrite);  // one call instead of a fault per page
+    (void)PopulateForWrite(p, size);  // one call instead of a fault per page
   }
   owned_bytes_.emplace_back(p);
   return p;
@@ -115,9 +106,7 @@ void WeightLoader::Prefault() const {
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   for (const TensorView* t : mapped_) {
     // One call maps the whole range (no fault per page); touch pages where it is unsupported.
-    uintptr_t begin = reinterpret_cast<uintptr_t>(t->data) & ~(page - 1);
-    uintptr_t end = reinterpret_cast<uintptr_t>(t->data) + t->bytes;
-    if (madvise(reinterpret_cast<void*>(begin), end - begin, kMadvPopulateRead) == 0) continue;
+    if (PopulateForRead(t->data, t->bytes)) continue;
     for (size_t off = 0; off < t->bytes; off += page) acc ^= t->data[off];
   }
   sink = acc;
