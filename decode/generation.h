@@ -5,11 +5,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
+#include "proto/registry.pb.h"
 
 namespace strata::decode {
 
@@ -86,6 +88,7 @@ struct GenerationStats {
   int64_t prefix_cache_hit_tokens = 0;
   int64_t prefix_cache_query_tokens = 0;
   std::vector<ExpertParallelStats> expert_parallel;  // cluster mode: the EP instances
+  std::map<std::string, v1::KvPoolLoad> kv_pools;    // cluster mode: pools given --router, by id
 };
 
 // Thread-safe. The callback runs on a generation thread: it must be quick and must not call

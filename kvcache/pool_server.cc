@@ -161,6 +161,27 @@ void KvPoolServer::OnRequest(PeerId from, service::Envelope envelope) {
 
 namespace {
 
+v1::KvPoolLoad ToLoad(const KvPoolStats& s) {
+  auto count = [](int64_t n) { return static_cast<uint64_t>(std::max<int64_t>(n, 0)); };
+  v1::KvPoolLoad load;
+  load.set_capacity_bytes(s.capacity_bytes);
+  load.set_used_bytes(s.used_bytes);
+  load.set_prefaulted_bytes(s.prefaulted_bytes);
+  load.set_held_blocks(count(s.held_blocks));
+  load.set_leased_blocks(count(s.leased_blocks));
+  load.set_active_leases(count(s.active_leases));
+  load.set_hit_blocks(count(s.hit_blocks));
+  load.set_miss_blocks(count(s.miss_blocks));
+  load.set_bytes_in(s.bytes_in);
+  load.set_bytes_out(s.bytes_out);
+  load.set_evictions(count(s.evictions));
+  load.set_leases_granted(count(s.leases_granted));
+  load.set_leases_expired(count(s.leases_expired));
+  load.set_failed_blocks(count(s.failed_blocks));
+  load.set_direct_read_blocks(count(s.direct_read_blocks));
+  return load;
+}
+
 Status CheckRequestSize(int num_blocks, int64_t max_blocks) {
   if (num_blocks > max_blocks) {
     return InvalidArgumentError("a KV pool request names " + std::to_string(num_blocks) +
@@ -528,6 +549,10 @@ void KvPoolServer::OnPeerFailure(PeerId peer) {
 
 KvPoolStats KvPoolServer::Stats() const {
   std::lock_guard lock(mu_);
+  return StatsLocked();
+}
+
+KvPoolStats KvPoolServer::StatsLocked() const {
   KvPoolStats s = stats_;
   s.prefaulted_bytes = prefaulted_bytes_.load();
   if (index_ != nullptr) {
@@ -543,54 +568,12 @@ KvPoolStats KvPoolServer::Stats() const {
   return s;
 }
 
+v1::KvPoolLoad KvPoolServer::Load() const { return ToLoad(Stats()); }
+
 void KvPoolServer::SyncMetricsLocked() {
-  MetricsRegistry* m = options_.metrics;
-  if (m == nullptr) return;
-  const MetricsRegistry::Labels labels{{"instance", options_.instance_id}};
-  KvPoolStats now = stats_;
-  now.prefaulted_bytes = prefaulted_bytes_.load();
-  if (index_ != nullptr) {
-    const PoolIndexCounts c = index_->counts();
-    now.held_blocks = c.held;
-    now.leased_blocks = c.leased_slots;
-    now.active_leases = c.active_leases;
-    now.evictions = c.evictions;
-    now.used_bytes = static_cast<uint64_t>(c.held + c.pending) * layout_.slot_bytes();
-  }
-  auto gauge = [&](const char* name, const char* help, double v) {
-    m->Gauge(name, help, labels).Set(v);
-  };
-  auto counter = [&](const char* name, const char* help, double delta) {
-    auto& c = m->Counter(name, help, labels);
-    if (delta > 0) c.Increment(delta);
-  };
-  gauge("strata_kvpool_capacity_bytes", "Bytes of the pool's arena", now.capacity_bytes);
-  gauge("strata_kvpool_used_bytes", "Bytes of held and in-flight blocks", now.used_bytes);
-  gauge("strata_kvpool_prefaulted_bytes", "Bytes of block memory faulted in ahead of Puts",
-        now.prefaulted_bytes);
-  gauge("strata_kvpool_blocks", "Blocks held", now.held_blocks);
-  gauge("strata_kvpool_leased_blocks", "Blocks under a read lease", now.leased_blocks);
-  gauge("strata_kvpool_leases", "Active read leases", now.active_leases);
-  counter("strata_kvpool_hit_blocks_total", "Lookup blocks found",
-          now.hit_blocks - exported_.hit_blocks);
-  counter("strata_kvpool_miss_blocks_total", "Lookup blocks not found",
-          now.miss_blocks - exported_.miss_blocks);
-  counter("strata_kvpool_in_bytes_total", "Bytes stored by Puts",
-          static_cast<double>(now.bytes_in - exported_.bytes_in));
-  counter("strata_kvpool_out_bytes_total", "Bytes read by readers (leased or direct)",
-          static_cast<double>(now.bytes_out - exported_.bytes_out));
-  counter("strata_kvpool_evictions_total", "Blocks evicted to make room",
-          now.evictions - exported_.evictions);
-  counter("strata_kvpool_leases_total", "Read leases granted",
-          now.leases_granted - exported_.leases_granted);
-  counter("strata_kvpool_expired_leases_total", "Read leases that expired unreleased",
-          now.leases_expired - exported_.leases_expired);
-  counter("strata_kvpool_failed_blocks_total", "Put blocks whose read failed",
-          now.failed_blocks - exported_.failed_blocks);
-  counter("strata_kvpool_direct_read_blocks_total",
-          "Blocks read by same-host readers without a lease",
-          now.direct_read_blocks - exported_.direct_read_blocks);
-  exported_ = now;
+  if (options_.metrics == nullptr) return;
+  if (!exporter_) exporter_ = std::make_unique<KvPoolMetricsExporter>(options_.metrics);
+  exporter_->Export(options_.instance_id, ToLoad(StatsLocked()));
 }
 
 }  // namespace strata::kvcache

@@ -35,6 +35,7 @@
 #include "common/status.h"
 #include "kvcache/pool_arena.h"
 #include "kvcache/pool_index.h"
+#include "kvcache/pool_metrics.h"
 #include "kvcache/slot_versions.h"
 #include "service/rpc_node.h"
 
@@ -103,6 +104,8 @@ class KvPoolServer {
   std::string address() const { return node_->listen_address(); }
 
   KvPoolStats Stats() const;
+  // The same figures as a registration heartbeat carries them (`strata kvcache --router`).
+  v1::KvPoolLoad Load() const;
   // Stops the node and its transport (pending reads fail, nothing is published after). Idempotent.
   void Shutdown();
 
@@ -141,6 +144,7 @@ class KvPoolServer {
   void ScheduleLeaseSweepLocked(transport::Deadline expiry);
   void ReplyTo(transport::PeerId peer, uint64_t call_id, service::Envelope reply);
   void SyncMetricsLocked();
+  KvPoolStats StatsLocked() const;
   // Faults in regions_ in the background (mu_ held; once).
   void StartPrefaultLocked();
 
@@ -152,10 +156,10 @@ class KvPoolServer {
   std::unique_ptr<service::RpcNode> node_;
 
   mutable std::mutex mu_;
-  Layout layout_;                     // num_segments 0 until the first Put
-  std::unique_ptr<PoolIndex> index_;  // created with the layout
-  KvPoolStats stats_;                 // counters; gauges are filled in by Stats()
-  KvPoolStats exported_;              // what the metrics registry has seen
+  Layout layout_;                                    // num_segments 0 until the first Put
+  std::unique_ptr<PoolIndex> index_;                 // created with the layout
+  KvPoolStats stats_;                                // counters; gauges are filled in by Stats()
+  std::unique_ptr<KvPoolMetricsExporter> exporter_;  // with options_.metrics
   // When the pending lease sweep runs; Deadline::max() when none is pending.
   transport::Deadline lease_sweep_at_ = transport::Deadline::max();
 

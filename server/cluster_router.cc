@@ -23,6 +23,19 @@ namespace {
 
 constexpr int64_t kSweepMs = 100;
 constexpr int64_t kAdmitRetryMs = 20;
+
+const char* RoleName(v1::Role role) {
+  switch (role) {
+    case v1::ROLE_PREFILL:
+      return "prefill";
+    case v1::ROLE_DECODE:
+      return "decode";
+    case v1::ROLE_KVCACHE:
+      return "KV pool";
+    default:
+      return "unknown";
+  }
+}
 constexpr int64_t kFullBackoffMs = 50;
 
 uint64_t PrefixKey(const std::vector<int32_t>& prompt) {
@@ -341,8 +354,11 @@ class ClusterRouter::Impl {
       std::lock_guard lock(mu);
       if (reg.instance_id().empty()) {
         st = InvalidArgumentError("instance_id is empty");
-      } else if (reg.role() != v1::ROLE_PREFILL && reg.role() != v1::ROLE_DECODE) {
-        st = InvalidArgumentError("only prefill and decode instances register");
+      } else if (reg.role() != v1::ROLE_PREFILL && reg.role() != v1::ROLE_DECODE &&
+                 reg.role() != v1::ROLE_KVCACHE) {
+        st = InvalidArgumentError("only prefill, decode and KV pool instances register");
+      } else if (reg.role() == v1::ROLE_KVCACHE) {
+        // A pool registers only to report its figures (/metrics): it serves any model.
       } else if (!options.model_name.empty() && reg.model() != options.model_name) {
         st = InvalidArgumentError("this router serves model '" + options.model_name +
                                   "', the instance serves '" + reg.model() + "'");
@@ -363,8 +379,7 @@ class ClusterRouter::Impl {
         in.load = reg.load();
         in.last_seen_ns = MonotonicNanos();
         by_peer[from] = in.id;
-        log::Info("registered {} instance {} at {}",
-                  reg.role() == v1::ROLE_PREFILL ? "prefill" : "decode", in.id, in.address);
+        log::Info("registered {} instance {} at {}", RoleName(reg.role()), in.id, in.address);
       }
     }
     Run(out);
@@ -522,10 +537,9 @@ class ClusterRouter::Impl {
         Readmit(id, r);
         continue;
       }
-      Finish(
-          out, id, FinishReason::kError,
-          UnavailableError("the " + std::string(role == v1::ROLE_PREFILL ? "prefill" : "decode") +
-                           " instance serving the request failed (" + why + ")"));
+      Finish(out, id, FinishReason::kError,
+             UnavailableError("the " + std::string(RoleName(role)) +
+                              " instance serving the request failed (" + why + ")"));
     }
   }
 
@@ -682,6 +696,7 @@ decode::GenerationStats ClusterRouter::Stats() const {
       e.microbatched_steps = static_cast<int64_t>(ep.microbatched_steps());
       s.expert_parallel.push_back(std::move(e));
     }
+    if (in.role == v1::ROLE_KVCACHE) s.kv_pools[id] = in.load.kv_pool();
     if (in.role != v1::ROLE_DECODE) continue;
     s.kv_blocks_total += static_cast<int64_t>(in.capacity.num_kv_blocks());
     s.kv_blocks_used += static_cast<int64_t>(in.load.num_kv_blocks_used());

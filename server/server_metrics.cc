@@ -39,7 +39,8 @@ ServerMetrics::ServerMetrics(MetricsRegistry* registry)
       prefix_hit_tokens_(registry->Counter("strata_prefix_cache_hit_tokens_total",
                                            "Prompt tokens found in the prefix cache")),
       prefix_query_tokens_(registry->Counter("strata_prefix_cache_query_tokens_total",
-                                             "Prompt tokens looked up in the prefix cache")) {}
+                                             "Prompt tokens looked up in the prefix cache")),
+      kv_pools_(registry) {}
 
 void ServerMetrics::RecordRequest(const std::string& endpoint, int http_status) {
   registry_
@@ -77,6 +78,7 @@ std::string ServerMetrics::Scrape(const decode::GenerationStats* stats) {
       last_hit_tokens_ = stats->prefix_cache_hit_tokens;
     }
     for (const decode::ExpertParallelStats& ep : stats->expert_parallel) SetExpertParallel(ep);
+    for (const auto& [instance, load] : stats->kv_pools) kv_pools_.Export(instance, load);
     if (stats->prefix_cache_query_tokens > last_query_tokens_) {
       prefix_query_tokens_.Increment(
           static_cast<double>(stats->prefix_cache_query_tokens - last_query_tokens_));

@@ -1,7 +1,7 @@
 // The server's Prometheus metrics (names per STYLE.md habit 11: strata_ prefix, units in the
 // name). Request-level figures are recorded as requests finish; engine gauges (running,
-// waiting, KV usage, prefix-cache hits) are refreshed from GenerationService::Stats() on each
-// scrape. Thread-safe.
+// waiting, KV usage, prefix-cache hits) and, in cluster mode, the EP groups' and KV pools'
+// figures are refreshed from GenerationService::Stats() on each scrape. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +10,7 @@
 
 #include "common/metrics.h"
 #include "decode/generation.h"
+#include "kvcache/pool_metrics.h"
 
 namespace strata::server {
 
@@ -53,6 +54,7 @@ class ServerMetrics {
   std::mutex mu_;
   int64_t last_hit_tokens_ = 0;
   int64_t last_query_tokens_ = 0;
+  kvcache::KvPoolMetricsExporter kv_pools_;  // strata_kvpool_* of the pools given --router
 };
 
 }  // namespace strata::server

@@ -15,6 +15,7 @@
 #include "common/metrics.h"
 #include "kvcache/pool_server.h"
 #include "server/http_server.h"
+#include "service/registration.h"
 #include "transport/ucx/ucx_transport.h"
 
 namespace strata::apps {
@@ -34,6 +35,7 @@ struct KvCacheFlags {
   std::string metrics_host = "127.0.0.1";
   double stats_interval_s = 60;
   std::string instance_id;
+  std::string router;
 };
 
 Status Validate(const KvCacheFlags& f) {
@@ -135,6 +137,21 @@ int RunKvCache(const KvCacheFlags& f) {
     }
     log::Info("metrics on http://{}:{}/metrics", f.metrics_host, http->port());
   }
+  std::unique_ptr<service::Registration> registration;
+  if (!f.router.empty()) {
+    // Only to report the pool's figures (the server's /metrics): the router routes nothing here.
+    service::RegistrationOptions ro;
+    ro.router_address = f.router;
+    ro.instance.set_instance_id(options.instance_id);
+    ro.instance.set_role(v1::ROLE_KVCACHE);
+    ro.instance.set_address(*address);
+    kvcache::KvPoolServer* raw = pool->get();
+    registration = std::make_unique<service::Registration>(&raw->node(), std::move(ro), [raw] {
+      v1::Load load;
+      *load.mutable_kv_pool() = raw->Load();
+      return load;
+    });
+  }
   std::cout << "listening on " << *address << std::endl;
 
   const int64_t interval_ms = static_cast<int64_t>(f.stats_interval_s * 1000);
@@ -150,6 +167,7 @@ int RunKvCache(const KvCacheFlags& f) {
     if (errno == EAGAIN) LogStats((*pool)->Stats());
   }
   log::Info("signal {}: shutting down", sig);
+  if (registration != nullptr) registration->Stop();
   if (http != nullptr) http->Stop();
   LogStats((*pool)->Stats());
   (*pool)->Shutdown();
@@ -183,6 +201,9 @@ Command KvCacheCommand() {
             AddFlag(app, "stats-interval-s", &f->stats_interval_s,
                     "Log a stats line this often (0: off)");
             AddFlag(app, "instance-id", &f->instance_id, "Name in logs and metrics labels");
+            AddFlag(app, "router", &f->router,
+                    "Server's router address (host:port) to report the pool's figures to, for "
+                    "the server's /metrics (optional)");
             return [f] { return RunKvCache(*f); };
           }};
 }

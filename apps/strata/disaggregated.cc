@@ -145,6 +145,8 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
     s.argv = {exe, "kvcache"};
     Add(&s.argv, "listen", pools.back());
     Add(&s.argv, "capacity-bytes", std::to_string(f.kvcache_capacity_bytes));
+    Add(&s.argv, "instance-id", s.name);
+    Add(&s.argv, "router", router);  // its figures join the server's /metrics
     if (!cfg.ucx_tls.empty()) Add(&s.argv, "ucx-tls", cfg.ucx_tls);
     specs.push_back(std::move(s));
   }

@@ -4,7 +4,8 @@
 //  - greedy outputs of a 2P + 2D + 2KV cluster equal embedded mode's, for every architecture;
 //  - killing a prefill, a decode or a KV pool process under load: no request hangs, the
 //    supervisor restarts the role, it registers again and takes traffic, KV returns to baseline;
-//  - killing the server role: it comes back on its ports and the instances register again.
+//  - killing the server role: it comes back on its ports and the instances register again;
+//  - the KV pools' figures (strata_kvpool_*) are in the server's /metrics.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert');
@@ -65,6 +66,18 @@ for (const arch of Object.keys(TOKENIZER)) {
       // Once more, all at the same time with the prompts repeated (pool and prefix hits).
       const again = await completions(cluster.baseURL, arch, [...PROMPTS, ...PROMPTS], 12);
       assert.deepStrictEqual(again, [...expected, ...expected]);
+      if (arch === 'deepseek_v3' && Number(process.env.DISAGG_TEST_POOLS || '2') > 0) {
+        // The pools report their figures to the router: the server's /metrics shows them.
+        const pools = Number(process.env.DISAGG_TEST_POOLS || '2');
+        const poolMetric = async (name, labels = '') => {
+          try { return await metric(cluster.baseURL, name, labels); } catch { return -1; }
+        };
+        assert.ok(await waitFor(async () => (await poolMetric('strata_kvpool_capacity_bytes'))
+          === pools * (32 << 20), 10000), 'the pools\' capacity is not in the server\'s /metrics');
+        assert.ok(await waitFor(async () => (await poolMetric('strata_kvpool_in_bytes_total')) > 0
+          && (await poolMetric('strata_kvpool_blocks', 'instance="kvcache-')) > 0, 10000),
+        'no block stored in a pool, as the server\'s /metrics has it');
+      }
     } finally {
       const { code } = await cluster.stop();
       assert.strictEqual(code, 0, cluster.log().slice(-3000));
