@@ -107,6 +107,8 @@ class GenerationService {
   virtual void Abort(const std::string& request_id) = 0;
   virtual GenerationStats Stats() const = 0;
   virtual bool Ready() const = 0;
+  // Why it is not Ready(), in words for the 503 a client gets (no trailing period).
+  virtual std::string NotReadyReason() const { return "the model is still loading"; }
 };
 
 }  // namespace strata::decode

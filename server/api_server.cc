@@ -80,9 +80,11 @@ Status ApiServer::Backend(decode::GenerationService** service, const TextCodec**
   if (draining_.load()) return UnavailableError("the server is shutting down");
   *service = service_.load();
   *codec = codec_.load();
-  if (*service == nullptr || *codec == nullptr || !(*service)->Ready()) {
+  if (*service == nullptr || *codec == nullptr) {
     return UnavailableError("the model is still loading; retry shortly");
   }
+  if (!(*service)->Ready())
+    return UnavailableError((*service)->NotReadyReason() + "; retry shortly");
   return OkStatus();
 }
 
@@ -170,8 +172,9 @@ void ApiServer::HandleHealth(const std::shared_ptr<Exchange>& exchange) {
   const TextCodec* codec = nullptr;
   Status st = Backend(&service, &codec);
   if (!st.ok()) {
-    RespondJson(exchange, "/health", 503,
-                Dump({{"status", draining_.load() ? "draining" : "loading"}}));
+    RespondJson(
+        exchange, "/health", 503,
+        Dump({{"status", draining_.load() ? "draining" : "loading"}, {"detail", st.message()}}));
     return;
   }
   RespondJson(exchange, "/health", 200, Dump({{"status", "ok"}}));

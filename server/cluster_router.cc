@@ -715,6 +715,25 @@ bool ClusterRouter::Ready() const {
   return has_p && has_d && !m.stopped;
 }
 
+std::string ClusterRouter::NotReadyReason() const {
+  const Impl& m = *impl_;
+  std::lock_guard lock(m.mu);
+  if (m.stopped) return "the router is stopping";
+  int prefill = 0, decode = 0;
+  for (const auto& [id, in] : m.instances) {
+    prefill += in.role == v1::ROLE_PREFILL ? 1 : 0;
+    decode += in.role == v1::ROLE_DECODE ? 1 : 0;
+  }
+  return "no " +
+         std::string(prefill == 0 && decode == 0 ? "prefill or decode"
+                     : prefill == 0              ? "prefill"
+                                                 : "decode") +
+         " instance is registered with the router at " +
+         (m.node ? m.node->listen_address() : std::string("(not listening)")) + " (" +
+         std::to_string(prefill) + " prefill, " + std::to_string(decode) +
+         " decode); it serves once it has one of each";
+}
+
 std::vector<InstanceInfo> ClusterRouter::Instances() const {
   const Impl& m = *impl_;
   std::lock_guard lock(m.mu);

@@ -66,6 +66,8 @@ class ClusterRouter : public decode::GenerationService {
   decode::GenerationStats Stats() const override;
   // At least one prefill and one decode instance registered.
   bool Ready() const override;
+  // Which roles have no instance registered yet (or any more), and where they register.
+  std::string NotReadyReason() const override;
 
   std::vector<InstanceInfo> Instances() const;
   // Stops taking requests, ends those in flight with kUnavailable, closes the transport.

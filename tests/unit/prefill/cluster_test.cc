@@ -19,6 +19,7 @@
 #include "model/gen_model.h"
 #include "prefill/prefill_instance.h"
 #include "server/cluster_router.h"
+#include "service/registration.h"
 #include "transport/fault/fault_transport.h"
 #include "transport/inproc/inproc_transport.h"
 #include "transport/ucx/ucx_transport.h"
@@ -730,6 +731,62 @@ INSTANTIATE_TEST_SUITE_P(Archs, ClusterFaultTest, ::testing::Values(model::Arch:
                          [](const auto& info) {
                            return std::string(model::ModelTypeName(info.param));
                          });
+
+// A KV pool registers only to report its figures (the server's /metrics): the router keeps them
+// and routes nothing to it, and until prefill and decode instances come it says what it waits for.
+TEST(ClusterRouterTest, KvPoolsReportTheirFiguresAndTheRouterSaysWhatItWaitsFor) {
+  Cluster c;
+  c.fabric = transport::NewInprocFabric();
+  server::RouterOptions ro;
+  ro.listen = Listen(Kind::kInproc);
+  ro.vocab_size = 100;
+  ro.max_model_len = 64;
+  ro.model_name = "served-model";
+  ro.heartbeat_interval_ms = 50;
+  ro.instance_lease_ms = 1000;
+  auto router = server::ClusterRouter::Start(ro, NewTransport(Kind::kInproc, c));
+  ASSERT_TRUE(router.ok()) << router.status().ToString();
+  const std::string waiting = "no prefill or decode instance is registered with the router at " +
+                              (*router)->address() + " (0 prefill, 0 decode)";
+  EXPECT_FALSE((*router)->Ready());
+  EXPECT_NE((*router)->NotReadyReason().find(waiting), std::string::npos)
+      << (*router)->NotReadyReason();
+
+  kvcache::KvPoolServerOptions po;
+  po.capacity_bytes = 4 << 20;
+  po.try_huge_pages = false;
+  po.instance_id = "kvcache-0";
+  auto pool = kvcache::KvPoolServer::Create(NewTransport(Kind::kInproc, c), po);
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  auto address = (*pool)->Listen(Listen(Kind::kInproc));
+  ASSERT_TRUE(address.ok());
+  service::RegistrationOptions reg;
+  reg.router_address = (*router)->address();
+  reg.instance.set_instance_id("kvcache-0");
+  reg.instance.set_role(v1::ROLE_KVCACHE);  // no model, no capacity: a pool serves any model
+  reg.instance.set_address(*address);
+  kvcache::KvPoolServer* raw = pool->get();
+  service::Registration registration(&raw->node(), reg, [raw] {
+    v1::Load load;
+    *load.mutable_kv_pool() = raw->Load();
+    return load;
+  });
+  ASSERT_TRUE(registration.WaitRegistered(transport::DeadlineAfterMillis(5000)));
+  const auto deadline = transport::DeadlineAfterMillis(5000);
+  auto figures = [&] {
+    auto pools = (*router)->Stats().kv_pools;
+    return pools.count("kvcache-0") ? pools["kvcache-0"].capacity_bytes() : 0;
+  };
+  while (figures() != uint64_t{4} << 20 && MonoClock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(figures(), uint64_t{4} << 20);
+  EXPECT_FALSE((*router)->Ready()) << "a pool is no prefill or decode instance";
+  EXPECT_NE((*router)->NotReadyReason().find(waiting), std::string::npos);
+  registration.Stop();
+  (*pool)->Shutdown();
+  (*router)->Shutdown();
+}
 
 }  // namespace
 }  // namespace strata
