@@ -159,13 +159,13 @@ class ClusterRouter::Impl {
   Instance* PickDecode(const Request& r, int64_t now) {
     Instance* best = nullptr;
     double best_score = 0;
-    const int64_t need_blocks =
+    const int64_t need_tokens =
         static_cast<int64_t>(r.request.prompt_token_ids.size()) + r.request.sampling.max_tokens;
     for (auto& [id, in] : instances) {
       if (in.role != v1::ROLE_DECODE || in.full_until_ns > now) continue;
       const int64_t total = static_cast<int64_t>(in.capacity.num_kv_blocks());
       const int64_t bs = std::max<int64_t>(1, in.capacity.block_size_tokens());
-      if ((need_blocks + bs - 1) / bs > total) continue;
+      if ((need_tokens + bs - 1) / bs > total) continue;
       double score = static_cast<double>(in.load.num_kv_blocks_used()) /
                          static_cast<double>(std::max<int64_t>(1, total)) +
                      0.01 * (in.assigned + static_cast<double>(in.load.num_queued_requests()));
