@@ -1,6 +1,12 @@
 #include "kvcache/pool_metrics.h"
 
 namespace strata::kvcache {
+namespace {
+
+constexpr const char* kUp = "strata_kvpool_up";
+constexpr const char* kUpHelp = "1 while the pool reports its figures, 0 once it stopped";
+
+}  // namespace
 
 void KvPoolMetricsExporter::Export(const std::string& instance, const v1::KvPoolLoad& now) {
   const MetricsRegistry::Labels labels{{"instance", instance}};
@@ -13,6 +19,7 @@ void KvPoolMetricsExporter::Export(const std::string& instance, const v1::KvPool
     const uint64_t delta = value >= exported ? value - exported : value;  // restarted: from 0
     if (delta > 0) c.Increment(static_cast<double>(delta));
   };
+  gauge(kUp, kUpHelp, 1);
   gauge("strata_kvpool_capacity_bytes", "Bytes of the pool's arena", now.capacity_bytes());
   gauge("strata_kvpool_used_bytes", "Bytes of held and in-flight blocks", now.used_bytes());
   gauge("strata_kvpool_prefaulted_bytes", "Bytes of block memory faulted in ahead of Puts",
@@ -39,6 +46,14 @@ void KvPoolMetricsExporter::Export(const std::string& instance, const v1::KvPool
           "Blocks read by same-host readers without a lease", now.direct_read_blocks(),
           last.direct_read_blocks());
   exported_[instance] = now;
+}
+
+void KvPoolMetricsExporter::ExportAll(const std::map<std::string, v1::KvPoolLoad>& pools) {
+  for (const auto& [instance, load] : pools) Export(instance, load);
+  for (const auto& [instance, load] : exported_) {
+    if (pools.count(instance) != 0) continue;
+    registry_->Gauge(kUp, kUpHelp, {{"instance", instance}}).Set(0);
+  }
 }
 
 }  // namespace strata::kvcache

@@ -19,6 +19,9 @@ class KvPoolMetricsExporter {
   // Sets the gauges of `instance` and advances its counters to `now` (a pool that restarted
   // under the same id, whose counts went back, counts on from its new figures).
   void Export(const std::string& instance, const v1::KvPoolLoad& now);
+  // Export() of each of `pools` (by instance); a pool exported before and missing now (the
+  // router dropped it) keeps its last figures with strata_kvpool_up 0.
+  void ExportAll(const std::map<std::string, v1::KvPoolLoad>& pools);
 
  private:
   MetricsRegistry* registry_;

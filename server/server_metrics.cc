@@ -78,7 +78,7 @@ std::string ServerMetrics::Scrape(const decode::GenerationStats* stats) {
       last_hit_tokens_ = stats->prefix_cache_hit_tokens;
     }
     for (const decode::ExpertParallelStats& ep : stats->expert_parallel) SetExpertParallel(ep);
-    for (const auto& [instance, load] : stats->kv_pools) kv_pools_.Export(instance, load);
+    kv_pools_.ExportAll(stats->kv_pools);
     if (stats->prefix_cache_query_tokens > last_query_tokens_) {
       prefix_query_tokens_.Increment(
           static_cast<double>(stats->prefix_cache_query_tokens - last_query_tokens_));

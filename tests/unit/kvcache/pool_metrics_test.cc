@@ -63,5 +63,24 @@ TEST(KvPoolMetricsExporterTest, APoolThatRestartedCountsOnFromItsNewFigures) {
   EXPECT_EQ(Sample(registry, "strata_kvpool_hit_blocks_total", "kvcache-0"), 109);
 }
 
+TEST(KvPoolMetricsExporterTest, APoolTheRouterDroppedIsDownWithItsLastFigures) {
+  MetricsRegistry registry;
+  KvPoolMetricsExporter exporter(&registry);
+  v1::KvPoolLoad a, b;
+  a.set_capacity_bytes(1 << 20);
+  b.set_capacity_bytes(2 << 20);
+  b.set_hit_blocks(5);
+  exporter.ExportAll({{"kvcache-0", a}, {"kvcache-1", b}});
+  EXPECT_EQ(Sample(registry, "strata_kvpool_up", "kvcache-0"), 1);
+  EXPECT_EQ(Sample(registry, "strata_kvpool_up", "kvcache-1"), 1);
+  exporter.ExportAll({{"kvcache-0", a}});
+  EXPECT_EQ(Sample(registry, "strata_kvpool_up", "kvcache-0"), 1);
+  EXPECT_EQ(Sample(registry, "strata_kvpool_up", "kvcache-1"), 0);
+  EXPECT_EQ(Sample(registry, "strata_kvpool_hit_blocks_total", "kvcache-1"), 5);
+  exporter.ExportAll({{"kvcache-0", a}, {"kvcache-1", b}});  // back (restarted, or a late beat)
+  EXPECT_EQ(Sample(registry, "strata_kvpool_up", "kvcache-1"), 1);
+  EXPECT_EQ(Sample(registry, "strata_kvpool_hit_blocks_total", "kvcache-1"), 5);
+}
+
 }  // namespace
 }  // namespace strata::kvcache
