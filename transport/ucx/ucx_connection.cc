@@ -2,6 +2,7 @@
 // hello/ack handshake and the data endpoint it creates, choice of the bulk path, and closing or
 // failing a peer (see the protocol notes in ucx_transport_impl.h).
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -30,9 +31,20 @@ StatusOr<sockaddr_in> ParseAddress(const std::string& address) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
-    return InvalidArgumentError("host of '" + address + "' is not an IPv4 address");
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) == 1) return addr;
+  // A name (a Kubernetes Service, an /etc/hosts entry): its first IPv4 address. Resolved on the
+  // caller's thread (Listen and Connect block it anyway), never on the progress thread.
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int rc = host.empty() ? EAI_NONAME : getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (rc != 0 || found == nullptr) {
+    return InvalidArgumentError("cannot resolve the host of '" + address +
+                                "' to an IPv4 address: " + gai_strerror(rc == 0 ? EAI_NONAME : rc));
   }
+  addr.sin_addr = reinterpret_cast<const sockaddr_in*>(found->ai_addr)->sin_addr;
+  freeaddrinfo(found);
   return addr;
 }
 

@@ -1,6 +1,7 @@
 // UCX-specific behaviour beyond the contract: which bulk path an endpoint picks, RMA forced
 // over tcp (slow there, but it must still be correct), and where UCX's warnings go.
 #include <gtest/gtest.h>
+#include <netdb.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -247,7 +248,31 @@ TEST(UcxTransport, BadListenAddressesAreInvalidArgument) {
   ASSERT_TRUE(transport.ok());
   EXPECT_EQ((*transport)->Listen("no-port").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ((*transport)->Listen("127.0.0.1:99999").status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ((*transport)->Listen("example.com:80").status().code(), StatusCode::kInvalidArgument);
+  auto unknown = (*transport)->Listen("no-such-host.invalid:80");  // RFC 6761: never resolves
+  EXPECT_EQ(unknown.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(unknown.status().message().find("cannot resolve the host"), std::string::npos)
+      << unknown.status().message();
+}
+
+// Addresses may name hosts (Kubernetes Services, /etc/hosts), not only IPv4 literals.
+TEST(UcxTransport, HostNamesResolve) {
+  char name[256] = {};
+  ASSERT_EQ(gethostname(name, sizeof(name) - 1), 0);
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(name, nullptr, &hints, &found) != 0) {
+    GTEST_SKIP() << "this machine's name (" << name << ") has no IPv4 address";
+  }
+  freeaddrinfo(found);
+  auto server = UcxTransport::Create();
+  auto client = UcxTransport::Create();
+  ASSERT_TRUE(server.ok() && client.ok());
+  auto bound = (*server)->Listen(std::string(name) + ":0");
+  ASSERT_TRUE(bound.ok()) << bound.status().ToString();
+  const std::string port = bound->substr(bound->rfind(':') + 1);
+  auto peer = (*client)->Connect(std::string(name) + ":" + port, DeadlineAfterMillis(10000));
+  EXPECT_TRUE(peer.ok()) << peer.status().ToString();
 }
 
 // UCX's own warnings (here: an excluded transport this machine lacks) go to Strata's log on
