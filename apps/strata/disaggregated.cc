@@ -8,10 +8,12 @@
 #include <filesystem>
 #include <iostream>
 #include <thread>
+#include <vector>
 
 #include "common/config.h"
 #include "common/log.h"
 #include "common/memory_info.h"
+#include "supervisor/free_ports.h"
 #include "supervisor/supervisor.h"
 #include "transport/ucx/ucx_transport.h"
 
@@ -19,23 +21,6 @@ namespace strata::apps {
 namespace {
 
 // A port that was free a moment ago on 127.0.0.1.
-StatusOr<int> FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return InternalError("socket() failed");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof(a);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    close(fd);
-    return InternalError("cannot find a free port");
-  }
-  close(fd);
-  return static_cast<int>(ntohs(a.sin_port));
-}
-
 std::string Self() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -107,9 +92,12 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
   }
   const std::string exe = Self();
   server::ServeConfig serve = cfg;
+  supervisor::FreePorts ports;
+  if (serve.port != 0) ports.Reserve(serve.port);
+  if (f.router_port != 0) ports.Reserve(f.router_port);
   if (serve.port == 0) {
     // The server's port must be known here (to wait for it and to print it).
-    auto p = FreePort();
+    auto p = ports.Pick();
     if (!p.ok()) {
       std::cerr << "strata serve: " << p.status().message() << "\n";
       return 1;
@@ -118,7 +106,7 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
   }
   int router_port = f.router_port;
   if (router_port == 0) {
-    auto p = FreePort();
+    auto p = ports.Pick();
     if (!p.ok()) {
       std::cerr << "strata serve: " << p.status().message() << "\n";
       return 1;
@@ -134,7 +122,7 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
   std::vector<supervisor::ChildSpec> specs;
   std::vector<std::string> pools;
   for (int i = 0; i < f.num_kvcache; ++i) {
-    auto port = FreePort();
+    auto port = ports.Pick();
     if (!port.ok()) {
       std::cerr << "strata serve: " << port.status().message() << "\n";
       return 1;
@@ -200,6 +188,7 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
     specs.push_back(std::move(s));
   }
 
+  ports.Release();
   supervisor::SupervisorOptions so;
   so.grace_period_ms = static_cast<int64_t>(cfg.drain_timeout_s * 1000) + 5000;
   supervisor::Supervisor sup(so);
