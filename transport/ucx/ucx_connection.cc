@@ -48,6 +48,28 @@ StatusOr<sockaddr_in> ParseAddress(const std::string& address) {
   return addr;
 }
 
+std::string AdvertisedHost() {
+  // A UDP socket "connected" to a routable address (TEST-NET-1, RFC 5737) sends nothing; its
+  // local address is the one the default route leaves from.
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "127.0.0.1";
+  sockaddr_in remote{};
+  remote.sin_family = AF_INET;
+  remote.sin_port = htons(9);
+  inet_pton(AF_INET, "192.0.2.1", &remote.sin_addr);
+  sockaddr_in local{};
+  socklen_t len = sizeof(local);
+  std::string host = "127.0.0.1";
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&remote), sizeof(remote)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0 &&
+      local.sin_addr.s_addr != htonl(INADDR_ANY)) {
+    char text[INET_ADDRSTRLEN] = {};
+    if (inet_ntop(AF_INET, &local.sin_addr, text, sizeof(text)) != nullptr) host = text;
+  }
+  close(fd);
+  return host;
+}
+
 std::string FormatAddress(const sockaddr_storage& storage) {
   if (storage.ss_family != AF_INET) return "?";
   const auto& addr = reinterpret_cast<const sockaddr_in&>(storage);

@@ -151,7 +151,11 @@ StatusOr<std::string> UcxTransportImpl::Listen(const std::string& address) {
       std::future_status::ready) {
     return DeadlineExceededError("UCX progress thread did not create the listener in time");
   }
-  return future.get();
+  StatusOr<std::string> bound = future.get();
+  if (!bound.ok() || addr.sin_addr.s_addr != htonl(INADDR_ANY)) return bound;
+  // Bound to every interface: peers are told an address they can reach, not 0.0.0.0 (it is
+  // what instances register and put in their KV descriptors).
+  return AdvertisedHost() + bound->substr(bound->rfind(':'));
 }
 
 StatusOr<PeerId> UcxTransportImpl::Connect(const std::string& address, Deadline deadline) {

@@ -93,10 +93,14 @@ inline Status UcsError(const char* what, ucs_status_t status) {
   return UnavailableError(std::string(what) + ": " + ucs_status_string(status));
 }
 
-// "host:port" (IPv4; "localhost" is 127.0.0.1) -> sockaddr; kInvalidArgument otherwise.
+// "host:port" (an IPv4 address, or a name resolved to one; "localhost" is 127.0.0.1) ->
+// sockaddr; kInvalidArgument otherwise.
 StatusOr<sockaddr_in> ParseAddress(const std::string& address);
 // "host:port" of an IPv4 sockaddr, "?" for other families.
 std::string FormatAddress(const sockaddr_storage& storage);
+// The IPv4 address other hosts reach this one at, for a listener bound to 0.0.0.0: the source
+// address of this host's default route, else 127.0.0.1.
+std::string AdvertisedHost();
 // Equal on two processes that can share memory (see HelloHeader::host_id).
 uint64_t ComputeHostId();
 // Whether a UCX_TLS value (empty: the environment's, else UCX's default) enables shared memory.

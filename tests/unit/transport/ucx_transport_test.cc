@@ -254,6 +254,18 @@ TEST(UcxTransport, BadListenAddressesAreInvalidArgument) {
       << unknown.status().message();
 }
 
+// A listener on every interface tells peers an address they reach, not 0.0.0.0.
+TEST(UcxTransport, AWildcardListenerAdvertisesAReachableAddress) {
+  auto server = UcxTransport::Create();
+  auto client = UcxTransport::Create();
+  ASSERT_TRUE(server.ok() && client.ok());
+  auto bound = (*server)->Listen("0.0.0.0:0");
+  ASSERT_TRUE(bound.ok()) << bound.status().ToString();
+  EXPECT_EQ(bound->rfind("0.0.0.0:", 0), std::string::npos) << *bound;
+  auto peer = (*client)->Connect(*bound, DeadlineAfterMillis(10000));
+  EXPECT_TRUE(peer.ok()) << *bound << ": " << peer.status().ToString();
+}
+
 // Addresses may name hosts (Kubernetes Services, /etc/hosts), not only IPv4 literals.
 TEST(UcxTransport, HostNamesResolve) {
   char name[256] = {};
