@@ -83,8 +83,9 @@ Status ApiServer::Backend(decode::GenerationService** service, const TextCodec**
   if (*service == nullptr || *codec == nullptr) {
     return UnavailableError("the model is still loading; retry shortly");
   }
-  if (!(*service)->Ready())
+  if (!(*service)->Ready()) {
     return UnavailableError((*service)->NotReadyReason() + "; retry shortly");
+  }
   return OkStatus();
 }
 

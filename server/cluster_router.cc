@@ -23,6 +23,7 @@ namespace {
 
 constexpr int64_t kSweepMs = 100;
 constexpr int64_t kAdmitRetryMs = 20;
+constexpr int64_t kFullBackoffMs = 50;
 
 const char* RoleName(v1::Role role) {
   switch (role) {
@@ -36,7 +37,6 @@ const char* RoleName(v1::Role role) {
       return "unknown";
   }
 }
-constexpr int64_t kFullBackoffMs = 50;
 
 uint64_t PrefixKey(const std::vector<int32_t>& prompt) {
   uint64_t h = 1469598103934665603ull;
@@ -154,6 +154,24 @@ class ClusterRouter::Impl {
   static void Run(std::vector<Delivery>& out) {
     for (auto& [cb, ev] : out) (*cb)(std::move(ev));
     out.clear();
+  }
+
+  // Why no request can be served yet (mu held): the role with no instance registered, and where
+  // instances register. Empty once there is a prefill and a decode instance.
+  std::string MissingRolesLocked() const {
+    int prefill = 0, decode = 0;
+    for (const auto& [id, in] : instances) {
+      prefill += in.role == v1::ROLE_PREFILL ? 1 : 0;
+      decode += in.role == v1::ROLE_DECODE ? 1 : 0;
+    }
+    if (prefill > 0 && decode > 0) return "";
+    const char* missing = prefill == 0 && decode == 0 ? "prefill or decode"
+                          : prefill == 0              ? "prefill"
+                                                      : "decode";
+    return std::string("no ") + missing + " instance is registered with the router at " +
+           (node ? node->listen_address() : std::string("(not listening)")) + " (" +
+           std::to_string(prefill) + " prefill, " + std::to_string(decode) +
+           " decode); it serves once it has one of each";
   }
 
   Instance* PickDecode(const Request& r, int64_t now) {
@@ -629,14 +647,8 @@ Status ClusterRouter::Submit(decode::GenerateRequest request, EventCallback on_e
   {
     std::lock_guard lock(m.mu);
     if (m.stopped) return UnavailableError("the server is shutting down");
-    bool has_p = false, has_d = false;
-    for (const auto& [id, in] : m.instances) {
-      has_p = has_p || in.role == v1::ROLE_PREFILL;
-      has_d = has_d || in.role == v1::ROLE_DECODE;
-    }
-    if (!has_p || !has_d) {
-      return UnavailableError(std::string("no ") + (has_p ? "decode" : "prefill") +
-                              " instance is registered; retry later");
+    if (std::string missing = m.MissingRolesLocked(); !missing.empty()) {
+      return UnavailableError(missing + "; retry later");
     }
     if (static_cast<int>(m.waiting.size()) >= m.options.max_waiting) {
       return ResourceExhaustedError("the queue is full (" + std::to_string(m.options.max_waiting) +
@@ -707,31 +719,13 @@ decode::GenerationStats ClusterRouter::Stats() const {
 bool ClusterRouter::Ready() const {
   const Impl& m = *impl_;
   std::lock_guard lock(m.mu);
-  bool has_p = false, has_d = false;
-  for (const auto& [id, in] : m.instances) {
-    has_p = has_p || in.role == v1::ROLE_PREFILL;
-    has_d = has_d || in.role == v1::ROLE_DECODE;
-  }
-  return has_p && has_d && !m.stopped;
+  return !m.stopped && m.MissingRolesLocked().empty();
 }
 
 std::string ClusterRouter::NotReadyReason() const {
   const Impl& m = *impl_;
   std::lock_guard lock(m.mu);
-  if (m.stopped) return "the router is stopping";
-  int prefill = 0, decode = 0;
-  for (const auto& [id, in] : m.instances) {
-    prefill += in.role == v1::ROLE_PREFILL ? 1 : 0;
-    decode += in.role == v1::ROLE_DECODE ? 1 : 0;
-  }
-  return "no " +
-         std::string(prefill == 0 && decode == 0 ? "prefill or decode"
-                     : prefill == 0              ? "prefill"
-                                                 : "decode") +
-         " instance is registered with the router at " +
-         (m.node ? m.node->listen_address() : std::string("(not listening)")) + " (" +
-         std::to_string(prefill) + " prefill, " + std::to_string(decode) +
-         " decode); it serves once it has one of each";
+  return m.stopped ? "the router is stopping" : m.MissingRolesLocked();
 }
 
 std::vector<InstanceInfo> ClusterRouter::Instances() const {

@@ -1,10 +1,5 @@
 #include "apps/strata/disaggregated.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <iostream>
 #include <thread>
@@ -20,7 +15,6 @@
 namespace strata::apps {
 namespace {
 
-// A port that was free a moment ago on 127.0.0.1.
 std::string Self() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
