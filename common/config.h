@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -25,6 +26,30 @@ CLI::Option* AddFlag(CLI::App& app, std::string_view name, T* value, std::string
   return app.add_option(flag, *value, std::move(help))
       ->envname(EnvNameForFlag(name))
       ->capture_default_str();
+}
+
+// A byte count as people write it: "1073741824", "8Gi", "512Mi", "2G", "1.5GiB". Units as in
+// Kubernetes quantities: k, M, G, T are powers of 1000; Ki, Mi, Gi, Ti powers of 1024; a trailing
+// "B" is allowed and case is ignored. A fraction of a byte is dropped. A sign, junk, or more
+// than 2^63 - 1 bytes is InvalidArgument saying what was wrong.
+StatusOr<uint64_t> ParseByteSize(std::string_view text);
+
+// `bytes` as ParseByteSize reads it back, in the largest binary unit that holds it whole
+// (1073741824 -> "1Gi", 1536 -> "1536").
+std::string ByteSizeText(uint64_t bytes);
+
+// AddFlag for a byte count (ParseByteSize's forms; a bad one is a usage error naming the flag).
+template <typename T>
+CLI::Option* AddByteSizeFlag(CLI::App& app, std::string_view name, T* value, std::string help) {
+  static_assert(sizeof(T) == 8, "byte counts are 64-bit");
+  return AddFlag(app, name, value, std::move(help) + "; 8Gi, 512Mi and 2G work too")
+      ->transform([](const std::string& text) {
+        StatusOr<uint64_t> bytes = ParseByteSize(text);
+        if (!bytes.ok()) throw CLI::ValidationError(bytes.status().message());
+        return std::to_string(*bytes);
+      })
+      ->type_name("BYTES")
+      ->default_str(ByteSizeText(static_cast<uint64_t>(*value)));
 }
 
 // A boolean switch "--name" (also STRATA_NAME=1/0/true/false).

@@ -19,6 +19,7 @@
 #include "server/cluster_router.h"
 #include "server/http_server.h"
 #include "server/model_text_codec.h"
+#include "transport/address.h"
 #include "transport/ucx/ucx_transport.h"
 
 namespace strata::server {
@@ -142,6 +143,10 @@ Status ValidateServeConfig(const ServeConfig& c) {
   if (c.http_threads < 1) return FlagError("http-threads", "must be at least 1");
   if (c.request_timeout_s < 0) return FlagError("request-timeout", "must be >= 0 (0: none)");
   if (c.max_body_bytes < 1024) return FlagError("max-body-bytes", "must be at least 1024");
+  if (!c.router_listen.empty()) {
+    STRATA_RETURN_IF_ERROR(transport::CheckAddressFlag("router-listen", c.router_listen,
+                                                       transport::AddressUse::kListen));
+  }
   return OkStatus();
 }
 

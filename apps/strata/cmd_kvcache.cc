@@ -16,6 +16,7 @@
 #include "kvcache/pool_server.h"
 #include "server/http_server.h"
 #include "service/registration.h"
+#include "transport/address.h"
 #include "transport/ucx/ucx_transport.h"
 
 namespace strata::apps {
@@ -44,6 +45,12 @@ Status Validate(const KvCacheFlags& f) {
   }
   if (Status tls = transport::CheckUcxTransports(f.ucx_tls); !tls.ok()) {
     return FlagError("ucx-tls", tls.message());
+  }
+  STRATA_RETURN_IF_ERROR(
+      transport::CheckAddressFlag("listen", f.listen, transport::AddressUse::kListen));
+  if (!f.router.empty()) {
+    STRATA_RETURN_IF_ERROR(
+        transport::CheckAddressFlag("router", f.router, transport::AddressUse::kConnect));
   }
   if (f.capacity_bytes < 1) return FlagError("capacity-bytes", "must be above 0");
   STRATA_RETURN_IF_ERROR(CheckFitsInMemory("capacity-bytes", f.capacity_bytes,
@@ -182,7 +189,8 @@ Command KvCacheCommand() {
           [](CLI::App& app) -> std::function<int()> {
             auto f = std::make_shared<KvCacheFlags>();
             AddFlag(app, "listen", &f->listen, "Address clients connect to (host:port; 0 = any)");
-            AddFlag(app, "capacity-bytes", &f->capacity_bytes, "Bytes of DRAM for KV blocks");
+            AddByteSizeFlag(app, "capacity-bytes", &f->capacity_bytes,
+                            "Bytes of DRAM for KV blocks");
             AddFlag(app, "transport", &f->transport, "Transport to clients (ucx)");
             AddFlag(app, "ucx-tls", &f->ucx_tls, "UCX transports, as UCX_TLS (e.g. tcp, sm,tcp)");
             AddFlag(app, "ucx-bulk", &f->ucx_bulk, "Bulk path: auto, rma or am");

@@ -27,7 +27,7 @@ void AddServeFlags(CLI::App& app, server::ServeConfig* cfg) {
           "Tokens per engine step (decode tokens + prefill chunks)");
   AddFlag(app, "max-waiting", &cfg->max_waiting,
           "Requests that may wait for admission; beyond that 429");
-  AddFlag(app, "kv-cache-bytes", &cfg->kv_cache_bytes, "Memory for the KV cache");
+  AddByteSizeFlag(app, "kv-cache-bytes", &cfg->kv_cache_bytes, "Memory for the KV cache");
   AddFlag(app, "block-size", &cfg->block_size, "Tokens per KV block");
   AddFlag(app, "device", &cfg->device,
           "Where the model runs: cpu, cuda (GPU 0) or cuda:N (needs a CUDA build)");
@@ -37,8 +37,8 @@ void AddServeFlags(CLI::App& app, server::ServeConfig* cfg) {
           "Require 'Authorization: Bearer <key>' on /v1/* (empty: no key)");
   AddFlag(app, "request-timeout", &cfg->request_timeout_s,
           "Seconds a request may take before it ends with an error (0: no limit)");
-  AddFlag(app, "max-body-bytes", &cfg->max_body_bytes,
-          "Largest request body accepted (413 beyond)");
+  AddByteSizeFlag(app, "max-body-bytes", &cfg->max_body_bytes,
+                  "Largest request body accepted (413 beyond)");
   AddFlag(app, "drain-timeout", &cfg->drain_timeout_s,
           "Seconds SIGTERM waits for requests in flight before aborting them");
   AddFlag(app, "enable-prefix-caching", &cfg->enable_prefix_caching,

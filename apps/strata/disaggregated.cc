@@ -34,8 +34,8 @@ void AddDisaggregatedFlags(CLI::App& app, DisaggregatedFlags* f) {
   AddFlag(app, "prefill", &f->num_prefill, "Disaggregated: prefill instances");
   AddFlag(app, "decode", &f->num_decode, "Disaggregated: decode instances");
   AddFlag(app, "kvcache", &f->num_kvcache, "Disaggregated: KV pool instances (0: no pool)");
-  AddFlag(app, "kvcache-capacity-bytes", &f->kvcache_capacity_bytes,
-          "Disaggregated: memory of each KV pool instance");
+  AddByteSizeFlag(app, "kvcache-capacity-bytes", &f->kvcache_capacity_bytes,
+                  "Disaggregated: memory of each KV pool instance");
   AddFlag(app, "router-port", &f->router_port,
           "Disaggregated: port instances register at (0: a free one)");
   AddFlag(app, "prefill-ep", &f->prefill_ep,

@@ -20,6 +20,7 @@
 #include "model/model_runner.h"
 #include "prefill/prefill_instance.h"
 #include "server/serve.h"
+#include "transport/address.h"
 #include "transport/ucx/ucx_transport.h"
 
 namespace strata::apps {
@@ -40,6 +41,18 @@ Status Validate(const InstanceRoleFlags& f) {
     return FlagError("model", "'" + f.model + "' is not a directory");
   }
   if (f.router.empty()) return FlagError("router", "is required (the server's --router-listen)");
+  STRATA_RETURN_IF_ERROR(
+      transport::CheckAddressFlag("router", f.router, transport::AddressUse::kConnect));
+  STRATA_RETURN_IF_ERROR(
+      transport::CheckAddressFlag("listen", f.listen, transport::AddressUse::kListen));
+  for (const std::string& pool : SplitList(f.kvcache)) {
+    STRATA_RETURN_IF_ERROR(
+        transport::CheckAddressFlag("kvcache", pool, transport::AddressUse::kConnect));
+  }
+  if (!f.ep_leader.empty()) {
+    STRATA_RETURN_IF_ERROR(
+        transport::CheckAddressFlag("ep-leader", f.ep_leader, transport::AddressUse::kConnect));
+  }
   if (f.device != "cpu") {
     return FlagError("device", "'" + f.device +
                                    "': disaggregated roles move KV from host memory; only cpu "
@@ -146,7 +159,7 @@ void AddInstanceRoleFlags(CLI::App& app, InstanceRoleFlags* f, bool prefill) {
   AddFlag(app, "instance-id", &f->instance_id, "Name in the cluster (default: role-host-pid)");
   AddFlag(app, "device", &f->device, "Where the model runs (cpu)");
   AddFlag(app, "threads", &f->threads, "Model compute threads (0: every core)");
-  AddFlag(app, "kv-cache-bytes", &f->kv_cache_bytes, "Memory for the KV cache");
+  AddByteSizeFlag(app, "kv-cache-bytes", &f->kv_cache_bytes, "Memory for the KV cache");
   AddFlag(app, "block-size", &f->block_size, "Tokens per KV block");
   AddFlag(app, "max-num-seqs", &f->max_num_seqs, "Sequences in a batch at most");
   AddFlag(app, "max-num-batched-tokens", &f->max_num_batched_tokens,

@@ -40,6 +40,20 @@ err=$("$strata" decode --model "$model_dir" --router 127.0.0.1:1 --kv-cache-byte
 check "decode KV cache larger than the memory exits 2 naming --kv-cache-bytes" "[[ $rc -eq 2 ]] && grep -q -- --kv-cache-bytes <<<\"\$err\""
 err=$("$strata" kvcache --listen 127.0.0.1:0 --ucx-tls sm 2>&1 >/dev/null); rc=$?
 check "kvcache over shared memory alone exits 2 naming --ucx-tls" "[[ $rc -eq 2 ]] && grep -q -- --ucx-tls <<<\"\$err\""
+err=$("$strata" decode --model "$model_dir" --router strata-router:http 2>&1 >/dev/null); rc=$?
+check "decode --router with a bad port exits 2 naming --router (no endless retries)" "[[ $rc -eq 2 ]] && grep -q -- '--router: bad port' <<<\"\$err\""
+err=$("$strata" prefill --model "$model_dir" --router 127.0.0.1:0 2>&1 >/dev/null); rc=$?
+check "prefill --router port 0 exits 2 naming --router" "[[ $rc -eq 2 ]] && grep -q -- '--router: .*port 0' <<<\"\$err\""
+err=$("$strata" prefill --model "$model_dir" --router 127.0.0.1:7100 --kvcache 127.0.0.1:7300,pool 2>&1 >/dev/null); rc=$?
+check "prefill --kvcache entry without a port exits 2 naming --kvcache" "[[ $rc -eq 2 ]] && grep -q -- '--kvcache: .*pool' <<<\"\$err\""
+err=$("$strata" kvcache --listen :7300 2>&1 >/dev/null); rc=$?
+check "kvcache --listen without a host exits 2 naming --listen" "[[ $rc -eq 2 ]] && grep -q -- '--listen: no host' <<<\"\$err\""
+err=$("$strata" kvcache --listen 127.0.0.1:0 --capacity-bytes -5 2>&1 >/dev/null); rc=$?
+check "kvcache --capacity-bytes -5 exits 2 (not a wrapped 2^64 - 5)" "[[ $rc -eq 2 ]] && grep -q -- \"--capacity-bytes: '-5' is not a byte count\" <<<\"\$err\""
+err=$(STRATA_KV_CACHE_BYTES=2Qi "$strata" decode --model "$model_dir" --router 127.0.0.1:1 2>&1 >/dev/null); rc=$?
+check "STRATA_KV_CACHE_BYTES with an unknown unit exits 2 naming --kv-cache-bytes" "[[ $rc -eq 2 ]] && grep -q -- '--kv-cache-bytes: .*unknown unit' <<<\"\$err\""
+out=$("$strata" serve --help); rc=$?
+check "serve --help shows byte sizes with units" "[[ $rc -eq 0 ]] && grep -q -- '--kv-cache-bytes BYTES=1Gi' <<<\"\$out\""
 rmdir "$model_dir"
 
 out=$("$strata" info --json); rc=$?

@@ -11,23 +11,15 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "transport/address.h"
 #include "transport/ucx/ucx_transport_impl.h"
 
 namespace strata::transport::ucx {
 
 StatusOr<sockaddr_in> ParseAddress(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) {
-    return InvalidArgumentError("address must be host:port, got '" + address + "'");
-  }
-  std::string host = address.substr(0, colon);
-  const std::string port_text = address.substr(colon + 1);
-  if (host == "localhost") host = "127.0.0.1";
-  char* end = nullptr;
-  const long port = std::strtol(port_text.c_str(), &end, 10);
-  if (port_text.empty() || *end != '\0' || port < 0 || port > 65535) {
-    return InvalidArgumentError("bad port in address '" + address + "'");
-  }
+  STRATA_ASSIGN_OR_RETURN(HostPort split, SplitHostPort(address));
+  std::string host = split.host == "localhost" ? "127.0.0.1" : split.host;
+  const int port = split.port;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -38,7 +30,7 @@ StatusOr<sockaddr_in> ParseAddress(const std::string& address) {
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
-  const int rc = host.empty() ? EAI_NONAME : getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found);
   if (rc != 0 || found == nullptr) {
     return InvalidArgumentError("cannot resolve the host of '" + address +
                                 "' to an IPv4 address: " + gai_strerror(rc == 0 ? EAI_NONAME : rc));
