@@ -1,5 +1,6 @@
 #include "service/registration.h"
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "proto/status_convert.h"
 
@@ -48,7 +49,22 @@ void Registration::Loop() {
     if (stop_) return;
   }
   const std::string& id = options_.instance.instance_id();
+  const Stopwatch since_start;  // for options_.quiet_start_ms
+  bool ever_registered = false;
+  bool said_waiting = false;
   bool warned = false;
+  auto report = [&](std::string_view what, std::string_view why) {
+    if (warned) return;
+    if (!ever_registered && since_start.ElapsedMillis() < options_.quiet_start_ms) {
+      if (!said_waiting) {
+        log::Info("waiting for the router at {} ({}: {})", options_.router_address, what, why);
+        said_waiting = true;
+      }
+      return;
+    }
+    log::Warn("{} at {}: {} (retrying)", what, options_.router_address, why);
+    warned = true;
+  };
   while (true) {
     router_peer_.store(transport::kInvalidPeer);
     // Register.
@@ -70,16 +86,13 @@ void Registration::Loop() {
         }
         cv_.notify_all();
         log::Info("registered with the router at {} as {}", options_.router_address, id);
+        ever_registered = true;
         warned = false;
-      } else if (!warned) {
-        log::Warn("cannot register with the router at {}: {} (retrying)", options_.router_address,
-                  st.message());
-        warned = true;
+      } else {
+        report("cannot register with the router", st.message());
       }
-    } else if (!warned) {
-      log::Warn("cannot reach the router at {}: {} (retrying)", options_.router_address,
-                peer.status().message());
-      warned = true;
+    } else {
+      report("cannot reach the router", peer.status().message());
     }
     if (!registered()) {
       if (!Sleep(options_.retry_ms)) return;

@@ -21,6 +21,10 @@ struct RegistrationOptions {
   v1::RegisterInstance instance;  // id, role, address, model, capacity (load is filled in)
   int64_t call_timeout_ms = 2000;
   int64_t retry_ms = 200;  // between attempts while the router is unreachable
+  // Roles start in any order (a supervisor's, a Kubernetes rollout): for this long after start a
+  // router that cannot be reached is only logged once at info level ("waiting for the router");
+  // past it, or once this instance had registered, it is a warning (once until it registers).
+  int64_t quiet_start_ms = 10000;
   // True: nothing is sent until Resume() (e.g. rank 0 of an EP group registers the instance
   // once its other ranks have joined).
   bool paused = false;

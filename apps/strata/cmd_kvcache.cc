@@ -83,7 +83,7 @@ int RunKvCache(const KvCacheFlags& f) {
   }
   // Signals are taken by sigtimedwait() on this thread.
   const sigset_t signals = BlockStopSignals();
-  log::SetIdentity("kvcache", 0);
+  log::SetIdentity(f.instance_id.empty() ? "kvcache" : f.instance_id, 0);
 
   // A restarted pool must get its address back at once, while connections of the previous
   // process linger in TIME_WAIT (clients reconnect to the address they were given).

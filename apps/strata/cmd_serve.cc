@@ -7,6 +7,7 @@
 #include "apps/strata/commands.h"
 #include "apps/strata/disaggregated.h"
 #include "common/config.h"
+#include "common/log.h"
 #include "server/serve.h"
 
 namespace strata::apps {
@@ -78,7 +79,10 @@ Command ServerCommand() {
             AddServeFlags(app, cfg.get());
             AddFlag(app, "router-listen", &cfg->router_listen,
                     "Transport address prefill and decode instances register at");
-            return [cfg] { return server::RunServe(*cfg); };
+            return [cfg] {
+              log::SetIdentity("server", 0);
+              return server::RunServe(*cfg);
+            };
           }};
 }
 

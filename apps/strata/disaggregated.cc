@@ -47,6 +47,7 @@ void AddDisaggregatedFlags(CLI::App& app, DisaggregatedFlags* f) {
 }
 
 int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f) {
+  log::SetIdentity("serve", 0);  // the supervisor; its roles say "[server:0]", "[prefill-0:0]", ...
   // Signals become a descriptor before any thread starts (the supervisor polls it).
   auto signals = supervisor::StopSignalFd::Create();
   Status bad = OkStatus();
@@ -113,25 +114,9 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
       cfg.threads > 0 ? cfg.threads
                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / roles);
 
+  // The server (its router) first: the others register with it once it is ready, and a role
+  // started before it would only log that it cannot reach it yet.
   std::vector<supervisor::ChildSpec> specs;
-  std::vector<std::string> pools;
-  for (int i = 0; i < f.num_kvcache; ++i) {
-    auto port = ports.Pick();
-    if (!port.ok()) {
-      std::cerr << "strata serve: " << port.status().message() << "\n";
-      return 1;
-    }
-    pools.push_back("127.0.0.1:" + std::to_string(*port));
-    supervisor::ChildSpec s;
-    s.name = "kvcache-" + std::to_string(i);
-    s.argv = {exe, "kvcache"};
-    Add(&s.argv, "listen", pools.back());
-    Add(&s.argv, "capacity-bytes", std::to_string(f.kvcache_capacity_bytes));
-    Add(&s.argv, "instance-id", s.name);
-    Add(&s.argv, "router", router);  // its figures join the server's /metrics
-    if (!cfg.ucx_tls.empty()) Add(&s.argv, "ucx-tls", cfg.ucx_tls);
-    specs.push_back(std::move(s));
-  }
   {
     supervisor::ChildSpec s;
     s.name = "server";
@@ -150,6 +135,24 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
     Add(&s.argv, "drain-timeout", std::to_string(cfg.drain_timeout_s));
     if (!cfg.ucx_tls.empty()) Add(&s.argv, "ucx-tls", cfg.ucx_tls);
     s.ready = supervisor::TcpPortReady(serve.host, serve.port);
+    specs.push_back(std::move(s));
+  }
+  std::vector<std::string> pools;
+  for (int i = 0; i < f.num_kvcache; ++i) {
+    auto port = ports.Pick();
+    if (!port.ok()) {
+      std::cerr << "strata serve: " << port.status().message() << "\n";
+      return 1;
+    }
+    pools.push_back("127.0.0.1:" + std::to_string(*port));
+    supervisor::ChildSpec s;
+    s.name = "kvcache-" + std::to_string(i);
+    s.argv = {exe, "kvcache"};
+    Add(&s.argv, "listen", pools.back());
+    Add(&s.argv, "capacity-bytes", std::to_string(f.kvcache_capacity_bytes));
+    Add(&s.argv, "instance-id", s.name);
+    Add(&s.argv, "router", router);  // its figures join the server's /metrics
+    if (!cfg.ucx_tls.empty()) Add(&s.argv, "ucx-tls", cfg.ucx_tls);
     specs.push_back(std::move(s));
   }
   std::string pool_list;

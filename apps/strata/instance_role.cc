@@ -202,6 +202,7 @@ int RunInstanceRole(const InstanceRoleFlags& f, bool prefill) {
   const std::string instance_id =
       !f.instance_id.empty() ? f.instance_id
                              : std::string(role) + "-" + host + "-" + std::to_string(getpid());
+  log::SetIdentity(instance_id, f.ep_rank);  // "[prefill-0:0]": which instance, which EP rank
   Stopwatch watch;
   // With --ep N the instance is a data-parallel EP group of N processes: every rank runs its
   // own instance (scheduler, KV cache, transport) around its EP rank; rank 0 (this process

@@ -200,6 +200,10 @@ test('killing prefill, decode and KV pool processes under load: nothing hangs, t
     const everyone = ['prefill-0', 'prefill-1', 'decode-0', 'decode-1'];
     assert.ok(await waitFor(() => everyone.every((id) =>
       cluster.log().includes(`instance ${id} at`)), 30000), 'not every instance registered');
+    // Every role's lines name it, so one log of the whole cluster can be read.
+    for (const tag of ['[serve:0]', '[server:0]', '[prefill-1:0]', '[decode-0:0]']) {
+      assert.ok(cluster.log().includes(`${tag} [req=`), `no log line is tagged ${tag}`);
+    }
     try {
       for (const victim of ['decode-0', 'prefill-0', 'kvcache-0'].filter((v) => !v.startsWith('kvcache') || process.env.DISAGG_TEST_POOLS !== '0')) {
         const pid = victim.startsWith('kvcache') ? poolPid(cluster, 0) : rolePid(cluster, victim);
