@@ -89,6 +89,8 @@ struct GenerationStats {
   int64_t prefix_cache_query_tokens = 0;
   std::vector<ExpertParallelStats> expert_parallel;  // cluster mode: the EP instances
   std::map<std::string, v1::KvPoolLoad> kv_pools;    // cluster mode: pools given --router, by id
+  // Cluster mode: requests the router has sent each prefill and decode instance, by id, ever.
+  std::map<std::string, int64_t> requests_routed;
 };
 
 // Thread-safe. The callback runs on a generation thread: it must be quick and must not call

@@ -48,6 +48,14 @@ uint64_t PrefixKey(const std::vector<int32_t>& prompt) {
 
 }  // namespace
 
+StatusOr<RoutingPolicy> ParseRoutingPolicy(std::string_view name) {
+  if (name == "load") return RoutingPolicy::kLoad;
+  if (name == "round-robin") return RoutingPolicy::kRoundRobin;
+  if (name == "random") return RoutingPolicy::kRandom;
+  return InvalidArgumentError("'" + std::string(name) +
+                              "' is not a routing policy: load, round-robin or random");
+}
+
 class ClusterRouter::Impl {
  public:
   struct Instance {
@@ -92,6 +100,13 @@ class ClusterRouter::Impl {
   std::map<std::string, Request> requests;
   std::deque<std::string> waiting;
   std::map<uint64_t, std::string> affinity;  // prompt prefix -> prefill instance id
+  // Requests sent to each instance id, ever (kept when the instance is dropped, so the
+  // strata_router_requests_total counters never go down).
+  std::map<std::string, int64_t> routed;
+  // RoutingPolicy::kRoundRobin: how many picks each role has had.
+  uint64_t decode_turns = 0;
+  uint64_t prefill_turns = 0;
+  std::mt19937_64 rng{std::random_device{}()};  // RoutingPolicy::kRandom
   bool stopped = false;
 
   // --- Helpers (mu held).
@@ -174,16 +189,26 @@ class ClusterRouter::Impl {
            " decode); it serves once it has one of each";
   }
 
+  // RoutingPolicy::kRoundRobin / kRandom: one of `candidates` (in id order, not empty).
+  Instance* Stateless(const std::vector<Instance*>& candidates, uint64_t* turns) {
+    if (options.routing == RoutingPolicy::kRandom) {
+      return candidates[std::uniform_int_distribution<size_t>(0, candidates.size() - 1)(rng)];
+    }
+    return candidates[(*turns)++ % candidates.size()];
+  }
+
   Instance* PickDecode(const Request& r, int64_t now) {
     Instance* best = nullptr;
     double best_score = 0;
     const int64_t need_tokens =
         static_cast<int64_t>(r.request.prompt_token_ids.size()) + r.request.sampling.max_tokens;
+    std::vector<Instance*> candidates;
     for (auto& [id, in] : instances) {
       if (in.role != v1::ROLE_DECODE || in.full_until_ns > now) continue;
       const int64_t total = static_cast<int64_t>(in.capacity.num_kv_blocks());
       const int64_t bs = std::max<int64_t>(1, in.capacity.block_size_tokens());
       if ((need_tokens + bs - 1) / bs > total) continue;
+      candidates.push_back(&in);
       double score = static_cast<double>(in.load.num_kv_blocks_used()) /
                          static_cast<double>(std::max<int64_t>(1, total)) +
                      0.01 * (in.assigned + static_cast<double>(in.load.num_queued_requests()));
@@ -192,10 +217,24 @@ class ClusterRouter::Impl {
         best_score = score;
       }
     }
-    return best;
+    if (options.routing == RoutingPolicy::kLoad || candidates.empty()) return best;
+    return Stateless(candidates, &decode_turns);
   }
   // `avoid` (one that failed the request) is taken only when it is the only one.
   Instance* PickPrefill(const Request& r, const std::string& avoid) {
+    if (options.routing != RoutingPolicy::kLoad) {
+      std::vector<Instance*> candidates;
+      Instance* avoided = nullptr;
+      for (auto& [id, in] : instances) {
+        if (in.role != v1::ROLE_PREFILL) continue;
+        if (id == avoid) {
+          avoided = &in;
+        } else {
+          candidates.push_back(&in);
+        }
+      }
+      return candidates.empty() ? avoided : Stateless(candidates, &prefill_turns);
+    }
     Instance* best = nullptr;
     auto aff = affinity.find(PrefixKey(r.request.prompt_token_ids));
     for (auto& [id, in] : instances) {
@@ -234,6 +273,7 @@ class ClusterRouter::Impl {
         r.phase = Phase::kAdmitting;
         r.decode_id = d->id;
         ++d->assigned;
+        ++routed[d->id];
         ++r.attempts;
         NewWireId(*it, r);
         SendAdmit(*it, r, *d);
@@ -323,6 +363,7 @@ class ClusterRouter::Impl {
     r.phase = Phase::kPrefilling;
     r.prefill_id = p->id;
     ++p->assigned;
+    ++routed[p->id];
     p->assigned_tokens += static_cast<int64_t>(r.request.prompt_token_ids.size());
     affinity[PrefixKey(r.request.prompt_token_ids)] = p->id;
     if (affinity.size() > 4096) affinity.erase(affinity.begin());
@@ -689,6 +730,7 @@ decode::GenerationStats ClusterRouter::Stats() const {
   decode::GenerationStats s;
   s.num_waiting = static_cast<int>(m.waiting.size());
   s.num_running = static_cast<int>(m.requests.size()) - s.num_waiting;
+  s.requests_routed = m.routed;
   for (const auto& [id, in] : m.instances) {
     if (in.load.has_expert_parallel()) {
       const v1::ExpertParallelLoad& ep = in.load.expert_parallel();
@@ -742,6 +784,8 @@ std::vector<InstanceInfo> ClusterRouter::Instances() const {
     i.running = static_cast<int>(in.load.num_running_requests());
     i.queued_tokens = static_cast<int64_t>(in.load.num_queued_tokens());
     i.assigned = in.assigned;
+    auto routed = m.routed.find(id);
+    i.routed = routed == m.routed.end() ? 0 : routed->second;
     out.push_back(std::move(i));
   }
   return out;

@@ -7,6 +7,9 @@
 //             tokens; ties go to the instance that last served the same prompt prefix, whose
 //             local prefix cache likely holds it) -> FirstToken from prefill -> a TokenBatch
 //             from decode every step -> events to the caller.
+//   RouterOptions::routing replaces those choices with round-robin or random ones (stateless:
+//   any instance gives the same outputs; an instance that is full, too small for the request or
+//   has just failed it is still passed over).
 //
 // Instances register here (RegisterInstance) and heartbeat their load; one that misses its
 // lease or whose connection fails is dropped. Its requests do not hang: those that had not
@@ -19,12 +22,22 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "decode/generation.h"
 #include "transport/transport.h"
 
 namespace strata::server {
+
+enum class RoutingPolicy {
+  kLoad,  // least loaded (decode: KV usage, then requests; prefill: queued tokens), cache-aware
+          // ties
+  kRoundRobin,  // each role's instances in turn, by id
+  kRandom,      // uniformly among a role's instances
+};
+// "load", "round-robin" or "random"; InvalidArgument naming the choices otherwise.
+StatusOr<RoutingPolicy> ParseRoutingPolicy(std::string_view name);
 
 struct RouterOptions {
   std::string listen = "127.0.0.1:0";  // transport address instances register at
@@ -39,6 +52,7 @@ struct RouterOptions {
   int64_t default_deadline_ms = 600000;
   int max_waiting = 1024;
   int max_attempts = 3;  // starts of one request (instance failures before its first token)
+  RoutingPolicy routing = RoutingPolicy::kLoad;
 };
 
 struct InstanceInfo {
@@ -49,7 +63,8 @@ struct InstanceInfo {
   int64_t kv_blocks_used = 0;
   int running = 0;
   int64_t queued_tokens = 0;
-  int assigned = 0;  // requests the router has on it now
+  int assigned = 0;    // requests the router has on it now
+  int64_t routed = 0;  // requests the router has sent it (DecodeAdmit or PrefillRequest), ever
 };
 
 class ClusterRouter : public decode::GenerationService {

@@ -67,6 +67,7 @@ StatusOr<Loaded> StartRouter(const ServeConfig& cfg, int* max_model_len) {
   ro.vocab_size = mc.vocab_size;
   ro.max_model_len = *max_model_len;
   ro.max_waiting = cfg.max_waiting;
+  STRATA_ASSIGN_OR_RETURN(ro.routing, ParseRoutingPolicy(cfg.routing_policy));
   for (int64_t id : mc.eos_token_ids) ro.eos_token_ids.push_back(static_cast<int32_t>(id));
   if (auto eos = out.codec->tokenizer().eos_token_id()) ro.eos_token_ids.push_back(*eos);
   transport::UcxOptions uo;
@@ -146,6 +147,9 @@ Status ValidateServeConfig(const ServeConfig& c) {
   if (!c.router_listen.empty()) {
     STRATA_RETURN_IF_ERROR(transport::CheckAddressFlag("router-listen", c.router_listen,
                                                        transport::AddressUse::kListen));
+  }
+  if (StatusOr<RoutingPolicy> p = ParseRoutingPolicy(c.routing_policy); !p.ok()) {
+    return FlagError("routing-policy", p.status().message());
   }
   return OkStatus();
 }

@@ -36,6 +36,7 @@ struct ServeConfig {
   // UCX transports to use ("" = UCX_TLS or UCX's default).
   std::string router_listen;
   std::string ucx_tls;
+  std::string routing_policy = "load";  // server role: ParseRoutingPolicy's names
 };
 
 // The model's name when none is given: the checkpoint directory's last component. Instances

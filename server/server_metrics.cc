@@ -1,5 +1,7 @@
 #include "server/server_metrics.h"
 
+#include <algorithm>
+
 namespace strata::server {
 namespace {
 
@@ -79,6 +81,15 @@ std::string ServerMetrics::Scrape(const decode::GenerationStats* stats) {
     }
     for (const decode::ExpertParallelStats& ep : stats->expert_parallel) SetExpertParallel(ep);
     kv_pools_.ExportAll(stats->kv_pools);
+    for (const auto& [instance, routed] : stats->requests_routed) {
+      int64_t& last = last_routed_[instance];
+      prometheus::Counter& counter = registry_->Counter(
+          "strata_router_requests_total",
+          "Requests the router sent to a prefill or decode instance (retries count again)",
+          {{"instance", instance}});
+      if (routed > last) counter.Increment(static_cast<double>(routed - last));
+      last = std::max(last, routed);
+    }
     if (stats->prefix_cache_query_tokens > last_query_tokens_) {
       prefix_query_tokens_.Increment(
           static_cast<double>(stats->prefix_cache_query_tokens - last_query_tokens_));

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <string>
 
@@ -54,7 +55,8 @@ class ServerMetrics {
   std::mutex mu_;
   int64_t last_hit_tokens_ = 0;
   int64_t last_query_tokens_ = 0;
-  kvcache::KvPoolMetricsExporter kv_pools_;  // strata_kvpool_* of the pools given --router
+  kvcache::KvPoolMetricsExporter kv_pools_;     // strata_kvpool_* of the pools given --router
+  std::map<std::string, int64_t> last_routed_;  // strata_router_requests_total, by instance
 };
 
 }  // namespace strata::server

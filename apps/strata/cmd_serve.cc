@@ -46,6 +46,9 @@ void AddServeFlags(CLI::App& app, server::ServeConfig* cfg) {
           "Reuse the KV of cached prompt prefixes (true/false)");
   AddFlag(app, "ucx-tls", &cfg->ucx_tls,
           "Disaggregated: UCX transports between roles, as UCX_TLS (e.g. tcp or sm,tcp)");
+  AddFlag(app, "routing-policy", &cfg->routing_policy,
+          "Disaggregated: how the router picks instances: load (least loaded, cache-aware "
+          "ties), round-robin or random");
 }
 
 }  // namespace

@@ -134,6 +134,7 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
     Add(&s.argv, "max-body-bytes", std::to_string(cfg.max_body_bytes));
     Add(&s.argv, "drain-timeout", std::to_string(cfg.drain_timeout_s));
     if (!cfg.ucx_tls.empty()) Add(&s.argv, "ucx-tls", cfg.ucx_tls);
+    Add(&s.argv, "routing-policy", cfg.routing_policy);
     s.ready = supervisor::TcpPortReady(serve.host, serve.port);
     specs.push_back(std::move(s));
   }

@@ -52,6 +52,8 @@ err=$("$strata" kvcache --listen 127.0.0.1:0 --capacity-bytes -5 2>&1 >/dev/null
 check "kvcache --capacity-bytes -5 exits 2 (not a wrapped 2^64 - 5)" "[[ $rc -eq 2 ]] && grep -q -- \"--capacity-bytes: '-5' is not a byte count\" <<<\"\$err\""
 err=$(STRATA_KV_CACHE_BYTES=2Qi "$strata" decode --model "$model_dir" --router 127.0.0.1:1 2>&1 >/dev/null); rc=$?
 check "STRATA_KV_CACHE_BYTES with an unknown unit exits 2 naming --kv-cache-bytes" "[[ $rc -eq 2 ]] && grep -q -- '--kv-cache-bytes: .*unknown unit' <<<\"\$err\""
+err=$("$strata" server --model "$model_dir" --routing-policy cache 2>&1 >/dev/null); rc=$?
+check "server --routing-policy cache exits 2 naming it and the choices" "[[ $rc -eq 2 ]] && grep -q -- '--routing-policy: .*load, round-robin or random' <<<\"\$err\""
 out=$("$strata" serve --help); rc=$?
 check "serve --help shows byte sizes with units" "[[ $rc -eq 0 ]] && grep -q -- '--kv-cache-bytes BYTES=1Gi' <<<\"\$out\""
 rmdir "$model_dir"

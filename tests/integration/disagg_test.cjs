@@ -5,7 +5,9 @@
 //  - killing a prefill, a decode or a KV pool process under load: no request hangs, the
 //    supervisor restarts the role, it registers again and takes traffic, KV returns to baseline;
 //  - killing the server role: it comes back on its ports and the instances register again;
-//  - the KV pools' figures (strata_kvpool_*) are in the server's /metrics.
+//  - the KV pools' figures (strata_kvpool_*) are in the server's /metrics;
+//  - with --routing-policy round-robin (qwen3) the outputs are the same and every instance of
+//    a role gets as many requests (strata_router_requests_total).
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert');
@@ -59,13 +61,25 @@ for (const arch of Object.keys(TOKENIZER)) {
     } finally {
       await embedded.stop();
     }
-    const cluster = await startServer(dir, CLUSTER);
+    const roundRobin = arch === 'qwen3';
+    const cluster = await startServer(dir,
+      roundRobin ? [...CLUSTER, '--routing-policy', 'round-robin'] : CLUSTER);
     try {
+      if (roundRobin) {  // ready means one of each role: wait for the second ones too
+        assert.ok(await waitFor(() => ['prefill-0', 'prefill-1', 'decode-0', 'decode-1'].every(
+          (id) => cluster.log().includes(`instance ${id} at`)), 30000), 'not every instance registered');
+      }
       const got = await completions(cluster.baseURL, arch, PROMPTS, 12);
       assert.deepStrictEqual(got, expected);
       // Once more, all at the same time with the prompts repeated (pool and prefix hits).
       const again = await completions(cluster.baseURL, arch, [...PROMPTS, ...PROMPTS], 12);
       assert.deepStrictEqual(again, [...expected, ...expected]);
+      if (roundRobin) {
+        for (const instance of ['prefill-0', 'prefill-1', 'decode-0', 'decode-1']) {
+          assert.strictEqual(await metric(cluster.baseURL, 'strata_router_requests_total',
+            `instance="${instance}"`), 6, `${instance}: not half of the 12 requests`);
+        }
+      }
       if (arch === 'deepseek_v3' && Number(process.env.DISAGG_TEST_POOLS || '2') > 0) {
         // The pools report their figures to the router: the server's /metrics shows them.
         const pools = Number(process.env.DISAGG_TEST_POOLS || '2');

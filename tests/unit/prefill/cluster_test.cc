@@ -149,10 +149,10 @@ std::string Listen(Kind kind) { return kind == Kind::kInproc ? "node:0" : "127.0
 
 // `prefill_transfer_delay_ms` > 0 slows every KV transfer the prefill instances start (their
 // transports wrapped in a FaultTransport).
-std::unique_ptr<Cluster> StartCluster(Kind kind, const std::string& dir, int num_p, int num_d,
-                                      int p_block = 16, int d_block = 16, int num_pools = 0,
-                                      bool prefill_prefix_cache = true,
-                                      int prefill_transfer_delay_ms = 0) {
+std::unique_ptr<Cluster> StartCluster(
+    Kind kind, const std::string& dir, int num_p, int num_d, int p_block = 16, int d_block = 16,
+    int num_pools = 0, bool prefill_prefix_cache = true, int prefill_transfer_delay_ms = 0,
+    server::RoutingPolicy routing = server::RoutingPolicy::kLoad) {
   auto c = std::make_unique<Cluster>();
   c->fabric = transport::NewInprocFabric();
   std::vector<std::string> pool_addresses;
@@ -178,6 +178,7 @@ std::unique_ptr<Cluster> StartCluster(Kind kind, const std::string& dir, int num
   ro.max_model_len = 512;
   ro.heartbeat_interval_ms = 100;
   ro.instance_lease_ms = 1000;
+  ro.routing = routing;
   auto router = server::ClusterRouter::Start(ro, NewTransport(kind, *c));
   EXPECT_TRUE(router.ok()) << router.status().ToString();
   if (!router.ok()) return nullptr;
@@ -336,6 +337,57 @@ TEST_P(ClusterUcxTest, GreedyOutputsEqualEmbeddedWithDifferentBlockSizes) {
 // Aborts at every stage, a decode instance that goes away and a prefill instance that goes
 // away: every request ends (none hangs) and no KV block stays taken.
 class ClusterFaultTest : public ClusterTest {};
+
+// Stateless routing (DESIGN.md §3: "a stateless mode must stay correct"): round-robin and random
+// choices give the embedded engine's greedy outputs; round-robin spreads the requests evenly.
+class ClusterRoutingTest : public ClusterTest {};
+
+TEST_P(ClusterRoutingTest, RoundRobinAndRandomGiveTheSameOutputs) {
+  const std::string dir = Dir(GetParam());
+  auto probe = LoadRunner(dir, 16);
+  const int64_t vocab = probe->config().vocab_size;
+  std::vector<GenerateRequest> reqs;
+  for (int i = 0; i < 8; ++i)
+    reqs.push_back(Greedy("r" + std::to_string(i), Prompt(7 + 19 * i, i, vocab), 6));
+  auto expected = Embedded(dir, reqs);
+  for (server::RoutingPolicy policy :
+       {server::RoutingPolicy::kRoundRobin, server::RoutingPolicy::kRandom}) {
+    const bool round_robin = policy == server::RoutingPolicy::kRoundRobin;
+    SCOPED_TRACE(round_robin ? "round-robin" : "random");
+    auto c = StartCluster(Kind::kInproc, dir, 2, 2, 16, 16, 0, true, 0, policy);
+    ASSERT_NE(c, nullptr);
+    Collector col;
+    // One at a time: the load policy would then send every request to the same idle instances.
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      ASSERT_TRUE(c->router->Submit(reqs[i], col.Callback(reqs[i].request_id)).ok());
+      ASSERT_TRUE(col.WaitFor(static_cast<int>(i) + 1));
+    }
+    for (const auto& r : reqs) {
+      Result got = col.Get(r.request_id);
+      EXPECT_EQ(got.finish, FinishReason::kLength) << r.request_id << ": " << got.error.ToString();
+      EXPECT_EQ(got.tokens, expected[r.request_id]) << r.request_id;
+    }
+    std::map<std::string, int64_t> routed;
+    for (const server::InstanceInfo& in : c->router->Instances()) routed[in.id] = in.routed;
+    EXPECT_EQ(c->router->Stats().requests_routed, routed);
+    int64_t total = 0;
+    for (const auto& [id, n] : routed) total += n;
+    EXPECT_EQ(total, 2 * static_cast<int64_t>(reqs.size()));  // one prefill and one decode each
+    if (round_robin) {
+      for (const auto& [id, n] : routed) EXPECT_EQ(n, 4) << id;
+    }
+    ExpectBaseline(*c);
+  }
+}
+
+TEST(ClusterRouterTest, RoutingPolicyNames) {
+  EXPECT_EQ(*server::ParseRoutingPolicy("load"), server::RoutingPolicy::kLoad);
+  EXPECT_EQ(*server::ParseRoutingPolicy("round-robin"), server::RoutingPolicy::kRoundRobin);
+  EXPECT_EQ(*server::ParseRoutingPolicy("random"), server::RoutingPolicy::kRandom);
+  StatusOr<server::RoutingPolicy> bad = server::ParseRoutingPolicy("cache");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("load, round-robin or random"), std::string::npos);
+}
 TEST_P(ClusterFaultTest, AbortsAndLostInstancesEndEveryRequest) {
   const std::string dir = Dir(GetParam());
   auto probe = LoadRunner(dir, 16);
@@ -724,6 +776,10 @@ INSTANTIATE_TEST_SUITE_P(Archs, ClusterUcxTest,
                          });
 INSTANTIATE_TEST_SUITE_P(Archs, ClusterEpTest,
                          ::testing::Values(model::Arch::kDeepseekV3, model::Arch::kQwen3Moe),
+                         [](const auto& info) {
+                           return std::string(model::ModelTypeName(info.param));
+                         });
+INSTANTIATE_TEST_SUITE_P(Archs, ClusterRoutingTest, ::testing::Values(model::Arch::kDeepseekV3),
                          [](const auto& info) {
                            return std::string(model::ModelTypeName(info.param));
                          });
