@@ -42,6 +42,10 @@ void AddDisaggregatedFlags(CLI::App& app, DisaggregatedFlags* f) {
           "Disaggregated: expert-parallel ranks per prefill instance (0/1: none)");
   AddFlag(app, "decode-ep", &f->decode_ep,
           "Disaggregated: expert-parallel ranks per decode instance (0/1: none)");
+  AddFlag(app, "prefill-threads", &f->prefill_threads,
+          "Disaggregated: compute threads per prefill instance (0: --threads, or an even share)");
+  AddFlag(app, "decode-threads", &f->decode_threads,
+          "Disaggregated: compute threads per decode instance (0: --threads, or an even share)");
   AddFlag(app, "ep-dispatch-dtype", &f->ep_dispatch_dtype,
           "Disaggregated: EP dispatch dtype of the groups, int8 or bf16");
 }
@@ -56,6 +60,8 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
   if (f.num_kvcache < 0) bad = FlagError("kvcache", "must be >= 0");
   if (f.prefill_ep < 0) bad = FlagError("prefill-ep", "must be >= 0");
   if (f.decode_ep < 0) bad = FlagError("decode-ep", "must be >= 0");
+  if (f.prefill_threads < 0) bad = FlagError("prefill-threads", "must be >= 0 (0: --threads)");
+  if (f.decode_threads < 0) bad = FlagError("decode-threads", "must be >= 0 (0: --threads)");
   if (!f.ep_dispatch_dtype.empty() && f.ep_dispatch_dtype != "int8" &&
       f.ep_dispatch_dtype != "bf16") {
     bad = FlagError("ep-dispatch-dtype", "must be int8 or bf16");
@@ -113,6 +119,8 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
   const int threads =
       cfg.threads > 0 ? cfg.threads
                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / roles);
+  const int prefill_threads = f.prefill_threads > 0 ? f.prefill_threads : threads;
+  const int decode_threads = f.decode_threads > 0 ? f.decode_threads : threads;
 
   // The server (its router) first: the others register with it once it is ready, and a role
   // started before it would only log that it cannot reach it yet.
@@ -167,7 +175,7 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
     Add(&s.argv, "model", cfg.model_dir);
     Add(&s.argv, "router", router);
     Add(&s.argv, "instance-id", s.name);
-    Add(&s.argv, "threads", std::to_string(threads));
+    Add(&s.argv, "threads", std::to_string(prefill ? prefill_threads : decode_threads));
     Add(&s.argv, "kv-cache-bytes", std::to_string(cfg.kv_cache_bytes));
     Add(&s.argv, "block-size", std::to_string(cfg.block_size));
     Add(&s.argv, "max-num-seqs", std::to_string(cfg.max_num_seqs));
@@ -191,9 +199,10 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
   so.grace_period_ms = static_cast<int64_t>(cfg.drain_timeout_s * 1000) + 5000;
   supervisor::Supervisor sup(so);
   log::Info(
-      "disaggregated: server on http://{}:{}, router {}, {} prefill, {} decode, {} KV pool(s), "
-      "{} thread(s) per instance",
-      serve.host, serve.port, router, f.num_prefill, f.num_decode, f.num_kvcache, threads);
+      "disaggregated: server on http://{}:{}, router {}, {} prefill ({} thread(s) each), {} decode "
+      "({} thread(s) each), {} KV pool(s)",
+      serve.host, serve.port, router, f.num_prefill, prefill_threads, f.num_decode, decode_threads,
+      f.num_kvcache);
   if (Status st = sup.Start(std::move(specs), (*signals)->fd()); !st.ok()) {
     log::Error("cannot start the roles: {}", st.message());
     return 1;

@@ -18,6 +18,10 @@ struct DisaggregatedFlags {
   int router_port = 0;  // 0: a free port
   int prefill_ep = 0;   // > 1: each prefill instance is an EP group of that many ranks
   int decode_ep = 0;
+  // Compute threads of each prefill / decode instance (0: --threads, or when that is 0 too the
+  // cores shared evenly among the instances).
+  int prefill_threads = 0;
+  int decode_threads = 0;
   std::string ep_dispatch_dtype;  // passed to the EP groups ("" = their default, int8)
 };
 

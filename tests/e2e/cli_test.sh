@@ -54,6 +54,8 @@ err=$(STRATA_KV_CACHE_BYTES=2Qi "$strata" decode --model "$model_dir" --router 1
 check "STRATA_KV_CACHE_BYTES with an unknown unit exits 2 naming --kv-cache-bytes" "[[ $rc -eq 2 ]] && grep -q -- '--kv-cache-bytes: .*unknown unit' <<<\"\$err\""
 err=$("$strata" server --model "$model_dir" --routing-policy cache 2>&1 >/dev/null); rc=$?
 check "server --routing-policy cache exits 2 naming it and the choices" "[[ $rc -eq 2 ]] && grep -q -- '--routing-policy: .*load, round-robin or random' <<<\"\$err\""
+err=$("$strata" serve --disaggregated --model "$model_dir" --decode-threads -1 2>&1 >/dev/null); rc=$?
+check "serve --disaggregated --decode-threads -1 exits 2 naming it" "[[ $rc -eq 2 ]] && grep -q -- '--decode-threads' <<<\"\$err\""
 out=$("$strata" serve --help); rc=$?
 check "serve --help shows byte sizes with units" "[[ $rc -eq 0 ]] && grep -q -- '--kv-cache-bytes BYTES=1Gi' <<<\"\$out\""
 rmdir "$model_dir"

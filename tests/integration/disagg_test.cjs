@@ -7,7 +7,9 @@
 //  - killing the server role: it comes back on its ports and the instances register again;
 //  - the KV pools' figures (strata_kvpool_*) are in the server's /metrics;
 //  - with --routing-policy round-robin (qwen3) the outputs are the same and every instance of
-//    a role gets as many requests (strata_router_requests_total).
+//    a role gets as many requests (strata_router_requests_total);
+//  - prefill and decode instances with different thread counts (llama: --prefill-threads 2
+//    --decode-threads 1) give the same outputs.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert');
@@ -62,8 +64,9 @@ for (const arch of Object.keys(TOKENIZER)) {
       await embedded.stop();
     }
     const roundRobin = arch === 'qwen3';
-    const cluster = await startServer(dir,
-      roundRobin ? [...CLUSTER, '--routing-policy', 'round-robin'] : CLUSTER);
+    const threads = arch === 'llama' ? ['--prefill-threads', '2', '--decode-threads', '1'] : [];
+    const cluster = await startServer(dir, [...CLUSTER, ...threads,
+      ...(roundRobin ? ['--routing-policy', 'round-robin'] : [])]);
     try {
       if (roundRobin) {  // ready means one of each role: wait for the second ones too
         assert.ok(await waitFor(() => ['prefill-0', 'prefill-1', 'decode-0', 'decode-1'].every(
@@ -74,6 +77,10 @@ for (const arch of Object.keys(TOKENIZER)) {
       // Once more, all at the same time with the prompts repeated (pool and prefix hits).
       const again = await completions(cluster.baseURL, arch, [...PROMPTS, ...PROMPTS], 12);
       assert.deepStrictEqual(again, [...expected, ...expected]);
+      if (threads.length > 0) {
+        assert.match(cluster.log(), /started 'prefill-1' .* prefill --model .* --threads 2 /);
+        assert.match(cluster.log(), /started 'decode-1' .* decode --model .* --threads 1 /);
+      }
       if (roundRobin) {
         for (const instance of ['prefill-0', 'prefill-1', 'decode-0', 'decode-1']) {
           assert.strictEqual(await metric(cluster.baseURL, 'strata_router_requests_total',
