@@ -26,34 +26,17 @@ void Add(std::vector<std::string>* argv, const std::string& flag, const std::str
   argv->push_back(value);
 }
 
-}  // namespace
-
-void AddDisaggregatedFlags(CLI::App& app, DisaggregatedFlags* f) {
-  AddSwitch(app, "disaggregated", &f->enabled,
-            "Run server, KV pools, prefill and decode as separate processes");
-  AddFlag(app, "prefill", &f->num_prefill, "Disaggregated: prefill instances");
-  AddFlag(app, "decode", &f->num_decode, "Disaggregated: decode instances");
-  AddFlag(app, "kvcache", &f->num_kvcache, "Disaggregated: KV pool instances (0: no pool)");
-  AddByteSizeFlag(app, "kvcache-capacity-bytes", &f->kvcache_capacity_bytes,
-                  "Disaggregated: memory of each KV pool instance");
-  AddFlag(app, "router-port", &f->router_port,
-          "Disaggregated: port instances register at (0: a free one)");
-  AddFlag(app, "prefill-ep", &f->prefill_ep,
-          "Disaggregated: expert-parallel ranks per prefill instance (0/1: none)");
-  AddFlag(app, "decode-ep", &f->decode_ep,
-          "Disaggregated: expert-parallel ranks per decode instance (0/1: none)");
-  AddFlag(app, "prefill-threads", &f->prefill_threads,
-          "Disaggregated: compute threads per prefill instance (0: --threads, or an even share)");
-  AddFlag(app, "decode-threads", &f->decode_threads,
-          "Disaggregated: compute threads per decode instance (0: --threads, or an even share)");
-  AddFlag(app, "ep-dispatch-dtype", &f->ep_dispatch_dtype,
-          "Disaggregated: EP dispatch dtype of the groups, int8 or bf16");
+int64_t PrefillKvBytes(const server::ServeConfig& cfg, const DisaggregatedFlags& f) {
+  return f.prefill_kv_cache_bytes > 0 ? f.prefill_kv_cache_bytes : cfg.kv_cache_bytes;
+}
+int64_t DecodeKvBytes(const server::ServeConfig& cfg, const DisaggregatedFlags& f) {
+  return f.decode_kv_cache_bytes > 0 ? f.decode_kv_cache_bytes : cfg.kv_cache_bytes;
 }
 
-int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f) {
-  log::SetIdentity("serve", 0);  // the supervisor; its roles say "[server:0]", "[prefill-0:0]", ...
-  // Signals become a descriptor before any thread starts (the supervisor polls it).
-  auto signals = supervisor::StopSignalFd::Create();
+// Flags of `serve --disaggregated` beyond ValidateServeConfig's, and that the memory holds
+// everything the roles fault in at start: a role that finds it gone would be refused, and
+// restarted again and again.
+Status Validate(const server::ServeConfig& cfg, const DisaggregatedFlags& f) {
   Status bad = OkStatus();
   if (f.num_prefill < 1) bad = FlagError("prefill", "must be at least 1");
   if (f.num_decode < 1) bad = FlagError("decode", "must be at least 1");
@@ -83,6 +66,68 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
     bad = FlagError("ucx-tls", tls.message());
   }
   if (bad.ok()) bad = server::ValidateServeConfig(cfg);
+  if (f.prefill_kv_cache_bytes != 0 && f.prefill_kv_cache_bytes < (1 << 20)) {
+    bad = FlagError("prefill-kv-cache-bytes", "must be at least 1 MiB (0: --kv-cache-bytes)");
+  }
+  if (f.decode_kv_cache_bytes != 0 && f.decode_kv_cache_bytes < (1 << 20)) {
+    bad = FlagError("decode-kv-cache-bytes", "must be at least 1 MiB (0: --kv-cache-bytes)");
+  }
+  if (!bad.ok()) return bad;
+  const long double prefill_kv =
+      PrefillKvBytes(cfg, f) * static_cast<long double>(std::max(1, f.prefill_ep));
+  const long double decode_kv =
+      DecodeKvBytes(cfg, f) * static_cast<long double>(std::max(1, f.decode_ep));
+  const long double total = f.num_prefill * prefill_kv + f.num_decode * decode_kv +
+                            f.num_kvcache * static_cast<long double>(f.kvcache_capacity_bytes);
+  const std::string what = "the KV caches of " + std::to_string(f.num_prefill) + " prefill (" +
+                           ByteSizeText(static_cast<uint64_t>(prefill_kv)) + " each) and " +
+                           std::to_string(f.num_decode) + " decode instance(s) (" +
+                           ByteSizeText(static_cast<uint64_t>(decode_kv)) + " each) and " +
+                           std::to_string(f.num_kvcache) + " KV pool(s) of " +
+                           ByteSizeText(static_cast<uint64_t>(f.kvcache_capacity_bytes));
+  const char* flag =
+      f.prefill_kv_cache_bytes > 0 && f.decode_kv_cache_bytes == 0   ? "prefill-kv-cache-bytes"
+      : f.decode_kv_cache_bytes > 0 && f.prefill_kv_cache_bytes == 0 ? "decode-kv-cache-bytes"
+                                                                     : "kv-cache-bytes";
+  if (total > static_cast<long double>(UINT64_MAX)) {
+    return FlagError(flag, what + " overflow 64 bits");
+  }
+  return CheckFitsInMemory(flag, static_cast<uint64_t>(total), AvailableMemoryBytes(), what);
+}
+
+}  // namespace
+
+void AddDisaggregatedFlags(CLI::App& app, DisaggregatedFlags* f) {
+  AddSwitch(app, "disaggregated", &f->enabled,
+            "Run server, KV pools, prefill and decode as separate processes");
+  AddFlag(app, "prefill", &f->num_prefill, "Disaggregated: prefill instances");
+  AddFlag(app, "decode", &f->num_decode, "Disaggregated: decode instances");
+  AddFlag(app, "kvcache", &f->num_kvcache, "Disaggregated: KV pool instances (0: no pool)");
+  AddByteSizeFlag(app, "kvcache-capacity-bytes", &f->kvcache_capacity_bytes,
+                  "Disaggregated: memory of each KV pool instance");
+  AddFlag(app, "router-port", &f->router_port,
+          "Disaggregated: port instances register at (0: a free one)");
+  AddFlag(app, "prefill-ep", &f->prefill_ep,
+          "Disaggregated: expert-parallel ranks per prefill instance (0/1: none)");
+  AddFlag(app, "decode-ep", &f->decode_ep,
+          "Disaggregated: expert-parallel ranks per decode instance (0/1: none)");
+  AddFlag(app, "prefill-threads", &f->prefill_threads,
+          "Disaggregated: compute threads per prefill instance (0: --threads, or an even share)");
+  AddFlag(app, "decode-threads", &f->decode_threads,
+          "Disaggregated: compute threads per decode instance (0: --threads, or an even share)");
+  AddByteSizeFlag(app, "prefill-kv-cache-bytes", &f->prefill_kv_cache_bytes,
+                  "Disaggregated: KV cache of each prefill instance (0: --kv-cache-bytes)");
+  AddByteSizeFlag(app, "decode-kv-cache-bytes", &f->decode_kv_cache_bytes,
+                  "Disaggregated: KV cache of each decode instance (0: --kv-cache-bytes)");
+  AddFlag(app, "ep-dispatch-dtype", &f->ep_dispatch_dtype,
+          "Disaggregated: EP dispatch dtype of the groups, int8 or bf16");
+}
+
+int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f) {
+  log::SetIdentity("serve", 0);  // the supervisor; its roles say "[server:0]", "[prefill-0:0]", ...
+  // Signals become a descriptor before any thread starts (the supervisor polls it).
+  auto signals = supervisor::StopSignalFd::Create();
+  Status bad = Validate(cfg, f);
   if (!bad.ok()) {
     std::cerr << "strata serve: " << bad.message() << "\n";
     return 2;
@@ -176,7 +221,8 @@ int RunDisaggregated(const server::ServeConfig& cfg, const DisaggregatedFlags& f
     Add(&s.argv, "router", router);
     Add(&s.argv, "instance-id", s.name);
     Add(&s.argv, "threads", std::to_string(prefill ? prefill_threads : decode_threads));
-    Add(&s.argv, "kv-cache-bytes", std::to_string(cfg.kv_cache_bytes));
+    Add(&s.argv, "kv-cache-bytes",
+        std::to_string(prefill ? PrefillKvBytes(cfg, f) : DecodeKvBytes(cfg, f)));
     Add(&s.argv, "block-size", std::to_string(cfg.block_size));
     Add(&s.argv, "max-num-seqs", std::to_string(cfg.max_num_seqs));
     Add(&s.argv, "max-num-batched-tokens", std::to_string(cfg.max_num_batched_tokens));

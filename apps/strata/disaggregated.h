@@ -22,6 +22,9 @@ struct DisaggregatedFlags {
   // cores shared evenly among the instances).
   int prefill_threads = 0;
   int decode_threads = 0;
+  // KV cache of each prefill / decode instance, each EP rank's (0: --kv-cache-bytes).
+  int64_t prefill_kv_cache_bytes = 0;
+  int64_t decode_kv_cache_bytes = 0;
   std::string ep_dispatch_dtype;  // passed to the EP groups ("" = their default, int8)
 };
 

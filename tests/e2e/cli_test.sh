@@ -56,6 +56,10 @@ err=$("$strata" server --model "$model_dir" --routing-policy cache 2>&1 >/dev/nu
 check "server --routing-policy cache exits 2 naming it and the choices" "[[ $rc -eq 2 ]] && grep -q -- '--routing-policy: .*load, round-robin or random' <<<\"\$err\""
 err=$("$strata" serve --disaggregated --model "$model_dir" --decode-threads -1 2>&1 >/dev/null); rc=$?
 check "serve --disaggregated --decode-threads -1 exits 2 naming it" "[[ $rc -eq 2 ]] && grep -q -- '--decode-threads' <<<\"\$err\""
+# Each KV cache fits, the four together do not: refused before any role starts.
+each=$(( $(awk '/^MemAvailable/ {print $2}' /proc/meminfo) * 1024 * 2 / 5 ))
+err=$(timeout 20 "$strata" serve --disaggregated --model "$model_dir" --prefill 2 --decode 2 --kvcache 0 --kv-cache-bytes "$each" 2>&1 >/dev/null); rc=$?
+check "serve --disaggregated whose KV caches together exceed the memory exits 2 naming --kv-cache-bytes" "[[ $rc -eq 2 ]] && grep -q -- '--kv-cache-bytes: the KV caches of 2 prefill' <<<\"\$err\""
 out=$("$strata" serve --help); rc=$?
 check "serve --help shows byte sizes with units" "[[ $rc -eq 0 ]] && grep -q -- '--kv-cache-bytes BYTES=1Gi' <<<\"\$out\""
 rmdir "$model_dir"

@@ -8,8 +8,8 @@
 //  - the KV pools' figures (strata_kvpool_*) are in the server's /metrics;
 //  - with --routing-policy round-robin (qwen3) the outputs are the same and every instance of
 //    a role gets as many requests (strata_router_requests_total);
-//  - prefill and decode instances with different thread counts (llama: --prefill-threads 2
-//    --decode-threads 1) give the same outputs.
+//  - prefill and decode instances with different thread counts and KV caches (llama:
+//    --prefill-threads 2 --decode-threads 1, 32 and 64 MiB of KV) give the same outputs.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert');
@@ -64,7 +64,8 @@ for (const arch of Object.keys(TOKENIZER)) {
       await embedded.stop();
     }
     const roundRobin = arch === 'qwen3';
-    const threads = arch === 'llama' ? ['--prefill-threads', '2', '--decode-threads', '1'] : [];
+    const threads = arch === 'llama' ? ['--prefill-threads', '2', '--decode-threads', '1',
+      '--prefill-kv-cache-bytes', '32Mi', '--decode-kv-cache-bytes', '64Mi'] : [];
     const cluster = await startServer(dir, [...CLUSTER, ...threads,
       ...(roundRobin ? ['--routing-policy', 'round-robin'] : [])]);
     try {
@@ -78,8 +79,8 @@ for (const arch of Object.keys(TOKENIZER)) {
       const again = await completions(cluster.baseURL, arch, [...PROMPTS, ...PROMPTS], 12);
       assert.deepStrictEqual(again, [...expected, ...expected]);
       if (threads.length > 0) {
-        assert.match(cluster.log(), /started 'prefill-1' .* prefill --model .* --threads 2 /);
-        assert.match(cluster.log(), /started 'decode-1' .* decode --model .* --threads 1 /);
+        assert.match(cluster.log(), /started 'prefill-1' .* prefill --model .* --threads 2 --kv-cache-bytes 33554432 /);
+        assert.match(cluster.log(), /started 'decode-1' .* decode --model .* --threads 1 --kv-cache-bytes 67108864 /);
       }
       if (roundRobin) {
         for (const instance of ['prefill-0', 'prefill-1', 'decode-0', 'decode-1']) {
