@@ -35,7 +35,7 @@ TEST(RegistrationTest, AnUnreachableRouterIsWaitedForQuietlyThenWarnedAboutOnce)
   EXPECT_EQ(Count(start, " W "), 0u) << start;
 
   testing::internal::CaptureStderr();
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   registration.Stop();
   const std::string later = testing::internal::GetCapturedStderr();
   EXPECT_FALSE(registration.registered());
