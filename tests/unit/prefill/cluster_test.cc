@@ -82,6 +82,10 @@ class Collector {
     std::lock_guard lock(mu_);
     return results_[id];
   }
+  int Count() {  // finished requests
+    std::lock_guard lock(mu_);
+    return done_;
+  }
 
  private:
   std::mutex mu_;
@@ -287,6 +291,54 @@ void ExpectBaseline(Cluster& c) {
     EXPECT_EQ(p->EngineStats().kv_blocks_used, 0) << "prefill KV blocks leaked";
 }
 
+// Shuts down decode instance 0 under load, then prefill instance 0 (of at least two each):
+// every request ends (served by the others, or kUnavailable), none hangs, and what is left
+// serves and holds no block. `col` has finished requests already.
+void LoseADecodeAndAPrefillUnderLoad(Cluster& c, int64_t vocab, Collector& col) {
+  const int done = col.Count();
+  // A decode instance goes away under load: its requests end (error or retried), none hangs.
+  for (int i = 0; i < 6; ++i) {
+    std::string id = "d" + std::to_string(i);
+    ASSERT_TRUE(c.router->Submit(Greedy(id, Prompt(30 + i, i, vocab), 120), col.Callback(id)).ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  c.decodes[0]->Shutdown();
+  ASSERT_TRUE(col.WaitFor(done + 6));
+  int ok = 0;
+  for (int i = 0; i < 6; ++i) {
+    Result r = col.Get("d" + std::to_string(i));
+    if (r.finish == FinishReason::kLength) {
+      ++ok;
+      EXPECT_EQ(r.tokens.size(), 120u);
+    } else {
+      EXPECT_EQ(r.finish, FinishReason::kError);
+      EXPECT_EQ(r.error.code(), StatusCode::kUnavailable) << r.error.ToString();
+    }
+  }
+  EXPECT_GT(ok, 0) << "the surviving decode instance served nothing";
+
+  // A prefill instance goes away: requests not yet prefilled move to the other one.
+  for (int i = 0; i < 6; ++i) {
+    std::string id = "p" + std::to_string(i);
+    ASSERT_TRUE(c.router->Submit(Greedy(id, Prompt(200 + i, i, vocab), 4), col.Callback(id)).ok());
+  }
+  c.prefills[0]->Shutdown();
+  ASSERT_TRUE(col.WaitFor(done + 12));
+  for (int i = 0; i < 6; ++i) {
+    Result r = col.Get("p" + std::to_string(i));
+    EXPECT_TRUE(r.finish == FinishReason::kLength || r.error.code() == StatusCode::kUnavailable)
+        << r.error.ToString();
+  }
+  // What is left of the cluster still serves, and holds no block.
+  ASSERT_TRUE(
+      c.router->Submit(Greedy("after", Prompt(17, 3, vocab), 5), col.Callback("after")).ok());
+  ASSERT_TRUE(col.WaitFor(done + 13));
+  EXPECT_EQ(col.Get("after").finish, FinishReason::kLength) << col.Get("after").error.ToString();
+  c.decodes.erase(c.decodes.begin());
+  c.prefills.erase(c.prefills.begin());
+  ExpectBaseline(c);
+}
+
 TEST_P(ClusterTest, GreedyOutputsEqualEmbeddedOverInproc) {
   const std::string dir = Dir(GetParam());
   auto probe = LoadRunner(dir, 16);
@@ -377,6 +429,8 @@ TEST_P(ClusterRoutingTest, RoundRobinAndRandomGiveTheSameOutputs) {
       for (const auto& [id, n] : routed) EXPECT_EQ(n, 4) << id;
     }
     ExpectBaseline(*c);
+    // Lost instances are passed over as under the load policy: nothing hangs or leaks.
+    LoseADecodeAndAPrefillUnderLoad(*c, vocab, col);
   }
 }
 
@@ -409,48 +463,7 @@ TEST_P(ClusterFaultTest, AbortsAndLostInstancesEndEveryRequest) {
     EXPECT_EQ(col.Get("a" + std::to_string(i)).finish, FinishReason::kAbort);
   ExpectBaseline(*c);
 
-  // A decode instance goes away under load: its requests end (error or retried), none hangs.
-  for (int i = 0; i < 6; ++i) {
-    std::string id = "d" + std::to_string(i);
-    ASSERT_TRUE(
-        c->router->Submit(Greedy(id, Prompt(30 + i, i, vocab), 120), col.Callback(id)).ok());
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(30));
-  c->decodes[0]->Shutdown();
-  ASSERT_TRUE(col.WaitFor(14));
-  int ok = 0;
-  for (int i = 0; i < 6; ++i) {
-    Result r = col.Get("d" + std::to_string(i));
-    if (r.finish == FinishReason::kLength) {
-      ++ok;
-      EXPECT_EQ(r.tokens.size(), 120u);
-    } else {
-      EXPECT_EQ(r.finish, FinishReason::kError);
-      EXPECT_EQ(r.error.code(), StatusCode::kUnavailable) << r.error.ToString();
-    }
-  }
-  EXPECT_GT(ok, 0) << "the surviving decode instance served nothing";
-
-  // A prefill instance goes away: requests not yet prefilled move to the other one.
-  for (int i = 0; i < 6; ++i) {
-    std::string id = "p" + std::to_string(i);
-    ASSERT_TRUE(c->router->Submit(Greedy(id, Prompt(200 + i, i, vocab), 4), col.Callback(id)).ok());
-  }
-  c->prefills[0]->Shutdown();
-  ASSERT_TRUE(col.WaitFor(20));
-  for (int i = 0; i < 6; ++i) {
-    Result r = col.Get("p" + std::to_string(i));
-    EXPECT_TRUE(r.finish == FinishReason::kLength || r.error.code() == StatusCode::kUnavailable)
-        << r.error.ToString();
-  }
-  // What is left of the cluster still serves, and holds no block.
-  ASSERT_TRUE(
-      c->router->Submit(Greedy("after", Prompt(17, 3, vocab), 5), col.Callback("after")).ok());
-  ASSERT_TRUE(col.WaitFor(21));
-  EXPECT_EQ(col.Get("after").finish, FinishReason::kLength) << col.Get("after").error.ToString();
-  c->decodes.erase(c->decodes.begin());
-  c->prefills.erase(c->prefills.begin());
-  ExpectBaseline(*c);
+  LoseADecodeAndAPrefillUnderLoad(*c, vocab, col);
 }
 
 // With KV pools (and no prefix cache of the prefill instances' own): a repeated long prompt
