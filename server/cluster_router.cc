@@ -56,6 +56,18 @@ StatusOr<RoutingPolicy> ParseRoutingPolicy(std::string_view name) {
                               "' is not a routing policy: load, round-robin or random");
 }
 
+std::string_view RoutingPolicyName(RoutingPolicy policy) {
+  switch (policy) {
+    case RoutingPolicy::kLoad:
+      return "load";
+    case RoutingPolicy::kRoundRobin:
+      return "round-robin";
+    case RoutingPolicy::kRandom:
+      return "random";
+  }
+  return "unknown";
+}
+
 class ClusterRouter::Impl {
  public:
   struct Instance {
@@ -663,7 +675,8 @@ StatusOr<std::unique_ptr<ClusterRouter>> ClusterRouter::Start(
   STRATA_ASSIGN_OR_RETURN(impl->node,
                           service::RpcNode::Create(std::move(transport), std::move(callbacks)));
   STRATA_ASSIGN_OR_RETURN(std::string bound, impl->node->Listen(impl->options.listen));
-  log::Info("router: instances register at {}", bound);
+  log::Info("router: instances register at {} (routing policy: {})", bound,
+            RoutingPolicyName(impl->options.routing));
   impl->node->PostAfter(kSweepMs, [raw] { raw->Sweep(); });
   return std::unique_ptr<ClusterRouter>(new ClusterRouter(std::move(impl)));
 }

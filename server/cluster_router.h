@@ -38,6 +38,7 @@ enum class RoutingPolicy {
 };
 // "load", "round-robin" or "random"; InvalidArgument naming the choices otherwise.
 StatusOr<RoutingPolicy> ParseRoutingPolicy(std::string_view name);
+std::string_view RoutingPolicyName(RoutingPolicy policy);  // ParseRoutingPolicy's inverse
 
 struct RouterOptions {
   std::string listen = "127.0.0.1:0";  // transport address instances register at

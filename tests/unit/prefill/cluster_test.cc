@@ -438,6 +438,10 @@ TEST(ClusterRouterTest, RoutingPolicyNames) {
   EXPECT_EQ(*server::ParseRoutingPolicy("load"), server::RoutingPolicy::kLoad);
   EXPECT_EQ(*server::ParseRoutingPolicy("round-robin"), server::RoutingPolicy::kRoundRobin);
   EXPECT_EQ(*server::ParseRoutingPolicy("random"), server::RoutingPolicy::kRandom);
+  for (server::RoutingPolicy p : {server::RoutingPolicy::kLoad, server::RoutingPolicy::kRoundRobin,
+                                  server::RoutingPolicy::kRandom}) {
+    EXPECT_EQ(*server::ParseRoutingPolicy(server::RoutingPolicyName(p)), p);
+  }
   StatusOr<server::RoutingPolicy> bad = server::ParseRoutingPolicy("cache");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("load, round-robin or random"), std::string::npos);
