@@ -80,6 +80,17 @@ struct ExpertParallelStats {
   int64_t steps = 0, microbatched_steps = 0;
 };
 
+// Cluster mode: one prefill or decode instance as the router sees it (its last heartbeat).
+struct InstanceStats {
+  std::string id;
+  std::string role;  // "prefill" or "decode"
+  int64_t kv_blocks_total = 0;
+  int64_t kv_blocks_used = 0;
+  int running = 0;            // requests it runs
+  int waiting = 0;            // requests it has queued
+  int64_t queued_tokens = 0;  // prompt tokens it has queued (prefill)
+};
+
 struct GenerationStats {
   int num_running = 0;
   int num_waiting = 0;
@@ -91,6 +102,7 @@ struct GenerationStats {
   std::map<std::string, v1::KvPoolLoad> kv_pools;    // cluster mode: pools given --router, by id
   // Cluster mode: requests the router has sent each prefill and decode instance, by id, ever.
   std::map<std::string, int64_t> requests_routed;
+  std::vector<InstanceStats> instances;  // cluster mode: the registered prefill and decode ones
 };
 
 // Thread-safe. The callback runs on a generation thread: it must be quick and must not call

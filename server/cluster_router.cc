@@ -764,6 +764,17 @@ decode::GenerationStats ClusterRouter::Stats() const {
       s.expert_parallel.push_back(std::move(e));
     }
     if (in.role == v1::ROLE_KVCACHE) s.kv_pools[id] = in.load.kv_pool();
+    if (in.role == v1::ROLE_PREFILL || in.role == v1::ROLE_DECODE) {
+      decode::InstanceStats i;
+      i.id = id;
+      i.role = in.role == v1::ROLE_PREFILL ? "prefill" : "decode";
+      i.kv_blocks_total = static_cast<int64_t>(in.capacity.num_kv_blocks());
+      i.kv_blocks_used = static_cast<int64_t>(in.load.num_kv_blocks_used());
+      i.running = static_cast<int>(in.load.num_running_requests());
+      i.waiting = static_cast<int>(in.load.num_queued_requests());
+      i.queued_tokens = static_cast<int64_t>(in.load.num_queued_tokens());
+      s.instances.push_back(std::move(i));
+    }
     if (in.role != v1::ROLE_DECODE) continue;
     s.kv_blocks_total += static_cast<int64_t>(in.capacity.num_kv_blocks());
     s.kv_blocks_used += static_cast<int64_t>(in.load.num_kv_blocks_used());

@@ -81,6 +81,7 @@ std::string ServerMetrics::Scrape(const decode::GenerationStats* stats) {
     }
     for (const decode::ExpertParallelStats& ep : stats->expert_parallel) SetExpertParallel(ep);
     kv_pools_.ExportAll(stats->kv_pools);
+    SetInstances(stats->instances);
     for (const auto& [instance, routed] : stats->requests_routed) {
       int64_t& last = last_routed_[instance];
       prometheus::Counter& counter = registry_->Counter(
@@ -97,6 +98,40 @@ std::string ServerMetrics::Scrape(const decode::GenerationStats* stats) {
     }
   }
   return registry_->SerializeText();
+}
+
+void ServerMetrics::SetInstances(const std::vector<decode::InstanceStats>& instances) {
+  std::map<std::string, std::string> live;
+  for (const decode::InstanceStats& in : instances) {
+    live[in.id] = in.role;
+    instance_roles_[in.id] = in.role;
+    const MetricsRegistry::Labels labels = {{"instance", in.id}, {"role", in.role}};
+    auto set = [&](const char* name, const char* help, double value) {
+      registry_->Gauge(name, help, labels).Set(value);
+    };
+    set("strata_instance_up", "1 while the instance is registered with the router, 0 once dropped",
+        1);
+    set("strata_instance_kv_blocks_total", "KV blocks of the instance",
+        static_cast<double>(in.kv_blocks_total));
+    set("strata_instance_kv_blocks_used", "KV blocks the instance has in use",
+        static_cast<double>(in.kv_blocks_used));
+    set("strata_instance_kv_usage_ratio", "Share of the instance's KV blocks in use",
+        in.kv_blocks_total > 0
+            ? static_cast<double>(in.kv_blocks_used) / static_cast<double>(in.kv_blocks_total)
+            : 0.0);
+    set("strata_instance_requests_running", "Requests the instance runs", in.running);
+    set("strata_instance_requests_waiting", "Requests the instance has queued", in.waiting);
+    set("strata_instance_queued_prompt_tokens", "Prompt tokens the instance has queued",
+        static_cast<double>(in.queued_tokens));
+  }
+  for (const auto& [id, role] : instance_roles_) {
+    if (live.count(id) != 0) continue;
+    registry_
+        ->Gauge("strata_instance_up",
+                "1 while the instance is registered with the router, 0 once dropped",
+                {{"instance", id}, {"role", role}})
+        .Set(0);
+  }
 }
 
 void ServerMetrics::SetExpertParallel(const decode::ExpertParallelStats& ep) {

@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "common/metrics.h"
 #include "decode/generation.h"
@@ -36,6 +37,8 @@ class ServerMetrics {
  private:
   // strata_ep_* gauges of one EP instance (labels: instance, and layer / rank where per rank).
   void SetExpertParallel(const decode::ExpertParallelStats& ep);
+  // strata_instance_* of the registered instances; those gone keep their last figures, up 0.
+  void SetInstances(const std::vector<decode::InstanceStats>& instances);
   MetricsRegistry* registry_;
   prometheus::Histogram& ttft_;
   prometheus::Histogram& tpot_;
@@ -57,6 +60,7 @@ class ServerMetrics {
   int64_t last_query_tokens_ = 0;
   kvcache::KvPoolMetricsExporter kv_pools_;     // strata_kvpool_* of the pools given --router
   std::map<std::string, int64_t> last_routed_;  // strata_router_requests_total, by instance
+  std::map<std::string, std::string> instance_roles_;  // strata_instance_* series, by instance
 };
 
 }  // namespace strata::server

@@ -87,6 +87,9 @@ for (const arch of Object.keys(TOKENIZER)) {
           assert.strictEqual(await metric(cluster.baseURL, 'strata_router_requests_total',
             `instance="${instance}"`), 6, `${instance}: not half of the 12 requests`);
         }
+        assert.strictEqual(await metric(cluster.baseURL, 'strata_instance_up'), 4);
+        assert.ok(await metric(cluster.baseURL, 'strata_instance_kv_blocks_total',
+          'role="decode"') > 0, 'no decode KV capacity in /metrics');
       }
       if (arch === 'deepseek_v3' && Number(process.env.DISAGG_TEST_POOLS || '2') > 0) {
         // The pools report their figures to the router: the server's /metrics shows them.
