@@ -17,17 +17,18 @@ import argparse
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
-import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "bench", "transport"))
 from run_transport_bench import cpu_model, free_port, git_sha  # noqa: E402
+
+sys.path.insert(0, HERE)
+from bench_cluster import start, stop  # noqa: E402
 
 POLICIES = ["load", "round-robin", "random"]
 
@@ -38,33 +39,17 @@ def get(url):
 
 
 def start_cluster(args, policy, port, log_path):
-    log = open(log_path, "w")
     cmd = [args.strata, "serve", "--disaggregated", "--prefill", str(args.prefill), "--decode",
            str(args.decode), "--kvcache", "0", "--model", args.model, "--port", str(port),
            "--kv-cache-bytes", "256Mi", "--ucx-tls", "tcp", "--routing-policy", policy]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     ids = [f"prefill-{i}" for i in range(args.prefill)] + [f"decode-{i}" for i in range(args.decode)]
-    deadline = time.time() + 120
-    while time.time() < deadline:
+
+    def registered():  # all of them, not only one of each role as /health asks
         with open(log_path) as f:
             text = f.read()
-        if all(f"instance {i} at" in text for i in ids):
-            return proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.3)
-    stop(proc)
-    sys.exit(f"the cluster did not come up (log: {log_path})")
+        return all(f"instance {i} at" in text for i in ids)
 
-
-def stop(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    return start(cmd, log_path, registered)
 
 
 def routed(port):

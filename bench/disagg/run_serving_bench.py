@@ -13,16 +13,17 @@ busy). Embedded runs with --threads = every core; the disaggregated instances sp
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "bench", "transport"))
 from run_transport_bench import cpu_model, free_port, git_sha  # noqa: E402
+
+sys.path.insert(0, HERE)
+from bench_cluster import start, stop  # noqa: E402
 
 MODES = ["embedded", "disaggregated"]
 KEYS = ["request_throughput", "median_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "p99_tpot_ms",
@@ -37,7 +38,7 @@ def healthy(port):
         return False
 
 
-def serve(args, mode, port, log):
+def serve(args, mode, port, log_path):
     cmd = [args.strata, "serve", "--model", args.model, "--port", str(port), "--kv-cache-bytes",
            "512Mi"]
     if mode == "embedded":
@@ -45,41 +46,23 @@ def serve(args, mode, port, log):
     else:
         cmd += ["--disaggregated", "--prefill", "1", "--decode", "1", "--kvcache", "0",
                 "--ucx-tls", "tcp"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if healthy(port):
-            return proc
-        time.sleep(0.3)
-    stop(proc)
-    sys.exit(f"{mode}: the server did not come up (log: {log.name})")
-
-
-def stop(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    return start(cmd, log_path, lambda: healthy(port))
 
 
 def point(args, mode, rate):
     port = free_port()
-    with open(f"/tmp/strata_serving_{mode}_{rate}.log", "w") as log:
-        proc = serve(args, mode, port, log)
-        result = f"/tmp/strata_serving_{mode}_{rate}.json"
-        try:
-            subprocess.run([args.strata, "bench", "--base-url", f"http://127.0.0.1:{port}",
-                            "--endpoint", "completions", "--tokenizer", args.model, "--dataset",
-                            "random", "--input-len", str(args.input_len), "--output-len",
-                            str(args.output_len), "--num-prompts", str(args.num_prompts),
-                            "--request-rate", str(rate), "--ignore-eos", "--seed", "3",
-                            "--extra-body", '{"temperature":0}', "--result-json", result],
-                           check=True, stdout=subprocess.DEVNULL)
-        finally:
-            stop(proc)
+    proc = serve(args, mode, port, f"/tmp/strata_serving_{mode}_{rate}.log")
+    result = f"/tmp/strata_serving_{mode}_{rate}.json"
+    try:
+        subprocess.run([args.strata, "bench", "--base-url", f"http://127.0.0.1:{port}",
+                        "--endpoint", "completions", "--tokenizer", args.model, "--dataset",
+                        "random", "--input-len", str(args.input_len), "--output-len",
+                        str(args.output_len), "--num-prompts", str(args.num_prompts),
+                        "--request-rate", str(rate), "--ignore-eos", "--seed", "3",
+                        "--extra-body", '{"temperature":0}', "--result-json", result],
+                       check=True, stdout=subprocess.DEVNULL)
+    finally:
+        stop(proc)
     with open(result) as f:
         r = json.load(f)
     return {k: r[k] for k in KEYS}
