@@ -53,9 +53,11 @@ void Registration::Loop() {
   bool ever_registered = false;
   bool said_waiting = false;
   bool warned = false;
-  auto report = [&](std::string_view what, std::string_view why) {
+  // `unreachable`: no connection (the router may not be up yet); else the router answered no
+  // (a wrong model, say), which is worth a warning at once.
+  auto report = [&](bool unreachable, std::string_view what, std::string_view why) {
     if (warned) return;
-    if (!ever_registered && since_start.ElapsedMillis() < options_.quiet_start_ms) {
+    if (unreachable && !ever_registered && since_start.ElapsedMillis() < options_.quiet_start_ms) {
       if (!said_waiting) {
         log::Info("waiting for the router at {} ({}: {})", options_.router_address, what, why);
         said_waiting = true;
@@ -89,10 +91,10 @@ void Registration::Loop() {
         ever_registered = true;
         warned = false;
       } else {
-        report("cannot register with the router", st.message());
+        report(!reply.ok(), "cannot register with the router", st.message());
       }
     } else {
-      report("cannot reach the router", peer.status().message());
+      report(true, "cannot reach the router", peer.status().message());
     }
     if (!registered()) {
       if (!Sleep(options_.retry_ms)) return;

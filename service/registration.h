@@ -24,6 +24,7 @@ struct RegistrationOptions {
   // Roles start in any order (a supervisor's, a Kubernetes rollout): for this long after start a
   // router that cannot be reached is only logged once at info level ("waiting for the router");
   // past it, or once this instance had registered, it is a warning (once until it registers).
+  // A router that answers and refuses the registration is a warning at once.
   int64_t quiet_start_ms = 10000;
   // True: nothing is sent until Resume() (e.g. rank 0 of an EP group registers the instance
   // once its other ranks have joined).
