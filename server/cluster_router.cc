@@ -48,26 +48,6 @@ uint64_t PrefixKey(const std::vector<int32_t>& prompt) {
 
 }  // namespace
 
-StatusOr<RoutingPolicy> ParseRoutingPolicy(std::string_view name) {
-  if (name == "load") return RoutingPolicy::kLoad;
-  if (name == "round-robin") return RoutingPolicy::kRoundRobin;
-  if (name == "random") return RoutingPolicy::kRandom;
-  return InvalidArgumentError("'" + std::string(name) +
-                              "' is not a routing policy: load, round-robin or random");
-}
-
-std::string_view RoutingPolicyName(RoutingPolicy policy) {
-  switch (policy) {
-    case RoutingPolicy::kLoad:
-      return "load";
-    case RoutingPolicy::kRoundRobin:
-      return "round-robin";
-    case RoutingPolicy::kRandom:
-      return "random";
-  }
-  return "unknown";
-}
-
 class ClusterRouter::Impl {
  public:
   struct Instance {
@@ -115,10 +95,7 @@ class ClusterRouter::Impl {
   // Requests sent to each instance id, ever (kept when the instance is dropped, so the
   // strata_router_requests_total counters never go down).
   std::map<std::string, int64_t> routed;
-  // RoutingPolicy::kRoundRobin: how many picks each role has had.
-  uint64_t decode_turns = 0;
-  uint64_t prefill_turns = 0;
-  std::mt19937_64 rng{std::random_device{}()};  // RoutingPolicy::kRandom
+  StatelessChoice stateless;  // RoutingPolicy::kRoundRobin / kRandom
   bool stopped = false;
 
   // --- Helpers (mu held).
@@ -201,12 +178,17 @@ class ClusterRouter::Impl {
            " decode); it serves once it has one of each";
   }
 
-  // RoutingPolicy::kRoundRobin / kRandom: one of `candidates` (in id order, not empty).
-  Instance* Stateless(const std::vector<Instance*>& candidates, uint64_t* turns) {
-    if (options.routing == RoutingPolicy::kRandom) {
-      return candidates[std::uniform_int_distribution<size_t>(0, candidates.size() - 1)(rng)];
-    }
-    return candidates[(*turns)++ % candidates.size()];
+  // The instance's figures from its last heartbeat.
+  decode::InstanceStats Describe(const Instance& in) const {
+    decode::InstanceStats i;
+    i.id = in.id;
+    i.role = RoleName(in.role);
+    i.kv_blocks_total = static_cast<int64_t>(in.capacity.num_kv_blocks());
+    i.kv_blocks_used = static_cast<int64_t>(in.load.num_kv_blocks_used());
+    i.running = static_cast<int>(in.load.num_running_requests());
+    i.waiting = static_cast<int>(in.load.num_queued_requests());
+    i.queued_tokens = static_cast<int64_t>(in.load.num_queued_tokens());
+    return i;
   }
 
   Instance* PickDecode(const Request& r, int64_t now) {
@@ -230,7 +212,8 @@ class ClusterRouter::Impl {
       }
     }
     if (options.routing == RoutingPolicy::kLoad || candidates.empty()) return best;
-    return Stateless(candidates, &decode_turns);
+    return candidates[stateless.Pick(options.routing, StatelessChoice::Role::kDecode,
+                                     candidates.size())];
   }
   // `avoid` (one that failed the request) is taken only when it is the only one.
   Instance* PickPrefill(const Request& r, const std::string& avoid) {
@@ -245,7 +228,9 @@ class ClusterRouter::Impl {
           candidates.push_back(&in);
         }
       }
-      return candidates.empty() ? avoided : Stateless(candidates, &prefill_turns);
+      if (candidates.empty()) return avoided;
+      return candidates[stateless.Pick(options.routing, StatelessChoice::Role::kPrefill,
+                                       candidates.size())];
     }
     Instance* best = nullptr;
     auto aff = affinity.find(PrefixKey(r.request.prompt_token_ids));
@@ -765,15 +750,7 @@ decode::GenerationStats ClusterRouter::Stats() const {
     }
     if (in.role == v1::ROLE_KVCACHE) s.kv_pools[id] = in.load.kv_pool();
     if (in.role == v1::ROLE_PREFILL || in.role == v1::ROLE_DECODE) {
-      decode::InstanceStats i;
-      i.id = id;
-      i.role = in.role == v1::ROLE_PREFILL ? "prefill" : "decode";
-      i.kv_blocks_total = static_cast<int64_t>(in.capacity.num_kv_blocks());
-      i.kv_blocks_used = static_cast<int64_t>(in.load.num_kv_blocks_used());
-      i.running = static_cast<int>(in.load.num_running_requests());
-      i.waiting = static_cast<int>(in.load.num_queued_requests());
-      i.queued_tokens = static_cast<int64_t>(in.load.num_queued_tokens());
-      s.instances.push_back(std::move(i));
+      s.instances.push_back(m.Describe(in));
     }
     if (in.role != v1::ROLE_DECODE) continue;
     s.kv_blocks_total += static_cast<int64_t>(in.capacity.num_kv_blocks());
@@ -800,13 +777,8 @@ std::vector<InstanceInfo> ClusterRouter::Instances() const {
   std::vector<InstanceInfo> out;
   for (const auto& [id, in] : m.instances) {
     InstanceInfo i;
-    i.id = id;
-    i.role = in.role;
+    static_cast<decode::InstanceStats&>(i) = m.Describe(in);
     i.address = in.address;
-    i.kv_blocks_total = static_cast<int64_t>(in.capacity.num_kv_blocks());
-    i.kv_blocks_used = static_cast<int64_t>(in.load.num_kv_blocks_used());
-    i.running = static_cast<int>(in.load.num_running_requests());
-    i.queued_tokens = static_cast<int64_t>(in.load.num_queued_tokens());
     i.assigned = in.assigned;
     auto routed = m.routed.find(id);
     i.routed = routed == m.routed.end() ? 0 : routed->second;

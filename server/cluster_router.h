@@ -22,23 +22,13 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "decode/generation.h"
+#include "server/routing_policy.h"
 #include "transport/transport.h"
 
 namespace strata::server {
-
-enum class RoutingPolicy {
-  kLoad,  // least loaded (decode: KV usage, then requests; prefill: queued tokens), cache-aware
-          // ties
-  kRoundRobin,  // each role's instances in turn, by id
-  kRandom,      // uniformly among a role's instances
-};
-// "load", "round-robin" or "random"; InvalidArgument naming the choices otherwise.
-StatusOr<RoutingPolicy> ParseRoutingPolicy(std::string_view name);
-std::string_view RoutingPolicyName(RoutingPolicy policy);  // ParseRoutingPolicy's inverse
 
 struct RouterOptions {
   std::string listen = "127.0.0.1:0";  // transport address instances register at
@@ -56,14 +46,10 @@ struct RouterOptions {
   RoutingPolicy routing = RoutingPolicy::kLoad;
 };
 
-struct InstanceInfo {
-  std::string id;
-  int role = 0;  // v1::Role
+// An instance as the router sees it: its last heartbeat (role "prefill", "decode" or "KV pool")
+// and what the router has given it.
+struct InstanceInfo : decode::InstanceStats {
   std::string address;
-  int64_t kv_blocks_total = 0;
-  int64_t kv_blocks_used = 0;
-  int running = 0;
-  int64_t queued_tokens = 0;
   int assigned = 0;    // requests the router has on it now
   int64_t routed = 0;  // requests the router has sent it (DecodeAdmit or PrefillRequest), ever
 };

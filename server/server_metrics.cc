@@ -1,6 +1,7 @@
 #include "server/server_metrics.h"
 
 #include <algorithm>
+#include <set>
 
 namespace strata::server {
 namespace {
@@ -101,16 +102,18 @@ std::string ServerMetrics::Scrape(const decode::GenerationStats* stats) {
 }
 
 void ServerMetrics::SetInstances(const std::vector<decode::InstanceStats>& instances) {
-  std::map<std::string, std::string> live;
+  constexpr const char* kUp = "strata_instance_up";
+  constexpr const char* kUpHelp =
+      "1 while the instance is registered with the router, 0 once dropped";
+  std::set<std::string> live;
   for (const decode::InstanceStats& in : instances) {
-    live[in.id] = in.role;
+    live.insert(in.id);
     instance_roles_[in.id] = in.role;
     const MetricsRegistry::Labels labels = {{"instance", in.id}, {"role", in.role}};
     auto set = [&](const char* name, const char* help, double value) {
       registry_->Gauge(name, help, labels).Set(value);
     };
-    set("strata_instance_up", "1 while the instance is registered with the router, 0 once dropped",
-        1);
+    set(kUp, kUpHelp, 1);
     set("strata_instance_kv_blocks_total", "KV blocks of the instance",
         static_cast<double>(in.kv_blocks_total));
     set("strata_instance_kv_blocks_used", "KV blocks the instance has in use",
@@ -126,11 +129,7 @@ void ServerMetrics::SetInstances(const std::vector<decode::InstanceStats>& insta
   }
   for (const auto& [id, role] : instance_roles_) {
     if (live.count(id) != 0) continue;
-    registry_
-        ->Gauge("strata_instance_up",
-                "1 while the instance is registered with the router, 0 once dropped",
-                {{"instance", id}, {"role", role}})
-        .Set(0);
+    registry_->Gauge(kUp, kUpHelp, {{"instance", id}, {"role", role}}).Set(0);
   }
 }
 
